@@ -1,0 +1,200 @@
+#include "fl_cuda.h"
+
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Driver API types and the entry points we call, declared here so that no
+ * CUDA header is needed to build. */
+typedef int CUresult;
+typedef int CUdevice;
+typedef void *CUcontext;
+typedef unsigned long long CUdeviceptr;
+
+#define FL_CUDA_MAX_DEVICES 64
+
+static struct cu_driver {
+  int tried;
+  fl_status status;
+  char reason[400];
+  void *lib;
+  int count;
+  CUcontext ctx[FL_CUDA_MAX_DEVICES];
+  CUresult (*Init)(unsigned);
+  CUresult (*DriverGetVersion)(int *);
+  CUresult (*DeviceGetCount)(int *);
+  CUresult (*DeviceGet)(CUdevice *, int);
+  CUresult (*DeviceGetName)(char *, int, CUdevice);
+  CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
+  CUresult (*DeviceTotalMem)(size_t *, CUdevice);
+  CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*CtxSetCurrent)(CUcontext);
+  CUresult (*MemAlloc)(CUdeviceptr *, size_t);
+  CUresult (*MemFree)(CUdeviceptr);
+  CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
+  CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
+  CUresult (*MemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+  CUresult (*GetErrorName)(CUresult, const char **);
+  CUresult (*GetErrorString)(CUresult, const char **);
+} cu;
+
+static const struct { const char *name; size_t offset; } cu_symbols[] = {
+#define SYM(field, name) {name, offsetof(struct cu_driver, field)}
+  SYM(Init, "cuInit"), SYM(DriverGetVersion, "cuDriverGetVersion"),
+  SYM(DeviceGetCount, "cuDeviceGetCount"), SYM(DeviceGet, "cuDeviceGet"),
+  SYM(DeviceGetName, "cuDeviceGetName"), SYM(DeviceGetAttribute, "cuDeviceGetAttribute"),
+  SYM(DeviceTotalMem, "cuDeviceTotalMem_v2"),
+  SYM(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"),
+  SYM(CtxSetCurrent, "cuCtxSetCurrent"), SYM(MemAlloc, "cuMemAlloc_v2"),
+  SYM(MemFree, "cuMemFree_v2"), SYM(MemcpyHtoD, "cuMemcpyHtoD_v2"),
+  SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"), SYM(MemcpyDtoD, "cuMemcpyDtoD_v2"),
+  SYM(GetErrorName, "cuGetErrorName"), SYM(GetErrorString, "cuGetErrorString"),
+#undef SYM
+};
+
+/* Fails with the driver's own name and text for r. */
+static fl_status cu_fail(fl_err *e, CUresult r, const char *call) {
+  const char *name = "CUDA_ERROR_UNKNOWN", *text = "unknown error";
+  if (cu.GetErrorName) cu.GetErrorName(r, &name);
+  if (cu.GetErrorString) cu.GetErrorString(r, &text);
+  return fl_fail(e, FL_ECUDA, "%s failed: %s (%d): %s", call, name, r, text);
+}
+
+static fl_status load_driver(void) {
+  cu.lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!cu.lib) {
+    const char *why = dlerror();
+    snprintf(cu.reason, sizeof cu.reason,
+             "CUDA is not available: the driver library could not be loaded (%s)",
+             why ? why : "libcuda.so.1 not found");
+    return FL_ENODEV;
+  }
+  for (size_t i = 0; i < sizeof cu_symbols / sizeof cu_symbols[0]; i++) {
+    void *p = dlsym(cu.lib, cu_symbols[i].name);
+    if (!p) {
+      snprintf(cu.reason, sizeof cu.reason,
+               "CUDA is not available: libcuda.so.1 has no symbol %s (driver too old?)",
+               cu_symbols[i].name);
+      return FL_ENODEV;
+    }
+    memcpy((char *)&cu + cu_symbols[i].offset, &p, sizeof p);
+  }
+  return FL_OK;
+}
+
+static fl_status start_driver(void) {
+  fl_status s = load_driver();
+  if (s != FL_OK) return s;
+  CUresult r = cu.Init(0);
+  if (r == 0) r = cu.DeviceGetCount(&cu.count);
+  if (r != 0 || cu.count == 0) {
+    const char *name = "no device";
+    if (r != 0) cu.GetErrorName(r, &name);
+    snprintf(cu.reason, sizeof cu.reason,
+             "CUDA is not available: the driver found no usable GPU (%s)", name);
+    return FL_ENODEV;
+  }
+  if (cu.count > FL_CUDA_MAX_DEVICES) cu.count = FL_CUDA_MAX_DEVICES;
+  return FL_OK;
+}
+
+fl_status fl_cuda_init(fl_err *e) {
+  if (!cu.tried) {
+    cu.tried = 1;
+    cu.status = start_driver();
+  }
+  if (cu.status != FL_OK) return fl_fail(e, cu.status, "%s", cu.reason);
+  return FL_OK;
+}
+
+int fl_cuda_available(void) { return fl_cuda_init(NULL) == FL_OK; }
+
+fl_status fl_cuda_device_count(int *n, fl_err *e) {
+  fl_status s = fl_cuda_init(e);
+  *n = s == FL_OK ? cu.count : 0;
+  return s;
+}
+
+static fl_status check_ordinal(int ordinal, fl_err *e) {
+  fl_status s = fl_cuda_init(e);
+  if (s != FL_OK) return s;
+  if (ordinal < 0 || ordinal >= cu.count)
+    return fl_fail(e, FL_EINVAL, "no CUDA device cuda:%d (this machine has %d)", ordinal,
+                   cu.count);
+  return FL_OK;
+}
+
+fl_status fl_cuda_device_info(int ordinal, fl_cuda_info *info, fl_err *e) {
+  fl_status s = check_ordinal(ordinal, e);
+  if (s != FL_OK) return s;
+  CUdevice dev;
+  CUresult r = cu.DeviceGet(&dev, ordinal);
+  if (r) return cu_fail(e, r, "cuDeviceGet");
+  memset(info, 0, sizeof *info);
+  if ((r = cu.DeviceGetName(info->name, sizeof info->name, dev))) return cu_fail(e, r, "cuDeviceGetName");
+  if ((r = cu.DeviceTotalMem(&info->total_memory, dev))) return cu_fail(e, r, "cuDeviceTotalMem");
+  if ((r = cu.DriverGetVersion(&info->driver_version))) return cu_fail(e, r, "cuDriverGetVersion");
+  const struct { int attr; int *dst; } attrs[] = {
+    {75, &info->major}, {76, &info->minor}, {16, &info->multiprocessors},
+    {97, &info->max_shared_per_block}, {38, &info->l2_bytes},
+  };
+  for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+    if ((r = cu.DeviceGetAttribute(attrs[i].dst, attrs[i].attr, dev)))
+      return cu_fail(e, r, "cuDeviceGetAttribute");
+  return FL_OK;
+}
+
+fl_status fl_cuda_use(int ordinal, fl_err *e) {
+  fl_status s = check_ordinal(ordinal, e);
+  if (s != FL_OK) return s;
+  CUresult r;
+  if (!cu.ctx[ordinal]) {
+    CUdevice dev;
+    if ((r = cu.DeviceGet(&dev, ordinal))) return cu_fail(e, r, "cuDeviceGet");
+    if ((r = cu.DevicePrimaryCtxRetain(&cu.ctx[ordinal], dev)))
+      return cu_fail(e, r, "cuDevicePrimaryCtxRetain");
+  }
+  if ((r = cu.CtxSetCurrent(cu.ctx[ordinal]))) return cu_fail(e, r, "cuCtxSetCurrent");
+  return FL_OK;
+}
+
+fl_status fl_cuda_alloc(int ordinal, size_t bytes, uint64_t *dptr, fl_err *e) {
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK) return s;
+  CUdeviceptr p = 0;
+  CUresult r = cu.MemAlloc(&p, bytes ? bytes : 1);
+  if (r) {
+    const char *name = "CUDA_ERROR_UNKNOWN";
+    cu.GetErrorName(r, &name);
+    return fl_fail(e, FL_ECUDA, "cannot allocate %zu bytes on cuda:%d: cuMemAlloc failed: %s",
+                   bytes, ordinal, name);
+  }
+  *dptr = p;
+  return FL_OK;
+}
+
+void fl_cuda_free(int ordinal, uint64_t dptr) {
+  if (dptr && fl_cuda_use(ordinal, NULL) == FL_OK) cu.MemFree(dptr);
+}
+
+fl_status fl_cuda_to_device(int ordinal, uint64_t dst, const void *src, size_t n, fl_err *e) {
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK || n == 0) return s;
+  CUresult r = cu.MemcpyHtoD(dst, src, n);
+  return r ? cu_fail(e, r, "cuMemcpyHtoD") : FL_OK;
+}
+
+fl_status fl_cuda_to_host(int ordinal, void *dst, uint64_t src, size_t n, fl_err *e) {
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK || n == 0) return s;
+  CUresult r = cu.MemcpyDtoH(dst, src, n);
+  return r ? cu_fail(e, r, "cuMemcpyDtoH") : FL_OK;
+}
+
+fl_status fl_cuda_device_copy(int ordinal, uint64_t dst, uint64_t src, size_t n, fl_err *e) {
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK || n == 0) return s;
+  CUresult r = cu.MemcpyDtoD(dst, src, n);
+  return r ? cu_fail(e, r, "cuMemcpyDtoD") : FL_OK;
+}

@@ -1,0 +1,36 @@
+/* The slice of the CUDA driver API Flashlight uses, opened with dlopen at
+ * run time so that the library builds and runs where there is no CUDA. */
+#ifndef FL_CUDA_H
+#define FL_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fl_error.h"
+
+typedef struct fl_cuda_info {
+  char name[256];
+  int major, minor;          /* compute capability */
+  int multiprocessors;
+  int driver_version;        /* e.g. 13000 */
+  size_t total_memory;       /* bytes */
+  int max_shared_per_block;  /* bytes, opt-in maximum */
+  int l2_bytes;
+} fl_cuda_info;
+
+/* Loads the driver and initialises it, once. FL_ENODEV with a reason when
+ * there is no driver or no device. */
+fl_status fl_cuda_init(fl_err *e);
+int fl_cuda_available(void);
+fl_status fl_cuda_device_count(int *n, fl_err *e);
+fl_status fl_cuda_device_info(int ordinal, fl_cuda_info *info, fl_err *e);
+
+/* Makes the primary context of device `ordinal` current on this thread. */
+fl_status fl_cuda_use(int ordinal, fl_err *e);
+fl_status fl_cuda_alloc(int ordinal, size_t bytes, uint64_t *dptr, fl_err *e);
+void fl_cuda_free(int ordinal, uint64_t dptr);
+fl_status fl_cuda_to_device(int ordinal, uint64_t dst, const void *src, size_t n, fl_err *e);
+fl_status fl_cuda_to_host(int ordinal, void *dst, uint64_t src, size_t n, fl_err *e);
+fl_status fl_cuda_device_copy(int ordinal, uint64_t dst, uint64_t src, size_t n, fl_err *e);
+
+#endif

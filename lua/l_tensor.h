@@ -1,0 +1,34 @@
+/* The tensor userdata shared by the binding's files. */
+#ifndef L_TENSOR_H
+#define L_TENSOR_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "fl_tensor.h"
+
+#define L_TENSOR_MT "flashlight.tensor"
+
+typedef struct l_tensor {
+  fl_tensor t;
+  int closed;
+} l_tensor;
+
+/* A new userdata with an empty tensor, on top of the stack; the caller
+ * fills ->t (with fl_tensor_alloc and the like). */
+l_tensor *l_tensor_new(lua_State *L);
+/* The open tensor at arg, or an argument error. */
+fl_tensor *l_tensor_check(lua_State *L, int arg);
+void l_tensor_register(lua_State *L);
+
+/* Raises e as a Lua error at the caller's line. */
+int l_raise(lua_State *L, const fl_err *e);
+
+/* Option tables: NULL-terminated lists of the keys a function accepts. */
+void l_opts_check(lua_State *L, int arg, const char *const *allowed);
+fl_dtype l_opts_dtype(lua_State *L, int arg, fl_dtype dflt);
+fl_device l_opts_device(lua_State *L, int arg, fl_device dflt);
+fl_dtype l_check_dtype(lua_State *L, int arg, const char *name);
+fl_device l_check_device(lua_State *L, int arg, const char *name);
+
+#endif
