@@ -160,26 +160,39 @@ static int parse_shape(npy_parser *ps, npy_header *h) {
   return 0;
 }
 
+static char closer_of(int c) {
+  return c == '(' ? ')' : c == '[' ? ']' : c == '{' ? '}' : 0;
+}
+
+/* Skips a bracketed value, checking that brackets pair up. */
+static int skip_brackets(npy_parser *ps) {
+  char scratch[NPY_NAME_MAX], closers[32];
+  int depth = 0;
+  do {
+    int c = peek(ps);
+    if (c == '\'' || c == '"') {
+      if (parse_string(ps, scratch, sizeof scratch) != 0) return -1;
+      continue;
+    }
+    if (c == -1) return parse_fail(ps, "malformed header: unclosed bracket");
+    if (closer_of(c)) {
+      if (depth == (int)sizeof closers) return parse_fail(ps, "malformed header: nested too deeply");
+      closers[depth++] = closer_of(c);
+    } else if (c == ')' || c == ']' || c == '}') {
+      if (c != closers[depth - 1]) return parse_fail(ps, "malformed header: mismatched '%c'", c);
+      depth--;
+    }
+    ps->p++;
+  } while (depth > 0);
+  return 0;
+}
+
 /* Skips the value of a key this reader does not use. */
 static int skip_value(npy_parser *ps) {
   char scratch[NPY_NAME_MAX];
   int c = peek(ps);
   if (c == '\'' || c == '"') return parse_string(ps, scratch, sizeof scratch);
-  if (c == '(' || c == '[' || c == '{') {
-    int depth = 0;
-    do {
-      c = peek(ps);
-      if (c == '\'' || c == '"') {
-        if (parse_string(ps, scratch, sizeof scratch) != 0) return -1;
-        continue;
-      }
-      if (c == -1) return parse_fail(ps, "malformed header: unclosed bracket");
-      if (c == '(' || c == '[' || c == '{') depth++;
-      if (c == ')' || c == ']' || c == '}') depth--;
-      ps->p++;
-    } while (depth > 0);
-    return 0;
-  }
+  if (closer_of(c)) return skip_brackets(ps);
   size_t n = word_length(ps);
   if (n == 0) return parse_fail(ps, "malformed header: expected a value");
   ps->p += n;
@@ -572,7 +585,6 @@ static fl_status write_file(const char *path, const void *head, size_t head_len,
     err = errno;
   }
   if (ok) return FL_OK;
-  remove(path);
   return fl_fail(e, FL_EIO, "%s: write failed: %s", path, strerror(err));
 }
 

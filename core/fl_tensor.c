@@ -102,9 +102,9 @@ fl_status fl_tensor_download(const fl_tensor *t, void *dst, fl_err *e) {
   return FL_OK;
 }
 
-/* A host buffer holding t's bytes: its own storage on the CPU, a copy for
- * CUDA (released with release_host_view). */
-static fl_status host_view(const fl_tensor *t, void **buf, fl_err *e) {
+/* A host buffer of t's size: its own storage on the CPU, for CUDA a new
+ * buffer (released with release_host_view), filled with t's bytes if fetch. */
+static fl_status host_view(const fl_tensor *t, void **buf, int fetch, fl_err *e) {
   if (t->device.kind == FL_CPU) {
     *buf = t->host;
     return FL_OK;
@@ -112,8 +112,11 @@ static fl_status host_view(const fl_tensor *t, void **buf, fl_err *e) {
   size_t n = fl_tensor_nbytes(t);
   *buf = malloc(n ? n : 1);
   if (!*buf) return fl_fail(e, FL_ENOMEM, "out of host memory staging %zu bytes", n);
-  fl_status s = fl_tensor_download(t, *buf, e);
-  if (s != FL_OK) free(*buf);
+  fl_status s = fetch ? fl_tensor_download(t, *buf, e) : FL_OK;
+  if (s != FL_OK) {
+    free(*buf);
+    *buf = NULL;
+  }
   return s;
 }
 
@@ -121,25 +124,22 @@ static void release_host_view(const fl_tensor *t, void *buf) {
   if (t->device.kind != FL_CPU) free(buf);
 }
 
-fl_status fl_tensor_convert(fl_tensor *dst, const fl_tensor *src, fl_dtype dt,
-                            fl_device dev, fl_err *e) {
-  fl_status s = fl_tensor_alloc(dst, dt, dev, src->ndim, src->shape, e);
-  if (s != FL_OK) return s;
-  if (dt == src->dtype && dev.kind == FL_CUDA && src->device.kind == FL_CUDA &&
-      dev.index == src->device.index) {
-    s = fl_cuda_device_copy(dev.index, dst->dptr, src->dptr, fl_tensor_nbytes(src), e);
-  } else {
-    void *in = NULL, *out = NULL;
-    s = host_view(src, &in, e);
-    if (s == FL_OK) s = host_view(dst, &out, e);
-    if (s == FL_OK) {
-      fl_convert(out, dt, in, src->dtype, (size_t)src->numel);
-      if (dst->device.kind == FL_CUDA) s = fl_tensor_upload(dst, out, e);
-    }
-    if (out) release_host_view(dst, out);
-    if (in) release_host_view(src, in);
+fl_status fl_tensor_convert(fl_tensor *dst, const fl_tensor *src, fl_err *e) {
+  if (dst->numel != src->numel || dst->ndim != src->ndim)
+    return fl_fail(e, FL_EINVAL, "convert: shapes differ");
+  fl_device dev = dst->device;
+  if (dst->dtype == src->dtype && dev.kind == FL_CUDA && src->device.kind == FL_CUDA &&
+      dev.index == src->device.index)
+    return fl_cuda_device_copy(dev.index, dst->dptr, src->dptr, fl_tensor_nbytes(src), e);
+  void *in = NULL, *out = NULL;
+  fl_status s = host_view(src, &in, 1, e);
+  if (s == FL_OK) s = host_view(dst, &out, 0, e);
+  if (s == FL_OK) {
+    fl_convert(out, dst->dtype, in, src->dtype, (size_t)src->numel);
+    if (dev.kind == FL_CUDA) s = fl_tensor_upload(dst, out, e);
   }
-  if (s != FL_OK) fl_tensor_free(dst);
+  if (out) release_host_view(dst, out);
+  if (in) release_host_view(src, in);
   return s;
 }
 
@@ -147,16 +147,12 @@ typedef void (*fill_fn)(void *buf, fl_dtype dt, int64_t n, const void *arg);
 
 /* Runs fill on a host buffer of t's layout and puts the result in t. */
 static fl_status fill_with(fl_tensor *t, fill_fn fill, const void *arg, fl_err *e) {
-  if (t->device.kind == FL_CPU) {
-    fill(t->host, t->dtype, t->numel, arg);
-    return FL_OK;
-  }
-  size_t n = fl_tensor_nbytes(t);
-  void *buf = malloc(n ? n : 1);
-  if (!buf) return fl_fail(e, FL_ENOMEM, "out of host memory staging %zu bytes", n);
+  void *buf;
+  fl_status s = host_view(t, &buf, 0, e);
+  if (s != FL_OK) return s;
   fill(buf, t->dtype, t->numel, arg);
-  fl_status s = fl_tensor_upload(t, buf, e);
-  free(buf);
+  if (t->device.kind == FL_CUDA) s = fl_tensor_upload(t, buf, e);
+  release_host_view(t, buf);
   return s;
 }
 

@@ -46,9 +46,9 @@ size_t fl_tensor_nbytes(const fl_tensor *t);
 fl_status fl_tensor_upload(fl_tensor *t, const void *src, fl_err *e);
 /* Copies t's contents into a host buffer of fl_tensor_nbytes(t) bytes. */
 fl_status fl_tensor_download(const fl_tensor *t, void *dst, fl_err *e);
-/* A new tensor with src's values on device dev, converted to dtype dt. */
-fl_status fl_tensor_convert(fl_tensor *dst, const fl_tensor *src, fl_dtype dt,
-                            fl_device dev, fl_err *e);
+/* Copies src's values into dst, an allocated tensor of the same shape on
+ * any device and of any dtype, converting them to dst's dtype. */
+fl_status fl_tensor_convert(fl_tensor *dst, const fl_tensor *src, fl_err *e);
 
 /* Initialisers: each writes every element. */
 fl_status fl_tensor_fill(fl_tensor *t, double v, fl_err *e);

@@ -36,21 +36,11 @@ static int check_shape(lua_State *L, int arg, int64_t *shape) {
   return (int)n;
 }
 
-/* A new allocated tensor userdata on the stack top; raises on failure. */
-static fl_tensor *new_tensor(lua_State *L, fl_dtype dt, fl_device dev, int ndim,
-                             const int64_t *shape) {
-  l_tensor *u = l_tensor_new(L);
-  fl_err e;
-  if (fl_tensor_alloc(&u->t, dt, dev, ndim, shape, &e) != FL_OK) l_raise(L, &e);
-  u->closed = 0;
-  return &u->t;
-}
-
 static int filled(lua_State *L, int shape_arg, int opts_arg, double v) {
   int64_t shape[FL_MAX_DIMS];
   int ndim = check_shape(L, shape_arg, shape);
   l_opts_check(L, opts_arg, create_keys);
-  fl_tensor *t = new_tensor(L, l_opts_dtype(L, opts_arg, FL_F32),
+  fl_tensor *t = l_tensor_alloc(L, l_opts_dtype(L, opts_arg, FL_F32),
                             l_opts_device(L, opts_arg, (fl_device){FL_CPU, 0}), ndim, shape);
   fl_err e;
   if (fl_tensor_fill(t, v, &e) != FL_OK) return l_raise(L, &e);
@@ -70,7 +60,7 @@ static int f_arange(lua_State *L) {
   if (n < 0) return luaL_argerror(L, 1, "length must not be negative");
   l_opts_check(L, 2, create_keys);
   int64_t shape[1] = {n};
-  fl_tensor *t = new_tensor(L, l_opts_dtype(L, 2, FL_I64),
+  fl_tensor *t = l_tensor_alloc(L, l_opts_dtype(L, 2, FL_I64),
                             l_opts_device(L, 2, (fl_device){FL_CPU, 0}), 1, shape);
   fl_err e;
   if (fl_tensor_arange(t, &e) != FL_OK) return l_raise(L, &e);
@@ -110,7 +100,7 @@ static int random_tensor(lua_State *L, int normal) {
   }
   lua_settop(L, 2);
   if (!seeded) seed = next_seed(L);
-  fl_tensor *t = new_tensor(L, l_opts_dtype(L, 2, FL_F32),
+  fl_tensor *t = l_tensor_alloc(L, l_opts_dtype(L, 2, FL_F32),
                             l_opts_device(L, 2, (fl_device){FL_CPU, 0}), ndim, shape);
   fl_err e;
   fl_status s = normal ? fl_tensor_randn(t, seed, &e) : fl_tensor_rand(t, seed, &e);
@@ -132,9 +122,8 @@ static int f_load(lua_State *L) {
   u->closed = 0;
   if (want == FL_DTYPE_COUNT) want = u->t.dtype;
   if (want == u->t.dtype && dev.kind == FL_CPU) return 1;
-  l_tensor *v = l_tensor_new(L);
-  if (fl_tensor_convert(&v->t, &u->t, want, dev, &e) != FL_OK) return l_raise(L, &e);
-  v->closed = 0;
+  fl_tensor *v = l_tensor_alloc(L, want, dev, u->t.ndim, u->t.shape);
+  if (fl_tensor_convert(v, &u->t, &e) != FL_OK) return l_raise(L, &e);
   return 1;
 }
 
@@ -238,12 +227,14 @@ static void fill_values(lua_State *L, table_walk *w, int depth, void *buf, fl_dt
 
 static int f_tensor(lua_State *L) {
   luaL_checkany(L, 1);
+  lua_settop(L, 2);
   l_opts_check(L, 2, create_keys);
   table_walk w;
   memset(&w, 0, sizeof w);
   infer_shape(L, &w);
   lua_pushvalue(L, 1);
   check_value(L, &w, 0);
+  lua_pop(L, 1);
   fl_dtype dflt = w.any_float ? FL_F32 : w.any_number ? FL_I64 : w.any_bool ? FL_BOOL : FL_F32;
   fl_dtype dt = l_opts_dtype(L, 2, dflt);
   fl_device dev = l_opts_device(L, 2, (fl_device){FL_CPU, 0});
@@ -256,7 +247,7 @@ static int f_tensor(lua_State *L) {
   size_t off = 0;
   fill_values(L, &w, 0, stage, dt, &off);
   lua_pop(L, 1);
-  fl_tensor *t = new_tensor(L, dt, dev, w.ndim, w.shape);
+  fl_tensor *t = l_tensor_alloc(L, dt, dev, w.ndim, w.shape);
   if (fl_tensor_upload(t, stage, &e) != FL_OK) return l_raise(L, &e);
   return 1;
 }

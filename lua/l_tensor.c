@@ -12,6 +12,20 @@ l_tensor *l_tensor_new(lua_State *L) {
   return u;
 }
 
+fl_tensor *l_tensor_alloc(lua_State *L, fl_dtype dt, fl_device dev, int ndim,
+                          const int64_t *shape) {
+  l_tensor *u = l_tensor_new(L);
+  fl_err e;
+  fl_status s = fl_tensor_alloc(&u->t, dt, dev, ndim, shape, &e);
+  if (s == FL_ECUDA) {
+    lua_gc(L, LUA_GCCOLLECT);
+    s = fl_tensor_alloc(&u->t, dt, dev, ndim, shape, &e);
+  }
+  if (s != FL_OK) l_raise(L, &e);
+  u->closed = 0;
+  return &u->t;
+}
+
 fl_tensor *l_tensor_check(lua_State *L, int arg) {
   l_tensor *u = luaL_checkudata(L, arg, L_TENSOR_MT);
   if (u->closed) luaL_argerror(L, arg, "tensor is closed");
@@ -161,10 +175,9 @@ static int t_to(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  l_tensor *u = l_tensor_new(L);
+  fl_tensor *u = l_tensor_alloc(L, dt, dev, t->ndim, t->shape);
   fl_err e;
-  if (fl_tensor_convert(&u->t, t, dt, dev, &e) != FL_OK) return l_raise(L, &e);
-  u->closed = 0;
+  if (fl_tensor_convert(u, t, &e) != FL_OK) return l_raise(L, &e);
   return 1;
 }
 

@@ -17,6 +17,11 @@ typedef struct l_tensor {
 /* A new userdata with an empty tensor, on top of the stack; the caller
  * fills ->t (with fl_tensor_alloc and the like). */
 l_tensor *l_tensor_new(lua_State *L);
+/* A new userdata holding an allocated tensor, on top of the stack; raises on
+ * failure. Device memory is invisible to Lua's collector, so when CUDA runs
+ * out, a full collection frees unreachable tensors before one retry. */
+fl_tensor *l_tensor_alloc(lua_State *L, fl_dtype dt, fl_device dev, int ndim,
+                          const int64_t *shape);
 /* The open tensor at arg, or an argument error. */
 fl_tensor *l_tensor_check(lua_State *L, int arg);
 void l_tensor_register(lua_State *L);
