@@ -58,7 +58,7 @@ bench: all
 
 # A self-contained folder for a machine with a GPU and no Lua: flua, the
 # specs' Lua libraries (busted and its C modules) and a runner.
-dist: all
+dist: all $(B)/test_core
 	@sh scripts/dist.sh $(B) dist
 
 install: all

@@ -35,6 +35,9 @@ static struct cu_driver {
   CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
   CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
   CUresult (*MemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+  CUresult (*MemsetD8)(CUdeviceptr, unsigned char, size_t);
+  CUresult (*MemsetD16)(CUdeviceptr, unsigned short, size_t);
+  CUresult (*MemsetD32)(CUdeviceptr, unsigned int, size_t);
   CUresult (*GetErrorName)(CUresult, const char **);
   CUresult (*GetErrorString)(CUresult, const char **);
 } cu;
@@ -49,6 +52,8 @@ static const struct { const char *name; size_t offset; } cu_symbols[] = {
   SYM(CtxSetCurrent, "cuCtxSetCurrent"), SYM(MemAlloc, "cuMemAlloc_v2"),
   SYM(MemFree, "cuMemFree_v2"), SYM(MemcpyHtoD, "cuMemcpyHtoD_v2"),
   SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"), SYM(MemcpyDtoD, "cuMemcpyDtoD_v2"),
+  SYM(MemsetD8, "cuMemsetD8_v2"), SYM(MemsetD16, "cuMemsetD16_v2"),
+  SYM(MemsetD32, "cuMemsetD32_v2"),
   SYM(GetErrorName, "cuGetErrorName"), SYM(GetErrorString, "cuGetErrorString"),
 #undef SYM
 };
@@ -197,4 +202,14 @@ fl_status fl_cuda_device_copy(int ordinal, uint64_t dst, uint64_t src, size_t n,
   if (s != FL_OK || n == 0) return s;
   CUresult r = cu.MemcpyDtoD(dst, src, n);
   return r ? cu_fail(e, r, "cuMemcpyDtoD") : FL_OK;
+}
+
+fl_status fl_cuda_memset(int ordinal, uint64_t dst, uint32_t pattern, size_t width, size_t count,
+                         fl_err *e) {
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK || count == 0) return s;
+  CUresult r = width == 1   ? cu.MemsetD8(dst, (unsigned char)pattern, count)
+               : width == 2 ? cu.MemsetD16(dst, (unsigned short)pattern, count)
+                            : cu.MemsetD32(dst, pattern, count);
+  return r ? cu_fail(e, r, "cuMemset") : FL_OK;
 }

@@ -32,5 +32,8 @@ void fl_cuda_free(int ordinal, uint64_t dptr);
 fl_status fl_cuda_to_device(int ordinal, uint64_t dst, const void *src, size_t n, fl_err *e);
 fl_status fl_cuda_to_host(int ordinal, void *dst, uint64_t src, size_t n, fl_err *e);
 fl_status fl_cuda_device_copy(int ordinal, uint64_t dst, uint64_t src, size_t n, fl_err *e);
+/* Sets `count` elements of `width` bytes (1, 2 or 4) to `pattern`. */
+fl_status fl_cuda_memset(int ordinal, uint64_t dst, uint32_t pattern, size_t width, size_t count,
+                         fl_err *e);
 
 #endif

@@ -186,8 +186,21 @@ static void fill_rand(void *buf, fl_dtype dt, int64_t n, const void *arg) {
     fl_elem_set_f64(buf, dt, (size_t)i, fl_rng_uniform(seed, (uint64_t)i, bits));
 }
 
+/* On CUDA the element's bytes are repeated by the driver's memset, with no
+ * host staging; 8-byte elements go through the host unless all zero. */
 fl_status fl_tensor_fill(fl_tensor *t, double v, fl_err *e) {
-  return fill_with(t, fill_const, &v, e);
+  if (t->device.kind == FL_CPU) return fill_with(t, fill_const, &v, e);
+  uint64_t elem = 0;
+  fl_elem_set_f64(&elem, t->dtype, 0, v);
+  size_t width = fl_dtype_size(t->dtype), count = (size_t)t->numel;
+  if (width == 8) {
+    if (elem != 0) return fill_with(t, fill_const, &v, e);
+    width = 4;
+    count *= 2;
+  }
+  uint32_t pattern = 0;
+  memcpy(&pattern, &elem, width); /* little-endian: the low bytes are the element */
+  return fl_cuda_memset(t->device.index, t->dptr, pattern, width, count, e);
 }
 
 fl_status fl_tensor_arange(fl_tensor *t, fl_err *e) {

@@ -6,6 +6,7 @@ missing=""
 command -v lua5.4 >/dev/null 2>&1 || missing="$missing lua5.4"
 [ -f /usr/share/lua/5.4/busted/runner.lua ] || missing="$missing lua-busted"
 command -v valgrind >/dev/null 2>&1 || missing="$missing valgrind"
+command -v luarocks >/dev/null 2>&1 || missing="$missing luarocks"
 command -v cc >/dev/null 2>&1 || missing="$missing gcc make"
 [ -z "$missing" ] && exit 0
 echo "installing:$missing"

@@ -6,6 +6,7 @@ B=$1; D=$2
 rm -rf "$D"; mkdir -p "$D/share" "$D/lib"
 cp "$B/flua" "$D/flua"
 cp /usr/bin/busted "$D/busted.lua"
+[ -x "$B/test_core" ] && cp "$B/test_core" "$D/test_core"
 cp -rL /usr/share/lua/5.4/. "$D/share/"
 cp -rL /usr/lib/*/lua/5.4/. "$D/lib/"
 cat > "$D/run-specs" <<'RUN'

@@ -1,0 +1,25 @@
+#!/bin/sh
+# On a GPU machine with dist/ (from `make dist`) beside the sources: the core
+# tests, the GPU specs, the demo, and the randn bit-equality check by hand.
+# Logs go to $OUT when set.
+out=${OUT:-/tmp}
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+status=0
+dist/test_core | tail -1 || status=1
+dist/run-specs -o TAP --run=gpu 2>&1 | tee "$out/gpu_specs.log" | grep -vE '^ok ' || true
+grep -q '^not ok' "$out/gpu_specs.log" && status=1
+echo "gpu specs: $(grep -c '^ok ' "$out/gpu_specs.log") passed, $(grep -c '^not ok' "$out/gpu_specs.log") failed"
+dist/flua examples/demo.lua > "$out/demo.log" 2>&1 || status=1
+cat "$out/demo.log"
+dist/flua -e '
+local fl = require "flashlight"
+local c = fl.randn({4, 16, 1024, 128}, {dtype = "bf16", seed = 1})
+local g = fl.randn({4, 16, 1024, 128}, {dtype = "bf16", seed = 1, device = "cuda"})
+c:save("/tmp/c.npy", {raw = true}); g:save("/tmp/g.npy", {raw = true})
+local a, b = io.open("/tmp/c.npy", "rb"):read("a"), io.open("/tmp/g.npy", "rb"):read("a")
+print(g, "bit-identical to the cpu tensor:", a == b, #a .. " bytes")' || status=1
+compute-sanitizer --tool memcheck --leak-check full dist/flua -e '
+local fl = require "flashlight"
+for i = 1, 3 do local t = fl.randn({256, 256}, {device = "cuda", seed = i}):to("f16"):to("cpu") end
+collectgarbage()' 2>&1 | tail -3
+exit $status
