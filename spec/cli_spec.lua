@@ -96,3 +96,18 @@ describe("the rockspec", function()
     assert.matches("\n1%.0\n$", out)
   end)
 end)
+
+describe("make install", function()
+  it("puts flua, the module, the library and the headers under PREFIX", function()
+    local prefix = run.tmpname("-prefix")
+    local out, rc = run.sh("make -s install PREFIX=" .. prefix)
+    assert.equal(0, rc, out)
+    for _, f in ipairs({"bin/flua", "lib/lua/5.4/flashlight.so", "lib/libflashlight.a",
+                        "include/flashlight/fl_tensor.h", "include/flashlight/flashlight.h"}) do
+      assert.is_truthy(io.open(prefix .. "/" .. f), f)
+    end
+    local v = run.sh(prefix .. "/bin/flua -e 'print(require(\"flashlight\").version)'")
+    run.sh("rm -rf " .. prefix)
+    assert.matches("^%d+%.%d+%.%d+\n$", v)
+  end)
+end)
