@@ -12,9 +12,10 @@ LDLIBS   += -ldl -lm
 
 B := build
 CORE_SRC := $(wildcard core/*.c)
-BIND_SRC := $(filter-out lua/flua.c,$(wildcard lua/*.c))
+BIND_SRC := $(filter-out lua/flua.c lua/bin2c.c,$(wildcard lua/*.c))
+FRONT    := $(wildcard lua/flashlight/*.lua)
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/obj/%.o)
-BIND_OBJ := $(BIND_SRC:%.c=$(B)/obj/%.o)
+BIND_OBJ := $(BIND_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/l_sources.o
 TEST_SRC := $(wildcard spec/core/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
 HEADERS  := $(wildcard core/*.h lua/*.h)
@@ -26,6 +27,19 @@ deps:
 	@sh scripts/deps.sh
 
 $(B)/obj/%.o: %.c $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The Lua front end is compiled into the library as data.
+$(B)/bin2c: lua/bin2c.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@
+
+$(B)/gen/l_sources.c: $(FRONT) $(B)/bin2c
+	@mkdir -p $(dir $@)
+	$(B)/bin2c $(foreach f,$(FRONT),$(basename $(notdir $(f)))=$(f)) > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 

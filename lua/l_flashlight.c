@@ -4,6 +4,8 @@
 #include "l_tensor.h"
 
 void l_create_register(lua_State *L);
+void l_graph_register(lua_State *L);
+void l_front_open(lua_State *L);
 
 static int f_cuda_available(lua_State *L) {
   fl_err e;
@@ -60,7 +62,9 @@ int luaopen_flashlight(lua_State *L) {
   l_tensor_register(L);
   luaL_newlib(L, module_funcs);
   l_create_register(L);
+  l_graph_register(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
+  l_front_open(L);
   return 1;
 }

@@ -1,0 +1,108 @@
+/* The reduction IR: every node is a generalized reduction
+ *
+ *   node[out vars] = combine over (red vars) of body(out vars, red vars)
+ *
+ * with a combiner (none, sum, max, min) and a scalar body: an expression
+ * tree of constants, index variables, loads of inputs or other nodes at index
+ * expressions, and pointwise operators. A node's variables are numbered: its
+ * output dims first, then its reduction dims. Dims are symbols with a name and
+ * a size, shared between nodes only for printing. */
+#ifndef FL_IR_H
+#define FL_IR_H
+
+#include <stdint.h>
+
+#include "fl_dtype.h"
+#include "fl_error.h"
+#include "fl_tensor.h"
+
+typedef enum fl_xop {
+  FL_X_CONST, FL_X_VAR, FL_X_LOAD,
+  /* unary */
+  FL_X_NEG, FL_X_EXP, FL_X_LOG, FL_X_TANH, FL_X_SIGMOID, FL_X_SQRT, FL_X_RSQRT,
+  FL_X_ABS, FL_X_RELU, FL_X_NOT,
+  /* binary */
+  FL_X_ADD, FL_X_SUB, FL_X_MUL, FL_X_DIV, FL_X_POW, FL_X_MAX, FL_X_MIN,
+  FL_X_LT, FL_X_LE, FL_X_GT, FL_X_GE, FL_X_EQ, FL_X_NE, FL_X_AND, FL_X_OR,
+  FL_X_IDIV, FL_X_MOD, /* integer division (floor) and modulo, for indices */
+  /* ternary */
+  FL_X_WHERE,
+  FL_X_COUNT
+} fl_xop;
+
+typedef enum fl_combiner { FL_COMB_NONE, FL_COMB_SUM, FL_COMB_MAX, FL_COMB_MIN } fl_combiner;
+
+#define FL_MAX_ARGS FL_MAX_DIMS
+
+typedef struct fl_expr {
+  fl_xop op;
+  double value; /* FL_X_CONST */
+  int var;      /* FL_X_VAR: the node's variable number */
+  int src;      /* FL_X_LOAD: the value loaded (an input or a node) */
+  int nargs;
+  int args[FL_MAX_ARGS]; /* operands, or for a load one index per dim of src */
+} fl_expr;
+
+typedef struct fl_sym {
+  char name[16];
+  int64_t size;
+} fl_sym;
+
+#define FL_NAME_MAX 32
+#define FL_ORIGIN_MAX 96
+
+/* Inputs and nodes share one numbering: the first ninputs values are the
+ * program's inputs. */
+typedef struct fl_value {
+  char name[FL_NAME_MAX];
+  fl_dtype dtype; /* inputs: their dtype; nodes: the dtype the program computes in */
+  int ndim;
+  int dims[FL_MAX_DIMS]; /* symbols of the output dims */
+  /* nodes only */
+  int nred;
+  int red[FL_MAX_DIMS]; /* symbols of the reduction dims */
+  fl_combiner comb;
+  int body;                    /* expression id */
+  char op[FL_NAME_MAX];        /* the traced operation it came from, e.g. "softmax" */
+  char origin[FL_ORIGIN_MAX];  /* where in the user's script, e.g. "attn.lua:12" */
+} fl_value;
+
+typedef struct fl_graph {
+  fl_sym *syms;
+  int nsyms, cap_syms;
+  fl_value *vals;
+  int nvals, cap_vals, ninputs;
+  fl_expr *exprs;
+  int nexprs, cap_exprs;
+  int outputs[FL_MAX_DIMS];
+  int noutputs;
+} fl_graph;
+
+void fl_graph_init(fl_graph *g);
+void fl_graph_free(fl_graph *g);
+
+/* Builders. Each returns the new id, or -1 with e set. */
+int fl_graph_sym(fl_graph *g, const char *name, int64_t size, fl_err *e);
+int fl_graph_input(fl_graph *g, const char *name, fl_dtype dt, int ndim, const int *dims, fl_err *e);
+int fl_graph_expr(fl_graph *g, const fl_expr *x, fl_err *e);
+/* v holds everything but its id; checks that the body only uses the node's
+ * variables and loads earlier values with one index per dim. */
+int fl_graph_node(fl_graph *g, const fl_value *v, fl_err *e);
+fl_status fl_graph_output(fl_graph *g, int value, fl_err *e);
+
+int fl_xop_arity(fl_xop op);
+const char *fl_xop_name(fl_xop op);
+int fl_xop_parse(const char *name, fl_xop *out);
+const char *fl_combiner_name(fl_combiner c);
+int fl_combiner_parse(const char *name, fl_combiner *out);
+
+/* A readable listing of the graph, one line per value; the caller frees it. */
+char *fl_graph_dump(const fl_graph *g);
+
+/* The unfused reference: evaluates every node in double precision. inputs
+ * are host tensors matching the graph's inputs in shape (any dtype); outs
+ * receive new host tensors of dtype out_dtype, one per graph output. */
+fl_status fl_graph_eval(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
+                        fl_tensor *outs, fl_err *e);
+
+#endif

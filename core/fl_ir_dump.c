@@ -1,0 +1,177 @@
+/* The reduction IR as text: one line per value,
+ *   s[b,h,i,j] = sum(d) q[b,h,i,d] * k[b,h,j,d]          # matmul  attn.lua:3 */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_ir.h"
+
+typedef struct strbuf {
+  char *s;
+  size_t len, cap;
+  int failed;
+} strbuf;
+
+static void put(strbuf *b, const char *fmt, ...) {
+  if (b->failed) return;
+  va_list ap, again;
+  va_start(ap, fmt);
+  va_copy(again, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && b->len + (size_t)n + 1 > b->cap) {
+    size_t ncap = (b->cap ? b->cap * 2 : 1024) + (size_t)n;
+    char *p = realloc(b->s, ncap);
+    if (p) {
+      b->s = p;
+      b->cap = ncap;
+    } else {
+      b->failed = 1;
+    }
+  }
+  if (n >= 0 && !b->failed) {
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, again);
+    b->len += (size_t)n;
+  }
+  va_end(again);
+}
+
+/* Names of a node's variables: its symbols' names, primed where one name
+ * would stand for two variables. */
+typedef struct var_names {
+  char name[2 * FL_MAX_DIMS][24];
+} var_names;
+
+static void name_vars(const fl_graph *g, const fl_value *v, var_names *vn) {
+  int n = 0;
+  for (int i = 0; i < v->ndim + v->nred; i++, n++) {
+    int sym = i < v->ndim ? v->dims[i] : v->red[i - v->ndim];
+    snprintf(vn->name[n], sizeof vn->name[n], "%s", g->syms[sym].name);
+    for (int k = 0; k < n; k++)
+      if (strcmp(vn->name[k], vn->name[n]) == 0) {
+        size_t len = strlen(vn->name[n]);
+        if (len + 1 < sizeof vn->name[n]) memcpy(vn->name[n] + len, "'", 2);
+        k = -1; /* check again with the prime */
+      }
+  }
+}
+
+static int precedence(fl_xop op) {
+  switch (op) {
+  case FL_X_OR: return 1;
+  case FL_X_AND: return 2;
+  case FL_X_LT: case FL_X_LE: case FL_X_GT: case FL_X_GE: case FL_X_EQ: case FL_X_NE: return 3;
+  case FL_X_ADD: case FL_X_SUB: return 4;
+  case FL_X_MUL: case FL_X_DIV: case FL_X_IDIV: case FL_X_MOD: return 5;
+  case FL_X_NEG: return 6;
+  case FL_X_POW: return 7;
+  default: return 8; /* atoms and calls */
+  }
+}
+
+static const char *infix(fl_xop op) {
+  switch (op) {
+  case FL_X_ADD: return " + "; case FL_X_SUB: return " - "; case FL_X_MUL: return " * ";
+  case FL_X_DIV: return " / "; case FL_X_POW: return "^"; case FL_X_IDIV: return " // ";
+  case FL_X_MOD: return " % "; case FL_X_LT: return " < "; case FL_X_LE: return " <= ";
+  case FL_X_GT: return " > "; case FL_X_GE: return " >= "; case FL_X_EQ: return " == ";
+  case FL_X_NE: return " ~= "; case FL_X_AND: return " and "; case FL_X_OR: return " or ";
+  default: return NULL;
+  }
+}
+
+static void put_expr(strbuf *b, const fl_graph *g, const var_names *vn, int x, int outer);
+
+static void put_const(strbuf *b, double v) {
+  if (isinf(v)) put(b, v < 0 ? "-inf" : "inf");
+  else if (v == floor(v) && fabs(v) < 1e15) put(b, "%.0f", v);
+  else put(b, "%.9g", v);
+}
+
+static void put_args(strbuf *b, const fl_graph *g, const var_names *vn, const fl_expr *ex,
+                     const char *sep) {
+  for (int i = 0; i < ex->nargs; i++) {
+    if (i) put(b, "%s", sep);
+    put_expr(b, g, vn, ex->args[i], 0);
+  }
+}
+
+static void put_expr(strbuf *b, const fl_graph *g, const var_names *vn, int x, int outer) {
+  const fl_expr *ex = &g->exprs[x];
+  int prec = precedence(ex->op);
+  const char *op = infix(ex->op);
+  if (prec < outer) put(b, "(");
+  if (ex->op == FL_X_CONST) {
+    put_const(b, ex->value);
+  } else if (ex->op == FL_X_VAR) {
+    put(b, "%s", vn->name[ex->var]);
+  } else if (ex->op == FL_X_LOAD) {
+    put(b, "%s[", g->vals[ex->src].name);
+    put_args(b, g, vn, ex, ",");
+    put(b, "]");
+  } else if (ex->op == FL_X_NEG) {
+    put(b, "-");
+    put_expr(b, g, vn, ex->args[0], prec + 1);
+  } else if (op) {
+    /* left-associative: the right operand needs parentheses at equal rank */
+    put_expr(b, g, vn, ex->args[0], ex->op == FL_X_POW ? prec + 1 : prec);
+    put(b, "%s", op);
+    put_expr(b, g, vn, ex->args[1], ex->op == FL_X_POW ? prec : prec + 1);
+  } else {
+    put(b, "%s(", fl_xop_name(ex->op));
+    put_args(b, g, vn, ex, ", ");
+    put(b, ")");
+  }
+  if (prec < outer) put(b, ")");
+}
+
+static void put_shape(strbuf *b, const fl_graph *g, const fl_value *v) {
+  put(b, "%s[", fl_dtype_name(v->dtype));
+  for (int i = 0; i < v->ndim; i++)
+    put(b, "%s%s=%lld", i ? "," : "", g->syms[v->dims[i]].name, (long long)g->syms[v->dims[i]].size);
+  put(b, "]");
+}
+
+static void put_node(strbuf *b, const fl_graph *g, const fl_value *v) {
+  var_names vn;
+  name_vars(g, v, &vn);
+  size_t start = b->len;
+  put(b, "  %s[", v->name);
+  for (int i = 0; i < v->ndim; i++) put(b, "%s%s", i ? "," : "", vn.name[i]);
+  put(b, "] = ");
+  if (v->comb != FL_COMB_NONE) {
+    put(b, "%s(", fl_combiner_name(v->comb));
+    for (int r = 0; r < v->nred; r++) put(b, "%s%s", r ? "," : "", vn.name[v->ndim + r]);
+    put(b, ") ");
+  }
+  put_expr(b, g, &vn, v->body, 0);
+  if (v->op[0] || v->origin[0]) {
+    size_t width = b->len - start;
+    put(b, "%*s# %s%s%s", width < 60 ? (int)(60 - width) : 2, "", v->op, v->op[0] ? "  " : "",
+        v->origin);
+  }
+  put(b, "\n");
+}
+
+char *fl_graph_dump(const fl_graph *g) {
+  strbuf b = {0};
+  for (int i = 0; i < g->ninputs; i++) {
+    put(&b, "  %s: ", g->vals[i].name);
+    put_shape(&b, g, &g->vals[i]);
+    put(&b, "  (input)\n");
+  }
+  for (int i = g->ninputs; i < g->nvals; i++) put_node(&b, g, &g->vals[i]);
+  put(&b, "  return");
+  for (int i = 0; i < g->noutputs; i++) {
+    put(&b, "%s %s: ", i ? "," : "", g->vals[g->outputs[i]].name);
+    put_shape(&b, g, &g->vals[g->outputs[i]]);
+  }
+  put(&b, "\n");
+  if (b.failed) {
+    free(b.s);
+    return NULL;
+  }
+  return b.s;
+}

@@ -1,0 +1,88 @@
+-- fl.compile(fn, opts): a callable program, traced on its first call for
+-- each signature (shapes and dtypes of the inputs) and cached.
+local rec = require "flashlight.recorder"
+local trace = require "flashlight.trace"
+
+local M = {}
+local Program = {}
+Program.__index = Program
+
+-- Pass names this build knows; "default" is the pipeline of all of them.
+local known_passes = {}
+
+local function check_passes(passes)
+  if passes == nil or passes == "default" then return end
+  if type(passes) ~= "table" then
+    rec.fail("compile: passes must be \"default\" or a list of pass names, got %s", type(passes))
+  end
+  for _, p in ipairs(passes) do
+    if not known_passes[p] then
+      rec.fail("compile: unknown pass '%s' (this build has none yet; use \"default\")", tostring(p))
+    end
+  end
+end
+
+local function signature(args)
+  local parts = {}
+  for k, a in ipairs(args) do
+    if type(a) ~= "userdata" or not pcall(a.shape, a) then
+      rec.fail("input %d must be a tensor, got %s", k, type(a))
+    end
+    parts[k] = a:dtype() .. rec.shape_str(a:shape())
+  end
+  return table.concat(parts, " ")
+end
+
+function Program:graph_for(args)
+  local sig = signature(args)
+  local g = self.cache[sig]
+  if not g then
+    g = trace.trace(self.fn, table.unpack(args))
+    self.cache[sig] = g
+  end
+  self.last = g
+  return g
+end
+
+function Program:__call(...)
+  local args = table.pack(...)
+  args.n = nil
+  local g = self:graph_for(args)
+  for k, a in ipairs(args) do
+    if a:device() ~= "cpu" then
+      rec.fail("input %d is on %s: running on CUDA needs the CUDA code generator, which this " ..
+        "build does not have yet; use CPU tensors", k, a:device())
+    end
+  end
+  return table.unpack(g:eval(args))
+end
+
+-- attn:ir(stage [, inputs...]): the dump after a stage, for these inputs'
+-- signature or the last one called.
+function Program:ir(stage, ...)
+  local g = select("#", ...) > 0 and self:graph_for({...}) or self.last
+  if not g then
+    rec.fail("ir: the program has not been traced yet; call it, or pass example inputs: " ..
+      "prog:ir(stage, q, k, v)")
+  end
+  return g:ir(stage)
+end
+
+function M.install(fl)
+  function fl.compile(fn, opts)
+    if type(fn) ~= "function" then rec.fail("compile: expected a function, got %s", type(fn)) end
+    if opts ~= nil and type(opts) ~= "table" then
+      rec.fail("compile: options must be a table, got %s", type(opts))
+    end
+    opts = opts or {}
+    for k in pairs(opts) do
+      if k ~= "passes" and k ~= "arch" and k ~= "out" then
+        rec.fail("compile: unknown option '%s' (known: passes, arch, out)", tostring(k))
+      end
+    end
+    check_passes(opts.passes)
+    return setmetatable({fn = fn, opts = opts, cache = {}}, Program)
+  end
+end
+
+return M
