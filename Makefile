@@ -6,8 +6,8 @@ PREFIX   ?= /usr/local
 LUA_INC  ?= /usr/include/lua5.4
 LUA_A    ?= $(firstword $(wildcard /usr/lib/*/liblua5.4.a /usr/lib/liblua5.4.a))
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -fPIC
-CPPFLAGS += -Icore -Ilua -I$(LUA_INC)
+# Flags the code needs, kept apart so that `make CFLAGS=...` (luarocks) adds to them.
+FL_FLAGS := -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -fPIC -Icore -Ilua -I$(LUA_INC)
 LDLIBS   += -ldl -lm
 
 B := build
@@ -20,20 +20,23 @@ TEST_SRC := $(wildcard spec/core/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
 HEADERS  := $(wildcard core/*.h lua/*.h)
 
-.PHONY: all deps test demo bench dist install clean
+.PHONY: all deps deps-build test demo bench dist install module install-module clean
 all: $(B)/flua $(B)/flashlight.so $(B)/libflashlight.a $(B)/embed
 
-deps:
-	@sh scripts/deps.sh
+deps-build:
+	@sh scripts/deps.sh build
 
-$(B)/obj/%.o: %.c $(HEADERS) | deps
+deps:
+	@sh scripts/deps.sh test
+
+$(B)/obj/%.o: %.c $(HEADERS) | deps-build
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(FL_FLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # The Lua front end is compiled into the library as data.
-$(B)/bin2c: lua/bin2c.c | deps
+$(B)/bin2c: lua/bin2c.c | deps-build
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< -o $@
+	$(CC) $(FL_FLAGS) $(CFLAGS) $< -o $@
 
 $(B)/gen/l_sources.c: $(FRONT) $(B)/bin2c
 	@mkdir -p $(dir $@)
@@ -41,7 +44,7 @@ $(B)/gen/l_sources.c: $(FRONT) $(B)/bin2c
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(FL_FLAGS) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(B)/libflashlight.a: $(CORE_OBJ) $(BIND_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -61,7 +64,14 @@ $(B)/test_core: $(TEST_OBJ) $(CORE_OBJ)
 
 $(B)/obj/spec/core/%.o: CPPFLAGS += -Ispec/core
 
-test: all $(B)/test_core
+# For luarocks (flashlight-scm-1.rockspec): the module alone.
+module: $(B)/flashlight.so
+
+install-module: module
+	install -d $(INST_LIBDIR)
+	install -m 755 $(B)/flashlight.so $(INST_LIBDIR)/flashlight.so
+
+test: deps all $(B)/test_core
 	@sh spec/run.sh
 
 demo: all

@@ -7,18 +7,11 @@ description = {
   license = "MIT",
 }
 dependencies = { "lua >= 5.4, < 5.5" }
+-- The Makefile compiles the Lua front end (lua/flashlight/) into the module.
 build = {
-  type = "builtin",
-  modules = {
-    flashlight = {
-      sources = {
-        "core/fl_cuda.c", "core/fl_dtype.c", "core/fl_error.c", "core/fl_npy.c",
-        "core/fl_rng.c", "core/fl_tensor.c",
-        "lua/l_create.c", "lua/l_flashlight.c", "lua/l_opts.c", "lua/l_tensor.c",
-      },
-      incdirs = { "core", "lua" },
-      defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "dl", "m" },
-    },
-  },
+  type = "make",
+  build_target = "module",
+  build_variables = { CFLAGS = "$(CFLAGS)", LUA_INC = "$(LUA_INCDIR)" },
+  install_target = "install-module",
+  install_variables = { INST_LIBDIR = "$(LIBDIR)" },
 }

@@ -75,19 +75,9 @@ describe("embedding from C", function()
 end)
 
 describe("the rockspec", function()
-  it("lists every source file of the module", function()
-    local f = assert(io.open("flashlight-scm-1.rockspec"))
-    local spec = f:read("a")
-    f:close()
-    local out = run.sh("ls core/*.c lua/*.c")
-    for file in out:gmatch("%S+") do
-      if file ~= "lua/flua.c" then assert.matches('"' .. file:gsub("%p", "%%%0") .. '"', spec) end
-    end
-  end)
-
   it("builds the module with luarocks make", function()
     local dir = run.tmpname("-rock")
-    local out, rc = run.sh(("mkdir -p %s && cp -r core lua flashlight-scm-1.rockspec %s && cd %s && " ..
+    local out, rc = run.sh(("mkdir -p %s && cp -r core lua scripts Makefile flashlight-scm-1.rockspec %s && cd %s && " ..
       "luarocks --lua-version 5.4 make --tree %s/tree flashlight-scm-1.rockspec && " ..
       "lua5.4 -e 'package.cpath=\"%s/tree/lib/lua/5.4/?.so\"' " ..
       "-e 'print(require(\"flashlight\").ones(2):totable()[2])'"):format(dir, dir, dir, dir, dir))

@@ -6,10 +6,10 @@ return function(fl)
   require("flashlight.trace").install(fl)
   require("flashlight.compile").install(fl)
 
-  -- Inside a traced function arange is symbolic: its element i is i.
-  local runtime_arange = fl.arange
-  function fl.arange(n, opts)
-    if not rec.active() then return runtime_arange(n, opts) end
+  -- Inside a traced function arange is symbolic: its element i is i. The C
+  -- constructor asks this hook first (registry flashlight.trace_hooks).
+  debug.getregistry()["flashlight.trace_hooks"].arange = function(n, opts)
+    if not rec.active() then return nil end
     if math.type(n) ~= "integer" or n < 0 then
       rec.fail("arange: length must be a non-negative integer, got %s", tostring(n))
     end
