@@ -7,12 +7,12 @@ local T -- the trace in progress, or nil
 -- "file.lua:12" for the innermost caller outside flashlight's own code.
 -- A tail call from the traced function (`return a:matmul(b)`) leaves no
 -- frame for its line: reaching the trace's own driver first means that, and
--- the traced function's definition is the best we know.
+-- the line where the traced function starts is the best we know.
 function M.user_where()
   for level = 2, 60 do
     local info = debug.getinfo(level, "Slf")
     if not info then break end
-    if T and info.func == T.driver then return T.fn_where .. " (a return statement)" end
+    if T and info.func == T.driver then return T.fn_where end
     if info.what ~= "C" and info.source:sub(1, 12) ~= "@flashlight/" then
       return info.short_src .. ":" .. (info.currentline or 0)
     end
