@@ -95,7 +95,7 @@ int fl_graph_input(fl_graph *g, const char *name, fl_dtype dt, int ndim, const i
   snprintf(v->name, sizeof v->name, "%s", name);
   v->dtype = dt;
   v->ndim = ndim;
-  memcpy(v->dims, dims, (size_t)ndim * sizeof *dims);
+  if (ndim) memcpy(v->dims, dims, (size_t)ndim * sizeof *dims);
   v->body = -1;
   g->ninputs++;
   return g->nvals++;

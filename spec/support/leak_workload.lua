@@ -33,5 +33,21 @@ for round = 1, 3 do
   assert(not pcall(fl.load, tmp))
 end
 os.remove(tmp)
+
+-- tracing, the reference executor, and their errors
+local attn = fl.compile(function(q, k, v, doc)
+  local s = q:matmul(k:transpose(-2, -1)) / 2
+  local i, j = fl.arange(s:size(-2)):view(-1, 1), fl.arange(s:size(-1)):view(1, -1)
+  s = fl.where(i:ge(j):logical_and(doc:index(i):eq(doc:index(j))), s, -math.huge)
+  local o = fl.softmax(s, -1):matmul(v)
+  return o, s:max(-1)
+end)
+local q = fl.randn({1, 2, 6, 4}, {seed = 1})
+local doc = fl.tensor({0, 0, 1, 1, 1, 2}, {dtype = "i32"})
+for _ = 1, 2 do assert(attn(q, q, q, doc):numel() == 48) end
+assert(#attn:ir("lowered") > 0 and #attn:ir("traced") > 0)
+assert(not pcall(attn, q, q, q, fl.tensor({0, 9, 1, 1, 1, 2}, {dtype = "i32"})))
+assert(not pcall(fl.trace, function(x) return x:matmul(x) end, {shape = {2, 3}}))
+assert(not pcall(fl.trace, function(x) return x:view(5) end, {shape = {2, 3}}))
 collectgarbage()
 print("leak workload done")
