@@ -212,12 +212,7 @@ static const luaL_Reg graph_meta[] = {
 
 /* Adds core.new_graph to the table on top of the stack. */
 void l_graph_register(lua_State *L) {
-  luaL_newmetatable(L, L_GRAPH_MT);
-  luaL_setfuncs(L, graph_meta, 0);
-  luaL_newlibtable(L, graph_methods);
-  luaL_setfuncs(L, graph_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  l_new_type(L, L_GRAPH_MT, graph_meta, graph_methods);
   lua_pushcfunction(L, g_new);
   lua_setfield(L, -2, "new_graph");
 }

@@ -1,8 +1,17 @@
-/* Reading option tables and dtype/device names, with errors that name the
- * argument. */
+/* Shared binding helpers: option tables, dtype and device names (with errors
+ * that name the argument), raising core errors, defining userdata types. */
 #include <string.h>
 
 #include "l_tensor.h"
+
+void l_new_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
 
 int l_raise(lua_State *L, const fl_err *e) {
   return luaL_error(L, "%s", e->msg);

@@ -242,10 +242,5 @@ static const luaL_Reg tensor_meta[] = {
 };
 
 void l_tensor_register(lua_State *L) {
-  luaL_newmetatable(L, L_TENSOR_MT);
-  luaL_setfuncs(L, tensor_meta, 0);
-  luaL_newlibtable(L, tensor_methods);
-  luaL_setfuncs(L, tensor_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  l_new_type(L, L_TENSOR_MT, tensor_meta, tensor_methods);
 }

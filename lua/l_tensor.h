@@ -26,6 +26,10 @@ fl_tensor *l_tensor_alloc(lua_State *L, fl_dtype dt, fl_device dev, int ndim,
 fl_tensor *l_tensor_check(lua_State *L, int arg);
 void l_tensor_register(lua_State *L);
 
+/* Creates the metatable `name` with metamethods `meta` and an __index table
+ * of `methods`, as Lua's own libraries do. */
+void l_new_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
 /* Raises e as a Lua error at the caller's line. */
 int l_raise(lua_State *L, const fl_err *e);
 

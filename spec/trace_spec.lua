@@ -240,8 +240,8 @@ describe("errors name the script line and the shapes", function()
     {"runtime tensor inside", function(x) return x + fl.zeros({2, 3}) end, "runtime tensor cannot be used inside a traced function"},
     {"float index", function(x) return x:index(x) end, "index: the index must be an integer tensor"},
     {"softmax without dim", function(x) return x:softmax() end, "softmax: a dimension is required"},
-    {"returns nothing", function() end, "returned nothing"},
-    {"returns a number", function() return 1 end, "result 1 is a number"},
+    {"returns nothing", function(_) end, "returned nothing"},
+    {"returns a number", function(_) return 1 end, "result 1 is a number"},
   }
   for _, c in ipairs(cases) do
     it(c[1], function()
@@ -265,6 +265,9 @@ describe("errors name the script line and the shapes", function()
     assert.matches("trace_spec%.lua:%d+: input 1 must be a tensor, got string", err)
     ok, err = pcall(function() return fl.compile(function(x) return x end, {pases = 1}) end)
     assert.matches("unknown option 'pases'", err)
+    ok, err = pcall(function() return fl.compile(function(a, b) return a + b end)(fl.zeros(2)) end)
+    assert.is_false(ok)
+    assert.matches("trace_spec%.lua:%d+: the traced function takes 2 inputs %(a, b%), got 1", err)
     ok, err = pcall(function() return f:ir("lowered") end)
     assert.matches("has not been traced yet", err)
     ok, err = pcall(function() return fl.compile(function(x) return x end, {passes = {"nope"}}) end)

@@ -163,6 +163,11 @@ end
 
 function M.trace(fn, ...)
   if type(fn) ~= "function" then rec.fail("trace: expected a function, got %s", type(fn)) end
+  local info, nspecs = debug.getinfo(fn, "u"), select("#", ...)
+  if nspecs ~= info.nparams and not (info.isvararg and nspecs > info.nparams) then
+    rec.fail("the traced function takes %d inputs (%s), got %d", info.nparams,
+      table.concat(param_names(fn), ", "), nspecs)
+  end
   local inputs = make_inputs(fn, {...})
   local args = {}
   for k, inp in ipairs(inputs) do args[k] = inp.sym end
