@@ -108,16 +108,17 @@ static int t_get(lua_State *L) {
                                                      "of size %d", (int)i, d + 1, (int)n));
     off = off * n + k;
   }
-  uint64_t scratch = 0;
   fl_err e;
-  fl_tensor one = *t;
-  one.ndim = 0;
-  one.numel = 1;
-  size_t sz = fl_dtype_size(t->dtype);
-  if (t->device.kind == FL_CPU) one.host = (char *)t->host + (size_t)off * sz;
-  else one.dptr = t->dptr + (uint64_t)off * sz;
-  if (fl_tensor_download(&one, &scratch, &e) != FL_OK) return l_raise(L, &e);
-  push_elem(L, &scratch, t->dtype, 0);
+  if (fl_dtype_is_float(t->dtype)) {
+    double v;
+    if (fl_tensor_get_f64(t, off, &v, &e) != FL_OK) return l_raise(L, &e);
+    lua_pushnumber(L, v);
+  } else {
+    int64_t v;
+    if (fl_tensor_get_i64(t, off, &v, &e) != FL_OK) return l_raise(L, &e);
+    if (t->dtype == FL_BOOL) lua_pushboolean(L, v != 0);
+    else lua_pushinteger(L, v);
+  }
   return 1;
 }
 

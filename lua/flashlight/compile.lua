@@ -25,7 +25,7 @@ end
 local function signature(args)
   local parts = {}
   for k, a in ipairs(args) do
-    if type(a) ~= "userdata" or not pcall(a.shape, a) then
+    if not rec.is_tensor(a) then
       rec.fail("input %d must be a tensor, got %s", k, type(a))
     end
     parts[k] = a:dtype() .. rec.shape_str(a:shape())

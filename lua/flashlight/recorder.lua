@@ -32,6 +32,11 @@ end
 
 function M.active() return T ~= nil end
 
+-- A runtime tensor (an open flashlight.tensor userdata).
+function M.is_tensor(x)
+  return type(x) == "userdata" and pcall(x.shape, x)
+end
+
 -- driver: the function of flashlight's that calls the traced fn.
 function M.start(ninputs, fn, driver)
   if T then M.fail("a traced function cannot trace another one") end

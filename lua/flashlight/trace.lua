@@ -10,7 +10,7 @@ local core -- the C half, set by install
 -- An input spec: a runtime tensor, or {shape = {...}, dtype = "f32",
 -- dims = {"b", "h", "i", "d"}, name = "q"}.
 local function read_spec(spec, k, pname)
-  if type(spec) == "userdata" and spec.shape then
+  if rec.is_tensor(spec) then
     return {shape = spec:shape(), dtype = spec:dtype(), name = pname}
   end
   if type(spec) ~= "table" or type(spec.shape) ~= "table" then
@@ -58,7 +58,7 @@ local letters = {"b", "h", "i", "d", "j", "e", "k", "l", "m", "n", "p", "r", "s"
                  "w", "x", "y", "z", "a", "c", "f", "g", "o", "q", "v"}
 
 local function namer()
-  local used, ids, next_letter = {}, {}, 1
+  local used, next_letter = {}, 1
   local function fresh()
     while true do
       local n = letters[next_letter] or ("n" .. next_letter)
@@ -73,7 +73,7 @@ local function namer()
       used[r.final_name] = true
     end
     return r.final_name
-  end, ids
+  end
 end
 
 local function build_graph(inputs, t, results)
@@ -137,7 +137,7 @@ function Graph:check_inputs(args, what)
   end
   for k, inp in ipairs(self.inputs) do
     local a = args[k]
-    if type(a) ~= "userdata" or not pcall(a.shape, a) then
+    if not rec.is_tensor(a) then
       rec.fail("%s: input %d ('%s') must be a tensor, got %s", what, k, inp.spec.name, type(a))
     end
     local want, got = rec.shape_str(inp.spec.shape), rec.shape_str(a:shape())
