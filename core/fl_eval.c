@@ -83,15 +83,6 @@ static fl_status check_value(eval_ctx *c, int v) {
   return sym_sizes(c, val->name, val->nred, val->red, in->red_size, &in->red_numel);
 }
 
-/* Operands of each op; -1 for a load, which has one index per dim of its source. */
-static int arity(fl_xop op) {
-  if (op == FL_X_LOAD) return -1;
-  if (op <= FL_X_VAR) return 0;
-  if (op <= FL_X_NOT) return 1;
-  if (op <= FL_X_MOD) return 2;
-  return 3;
-}
-
 /* Checks the expression tree of node v's body, so that evaluation can index
  * without checks; operands must be earlier expressions, which rules out cycles. */
 static fl_status check_expr(eval_ctx *c, int v, int id) {
@@ -108,7 +99,7 @@ static fl_status check_expr(eval_ctx *c, int v, int id) {
   if (x->op == FL_X_VAR && (x->var < 0 || x->var >= val->ndim + val->nred))
     return fl_fail(c->e, FL_EINVAL, "malformed graph: node '%s' uses variable %d, it has %d",
                    val->name, x->var, val->ndim + val->nred);
-  int n = arity(x->op);
+  int n = fl_xop_arity(x->op);
   if (x->op == FL_X_LOAD) {
     if (x->src < 0 || x->src >= v)
       return fl_fail(c->e, FL_EINVAL, "malformed graph: node '%s' loads value %d, not an earlier one",
@@ -215,6 +206,8 @@ static double unary(fl_xop op, double x) {
   case FL_X_ABS: return fabs(x);
   case FL_X_RELU: return x > 0 || isnan(x) ? x : 0.0;
   case FL_X_NOT: return x == 0 ? 1.0 : 0.0;
+  case FL_X_FLOOR: return floor(x);
+  case FL_X_TRUNC: return trunc(x);
   default: return NAN;
   }
 }

@@ -10,7 +10,7 @@ static const struct { const char *name; int arity; } xops[FL_X_COUNT] = {
   [FL_X_NEG] = {"neg", 1}, [FL_X_EXP] = {"exp", 1}, [FL_X_LOG] = {"log", 1},
   [FL_X_TANH] = {"tanh", 1}, [FL_X_SIGMOID] = {"sigmoid", 1}, [FL_X_SQRT] = {"sqrt", 1},
   [FL_X_RSQRT] = {"rsqrt", 1}, [FL_X_ABS] = {"abs", 1}, [FL_X_RELU] = {"relu", 1},
-  [FL_X_NOT] = {"not", 1},
+  [FL_X_NOT] = {"not", 1}, [FL_X_FLOOR] = {"floor", 1}, [FL_X_TRUNC] = {"trunc", 1},
   [FL_X_ADD] = {"add", 2}, [FL_X_SUB] = {"sub", 2}, [FL_X_MUL] = {"mul", 2},
   [FL_X_DIV] = {"div", 2}, [FL_X_POW] = {"pow", 2}, [FL_X_MAX] = {"max", 2},
   [FL_X_MIN] = {"min", 2}, [FL_X_LT] = {"lt", 2}, [FL_X_LE] = {"le", 2},

@@ -20,7 +20,8 @@ typedef enum fl_xop {
   FL_X_CONST, FL_X_VAR, FL_X_LOAD,
   /* unary */
   FL_X_NEG, FL_X_EXP, FL_X_LOG, FL_X_TANH, FL_X_SIGMOID, FL_X_SQRT, FL_X_RSQRT,
-  FL_X_ABS, FL_X_RELU, FL_X_NOT,
+  FL_X_ABS, FL_X_RELU, FL_X_NOT, FL_X_FLOOR,
+  FL_X_TRUNC, /* toward zero: what a float-to-integer conversion does */
   /* binary */
   FL_X_ADD, FL_X_SUB, FL_X_MUL, FL_X_DIV, FL_X_POW, FL_X_MAX, FL_X_MIN,
   FL_X_LT, FL_X_LE, FL_X_GT, FL_X_GE, FL_X_EQ, FL_X_NE, FL_X_AND, FL_X_OR,

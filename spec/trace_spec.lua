@@ -27,6 +27,30 @@ describe("pointwise operations", function()
   local a = t({{1, -2, 3}, {0.5, 4, -1}})
   local b = t({{2, 2, 2}, {-1, 0.5, 3}})
 
+  it("conversions: to(dtype) truncates toward zero, floor rounds down, dtype() reads", function()
+    local x = t({-1.5, -0.5, 0, 2.7})
+    local o = run(function(y) return y:to("i64") end, x)
+    assert.equal("i64", o:dtype())
+    assert.same({-1, 0, 0, 2}, o:totable())
+    near({-2, -1, 0, 2}, run(function(y) return y:floor() end, x):totable())
+    assert.same({true, true, false, true}, run(function(y) return y:to("bool") end, x):totable())
+    near({-1.5, -0.5, 0, 2.7}, run(function(y) return (y * 2):to("i32"):to("f32") / 2 end,
+      x):totable(), 0.3)
+    local kinds = run(function(y)
+      assert.equal("f32", y:dtype())
+      assert.equal("i64", y:to("i64"):dtype())
+      return y
+    end, x)
+    assert.equal("f32", kinds:dtype())
+    local ok, err = pcall(run, function(y)
+      local bad = y:to("f64")
+      return bad
+    end, x)
+    assert.is_false(ok)
+    assert.equal("spec/trace_spec.lua:46: to: unknown dtype f64 (known: f32, f16, bf16, i32, " ..
+      "i64, bool)", err)
+  end)
+
   it("arithmetic with tensors and numbers", function()
     near({{3, 0, 5}, {-0.5, 4.5, 2}}, run(function(x, y) return x + y end, a, b):totable())
     near({{-1, -4, 1}, {1.5, 3.5, -4}}, run(function(x, y) return x - y end, a, b):totable())

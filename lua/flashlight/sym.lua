@@ -32,7 +32,7 @@ local function unify(a, b)
 end
 
 local function make(dims, tpl, dtype, desc)
-  return setmetatable({dims = dims, tpl = tpl, dtype = dtype, desc = desc}, Sym)
+  return setmetatable({dims = dims, tpl = tpl, dt = dtype, desc = desc}, Sym)
 end
 
 local function sizes(x)
@@ -81,10 +81,10 @@ local function promote(args)
   local float, ints, frac_number, int_number = nil, {}, false, false
   for _, a in ipairs(args) do
     if is_sym(a) then
-      if is_float[a.dtype] then
-        float = (float == nil or float == a.dtype) and a.dtype or "f32"
+      if is_float[a.dt] then
+        float = (float == nil or float == a.dt) and a.dt or "f32"
       else
-        ints[a.dtype] = true
+        ints[a.dt] = true
       end
     elseif math.type(a) == "float" then
       frac_number = true
@@ -100,7 +100,7 @@ local function promote(args)
 end
 
 local function float_of(x)
-  return is_float[x.dtype] and x.dtype or "f32"
+  return is_float[x.dt] and x.dt or "f32"
 end
 
 -- Broadcasting -------------------------------------------------------------
@@ -190,7 +190,7 @@ Sym.__div = arith("div", "div")
 Sym.__pow = arith("pow", "pow")
 Sym.__unm = function(a) return pointwise("neg", "neg", {a}) end
 Sym.__tostring = function(x)
-  return ("symbolic %s%s %s"):format(x.dtype, shape_of(x), x.desc)
+  return ("symbolic %s%s %s"):format(x.dt, shape_of(x), x.desc)
 end
 Sym.__len = function(x) return x.dims[1] and x.dims[1].size or 0 end
 
@@ -201,7 +201,26 @@ for _, op in ipairs({"exp", "log", "tanh", "sigmoid", "sqrt", "rsqrt"}) do
   end
 end
 for _, op in ipairs({"abs", "relu"}) do
-  Sym[op] = function(x) return pointwise(op, op, {x}, x.dtype) end
+  Sym[op] = function(x) return pointwise(op, op, {x}, x.dt) end
+end
+
+Sym.floor = function(x) return pointwise("floor", "floor", {x}, x.dt) end
+
+local dtypes = {f32 = true, f16 = true, bf16 = true, i32 = true, i64 = true, bool = true}
+
+-- Conversion as PyTorch's x.to(dtype): floats become integers by truncation
+-- toward zero, anything becomes bool by comparison with zero.
+function Sym:to(dtype)
+  if not dtypes[dtype] then
+    fail("to: unknown dtype %s (known: f32, f16, bf16, i32, i64, bool)", tostring(dtype))
+  end
+  if dtype == self.dt then return self end
+  if dtype == "bool" then return pointwise("to", "ne", {self, 0}, "bool") end
+  if is_float[self.dt] and not is_float[dtype] then
+    return pointwise("to", "trunc", {self}, dtype)
+  end
+  return node("to", self.dims, {}, "none", operand(self, self.dims), dtype,
+    ("to(%s, %s)"):format(self.desc, dtype))
 end
 
 for _, op in ipairs({"lt", "le", "gt", "ge", "eq", "ne"}) do
@@ -224,7 +243,8 @@ function Sym:numel()
   for _, d in ipairs(self.dims) do n = n * d.size end
   return n
 end
-Sym.type = function(x) return x.dtype end
+Sym.type = function(x) return x.dt end
+Sym.dtype = Sym.type
 
 -- Reductions ---------------------------------------------------------------
 
@@ -256,11 +276,11 @@ local function reduce(op, comb, x, dim, keepdim, dtype)
   end
   local desc = ("%s(%s%s%s)"):format(op, x.desc, dim and ", " .. dim or "",
     keepdim and ", keepdim" or "")
-  return node(op, out, red, comb, subst(x.tpl, map), dtype or x.dtype, desc)
+  return node(op, out, red, comb, subst(x.tpl, map), dtype or x.dt, desc)
 end
 
 function Sym:sum(dim, keepdim)
-  local dt = (self.dtype == "bool" or self.dtype == "i32") and "i64" or self.dtype
+  local dt = (self.dt == "bool" or self.dt == "i32") and "i64" or self.dt
   return reduce("sum", "sum", self, dim, keepdim, dt)
 end
 function Sym:max(dim, keepdim) return reduce("max", "max", self, dim, keepdim) end
@@ -293,7 +313,7 @@ function Sym:cumsum(dim)
   local map = {}
   for i = 1, n do map[i] = {"var", i == d and n + 1 or i} end
   local body = {"where", {"le", {"var", n + 1}, {"var", d}}, subst(self.tpl, map), {"const", 0}}
-  local dt = is_float[self.dtype] and self.dtype or "i64"
+  local dt = is_float[self.dt] and self.dt or "i64"
   return node("cumsum", self.dims, {k}, "sum", body, dt, ("cumsum(%s, %d)"):format(self.desc, dim))
 end
 
@@ -347,7 +367,7 @@ function Sym:transpose(d1, d2)
   local dims, map = {table.unpack(self.dims)}, {}
   dims[a], dims[b] = dims[b], dims[a]
   for k = 1, n do map[k] = {"dim", k == a and b or k == b and a or k} end
-  return make(dims, subst(self.tpl, map), self.dtype,
+  return make(dims, subst(self.tpl, map), self.dt,
     ("transpose(%s, %d, %d)"):format(self.desc, d1, d2))
 end
 
@@ -357,7 +377,7 @@ function Sym:unsqueeze(d)
   local dims, map = {table.unpack(self.dims)}, {}
   table.insert(dims, k, new_dim(1, "_"))
   for i = 1, #self.dims do map[i] = {"dim", i < k and i or i + 1} end
-  return make(dims, subst(self.tpl, map), self.dtype, ("unsqueeze(%s, %d)"):format(self.desc, d))
+  return make(dims, subst(self.tpl, map), self.dt, ("unsqueeze(%s, %d)"):format(self.desc, d))
 end
 
 -- Sizes given as numbers or as one table.
@@ -394,7 +414,7 @@ function Sym:expand(...)
         shape_str(want), k, d.size)
     end
   end
-  return make(dims, subst(self.tpl, map), self.dtype,
+  return make(dims, subst(self.tpl, map), self.dt,
     ("expand(%s, %s)"):format(self.desc, shape_str(want)))
 end
 
@@ -471,7 +491,7 @@ function Sym:view(...)
       end
     end
   end
-  return make(dims, subst(self.tpl, map), self.dtype,
+  return make(dims, subst(self.tpl, map), self.dt,
     ("view(%s, %s)"):format(self.desc, shape_str(want)))
 end
 Sym.reshape = Sym.view
@@ -480,8 +500,8 @@ Sym.reshape = Sym.view
 
 local function check_index(idx, what)
   if not is_sym(idx) then fail("%s: the index must be a tensor, got %s", what, type(idx)) end
-  if idx.dtype ~= "i32" and idx.dtype ~= "i64" then
-    fail("%s: the index must be an integer tensor (i32 or i64), got %s", what, idx.dtype)
+  if idx.dt ~= "i32" and idx.dt ~= "i64" then
+    fail("%s: the index must be an integer tensor (i32 or i64), got %s", what, idx.dt)
   end
 end
 
@@ -497,7 +517,7 @@ function Sym:index(idx)
     dims[pre + k - 1] = self.dims[k]
     map[k] = {"dim", pre + k - 1}
   end
-  return make(dims, subst(self.tpl, map), self.dtype,
+  return make(dims, subst(self.tpl, map), self.dt,
     ("index(%s, %s)"):format(self.desc, idx.desc))
 end
 
@@ -523,7 +543,7 @@ function Sym:gather(dim, idx)
       map[k] = {"dim", k}
     end
   end
-  return make({table.unpack(idx.dims)}, subst(self.tpl, map), self.dtype,
+  return make({table.unpack(idx.dims)}, subst(self.tpl, map), self.dt,
     ("gather(%s, %d, %s)"):format(self.desc, dim, idx.desc))
 end
 
@@ -533,7 +553,7 @@ local function materialize(x)
   local plain = t[1] == "load" and rec.is_node(t[2]) and #t == #x.dims + 2
   for k = 1, #x.dims do plain = plain and t[k + 2][1] == "dim" and t[k + 2][2] == k end
   if plain then return x end
-  return node("copy", x.dims, {}, "none", operand(x, x.dims), x.dtype, "copy(" .. x.desc .. ")")
+  return node("copy", x.dims, {}, "none", operand(x, x.dims), x.dt, "copy(" .. x.desc .. ")")
 end
 
 return {

@@ -109,7 +109,7 @@ local function listing(inputs, t, results)
   end
   for _, l in ipairs(t.listing) do
     local left = ("  %s = %s"):format(l.result.desc, l.desc)
-    lines[#lines + 1] = ("%-60s # %s%s  %s"):format(left, l.result.dtype,
+    lines[#lines + 1] = ("%-60s # %s%s  %s"):format(left, l.result.dt,
       rec.shape_str(l.result:shape()), l.origin)
   end
   local outs = {}

@@ -351,6 +351,8 @@ FL_TEST(eval_unary_ops) {
     {FL_X_ABS, {1, 0, 0.5, 4, NAN, INFINITY}},
     {FL_X_RELU, {0, 0, 0.5, 4, NAN, 0}},
     {FL_X_NOT, {0, 1, 0, 0, 0, 0}},
+    {FL_X_FLOOR, {-1, 0, 0, 4, NAN, -INFINITY}},
+    {FL_X_TRUNC, {-1, 0, 0, 4, NAN, -INFINITY}},
   };
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     double z[NPTS];
