@@ -1,0 +1,36 @@
+-- Grouped-query attention (Ainslie et al., 2023): H query heads share H/G
+-- key/value heads, G query heads to a group. The groups are a broadcast:
+-- q viewed as [B, H/G, G, N, D] against k, v as [B, H/G, 1, N, D].
+local fl = require "flashlight"
+local A = require "variants.common"
+local R = require "variants.reference"
+
+local function grouped(p)
+  return function(q, k, v)
+    local B, H, N, D = q:size(1), q:size(2), q:size(3), q:size(4)
+    local Hk = k:size(2)
+    local qg = q:view(B, Hk, H // Hk, N, D)
+    local s = A.scores(qg, k:unsqueeze(3))
+    local o = fl.softmax(s, -1):matmul(v:unsqueeze(3))
+    return o:view(B, H, N, D)
+  end
+end
+
+local function kv_heads(H, p) return p.kv_heads or math.max(1, H // p.group) end
+
+return A.variant {
+  name = "gqa",
+  summary = "H query heads over H/4 key/value heads",
+  params = {group = 4}, small = {group = 2},
+  make = grouped,
+  inputs = function(B, H, N, D, opts, p)
+    local Hk = kv_heads(H, p)
+    return {A.randn({B, H, N, D}, opts, 1), A.randn({B, Hk, N, D}, opts, 2),
+            A.randn({B, Hk, N, D}, opts, 3)}
+  end,
+  reference = function(x)
+    local G = #x[1][1] // #x[2][1]
+    return {R.attention(x[1], x[2], x[3], {kv_head = function(h) return (h - 1) // G + 1 end})}
+  end,
+  grouped = grouped, kv_heads = kv_heads,
+}
