@@ -200,9 +200,64 @@ static int g_counts(lua_State *L) {
   return 3;
 }
 
+/* The names of syms ids[0..n), as a new sequence on the stack. */
+static void push_sym_names(lua_State *L, const fl_graph *g, int n, const int *ids) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, g->syms[ids[i]].name);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* g:value(id) -> {name, kind = "input"|"node", dtype, dims = {names},
+ * shape = {sizes}, and for nodes red = {names}, comb, op, origin}. */
+static int g_value(lua_State *L) {
+  fl_graph *g = check_graph(L, 1);
+  int v = check_id(L, (int)luaL_checkinteger(L, 2), g->nvals, "value");
+  const fl_value *val = &g->vals[v];
+  lua_createtable(L, 0, 9);
+  lua_pushstring(L, val->name);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, v < g->ninputs ? "input" : "node");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, fl_dtype_name(val->dtype));
+  lua_setfield(L, -2, "dtype");
+  push_sym_names(L, g, val->ndim, val->dims);
+  lua_setfield(L, -2, "dims");
+  lua_createtable(L, val->ndim, 0);
+  for (int i = 0; i < val->ndim; i++) {
+    lua_pushinteger(L, g->syms[val->dims[i]].size);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "shape");
+  if (v >= g->ninputs) {
+    push_sym_names(L, g, val->nred, val->red);
+    lua_setfield(L, -2, "red");
+    lua_pushstring(L, fl_combiner_name(val->comb));
+    lua_setfield(L, -2, "comb");
+    lua_pushstring(L, val->op);
+    lua_setfield(L, -2, "op");
+    lua_pushstring(L, val->origin);
+    lua_setfield(L, -2, "origin");
+  }
+  return 1;
+}
+
+/* g:outputs() -> {value ids} */
+static int g_outputs(lua_State *L) {
+  fl_graph *g = check_graph(L, 1);
+  lua_createtable(L, g->noutputs, 0);
+  for (int i = 0; i < g->noutputs; i++) {
+    lua_pushinteger(L, g->outputs[i] + 1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static const luaL_Reg graph_methods[] = {
   {"sym", g_sym}, {"input", g_input}, {"node", g_node}, {"output", g_output},
-  {"eval", g_eval}, {"counts", g_counts}, {NULL, NULL},
+  {"eval", g_eval}, {"counts", g_counts}, {"value", g_value}, {"outputs", g_outputs},
+  {NULL, NULL},
 };
 
 static const luaL_Reg graph_meta[] = {

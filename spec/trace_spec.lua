@@ -276,6 +276,28 @@ describe("errors name the script line and the shapes", function()
     end)
   end
 
+  it("a tail call names its own line, and the trace leaves the debug hook as it was", function()
+    local function hook() end
+    debug.sethook(hook, "c")
+    local here = debug.getinfo(1, "l").currentline
+    local ok, err = pcall(fl.trace, function(x)
+      local y = x * 2
+      return y:matmul(y)
+    end, q)
+    local h, mask = debug.gethook()
+    debug.sethook()
+    assert.is_false(ok)
+    assert.matches("trace_spec%.lua:" .. (here + 3) .. ": matmul", err)
+    assert.equal(hook, h)
+    assert.equal("c", mask)
+    local g = fl.trace(function(x)
+      local y = x * 2
+      return y:transpose(1, 2):matmul(y)
+    end, q)
+    assert.matches("matmul.-trace_spec%.lua:" .. (here + 13), g:ir("traced"))
+    assert.is_nil(debug.gethook())
+  end)
+
   it("wrong inputs at call time", function()
     local f = fl.compile(function(x) return x * 2 end)
     local g = fl.trace(function(x) return x * 2 end, q)

@@ -57,16 +57,21 @@ function Program:__call(...)
   return table.unpack(g:eval(args))
 end
 
--- attn:ir(stage [, inputs...]): the dump after a stage, for these inputs'
--- signature or the last one called.
-function Program:ir(stage, ...)
-  local g = select("#", ...) > 0 and self:graph_for({...}) or self.last
-  if not g then
-    rec.fail("ir: the program has not been traced yet; call it, or pass example inputs: " ..
-      "prog:ir(stage, q, k, v)")
+-- The graph for these inputs' signature, or the last one called.
+function Program:graph_of(what, ...)
+  if select("#", ...) > 0 then return self:graph_for({...}) end
+  if not self.last then
+    rec.fail("%s: the program has not been traced yet; call it, or pass example inputs: " ..
+      "prog:%s(..., q, k, v)", what, what)
   end
-  return g:ir(stage)
+  return self.last
 end
+
+-- attn:ir(stage [, inputs...]): the dump after a stage.
+function Program:ir(stage, ...) return self:graph_of("ir", ...):ir(stage) end
+
+-- attn:kernels([inputs...]): one entry a launched kernel.
+function Program:kernels(...) return self:graph_of("kernels", ...):kernels() end
 
 function M.install(fl)
   function fl.compile(fn, opts)

@@ -7,12 +7,12 @@ local T -- the trace in progress, or nil
 -- "file.lua:12" for the innermost caller outside flashlight's own code.
 -- A tail call from the traced function (`return a:matmul(b)`) leaves no
 -- frame for its line: reaching the trace's own driver first means that, and
--- the line where the traced function starts is the best we know.
+-- the last user line the trace's line hook saw run is that line.
 function M.user_where()
   for level = 2, 60 do
     local info = debug.getinfo(level, "Slf")
     if not info then break end
-    if T and info.func == T.driver then return T.fn_where end
+    if T and info.func == T.driver then return T.last_line or T.fn_where end
     if info.what ~= "C" and info.source:sub(1, 12) ~= "@flashlight/" then
       return info.short_src .. ":" .. (info.currentline or 0)
     end
@@ -42,12 +42,23 @@ function M.start(ninputs, fn, driver)
   if T then M.fail("a traced function cannot trace another one") end
   local info = debug.getinfo(fn, "S")
   T = {ninputs = ninputs, nodes = {}, listing = {}, macro = nil, depth = 0,
-       fn_where = info.short_src .. ":" .. info.linedefined, driver = driver}
+       fn_where = info.short_src .. ":" .. info.linedefined, driver = driver,
+       saved_hook = table.pack(debug.gethook())}
+  debug.sethook(function(_, line)
+    local src = debug.getinfo(2, "S")
+    if T and src.source:sub(1, 12) ~= "@flashlight/" then
+      T.last_line = src.short_src .. ":" .. line
+    end
+  end, "l")
 end
 
 function M.finish()
   local t = T
   T = nil
+  if t then
+    local h = t.saved_hook
+    if h[1] then debug.sethook(h[1], h[2], h[3]) else debug.sethook() end
+  end
   return t
 end
 

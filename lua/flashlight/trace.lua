@@ -130,6 +130,33 @@ function Graph:ir(stage)
   rec.fail("ir: unknown stage '%s' (known: traced, lowered)", tostring(stage))
 end
 
+-- Every value of the graph, inputs first, as tables (see g:value in
+-- lua/l_graph.c): name, kind, dtype, dims, shape, and for nodes red, comb,
+-- op and origin.
+function Graph:values()
+  local ninputs, nnodes = self.core:counts()
+  local out = {}
+  for id = 1, ninputs + nnodes do
+    out[id] = self.core:value(id)
+    out[id].id = id
+  end
+  return out
+end
+
+-- The kernels that run the graph. With no passes yet, the executor runs
+-- each node of the lowered graph as its own loop nest: one kernel a node.
+function Graph:kernels()
+  local ninputs = self.core:counts()
+  local out = {}
+  for id, v in ipairs(self:values()) do
+    if id > ninputs then
+      out[#out + 1] = {name = v.name, op = v.op, origin = v.origin, dims = v.dims, red = v.red,
+                       comb = v.comb, nodes = {v.name}}
+    end
+  end
+  return out
+end
+
 -- Checks runtime inputs against what the graph was traced for.
 function Graph:check_inputs(args, what)
   if #args ~= #self.inputs then
