@@ -1,42 +1,106 @@
--- The demo (README's first command): makes tensors, moves them to the GPU
--- when there is one, and round-trips them through a NumPy .npy file.
+-- The demo (README's first command): compiles and runs every variant of the
+-- library and prints a table: kernels, error against the plain-Lua
+-- reference, time. It runs where the kernels can run: the CPU executor
+-- until the CUDA code generator lands, at small sizes.
+--
+--   flua examples/demo.lua [variant,variant,...]
+local root = (arg and arg[0] or ""):match("^(.-)[^/]*$") .. "../"
+package.path = root .. "scripts/?.lua;" .. root .. "scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
+local variants = require "variants"
 
-local function section(title) print(("\n== %s"):format(title)) end
+local B, H, N, D = 2, 4, 128, 32
 
-section("flashlight " .. fl.version)
+local function now() return os.clock() end
+
+local function tables(inputs)
+  local x = {}
+  for n, t in ipairs(inputs) do x[n] = t:totable() end
+  return x
+end
+
+-- max |got − want| over max |want|, across all outputs.
+local function rel_error(outs, want)
+  local err, scale = 0, 0
+  local function walk(g, w)
+    if type(w) ~= "table" then
+      err = math.max(err, g == g and math.abs(g - w) or math.huge)
+      scale = math.max(scale, math.abs(w))
+      return
+    end
+    for n = 1, #w do walk(g[n], w[n]) end
+  end
+  for n = 1, #want do walk(outs[n]:totable(), want[n]) end
+  return err / math.max(scale, 1e-30)
+end
+
+-- Left-justified in w columns, counting characters, not bytes.
+local function pad(str, w)
+  return str .. (" "):rep(math.max(0, w - (utf8.len(str) or #str)))
+end
+
+-- "window=6 " for a variant's constants.
+local function constants(p)
+  local keys = {}
+  for k in pairs(p) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for n, k in ipairs(keys) do keys[n] = ("%s=%s"):format(k, p[k]) end
+  return table.concat(keys, " ")
+end
+
+-- A progress line on a terminal; none where the output is captured.
+local tty = os.execute("test -t 2")
+local function progress(n, total, name)
+  if not tty then return end
+  if n > total then
+    io.stderr:write("\r", (" "):rep(60), "\r")
+  else
+    io.stderr:write(("\r[%2d/%d] %-20s"):format(n, total, name))
+  end
+  io.stderr:flush()
+end
+
+local function run(V)
+  local inputs = V.inputs(B, H, N, D, {dtype = "f32", seed = 7}, V.small)
+  local attn = fl.compile(V.make(V.small))
+  local t0 = now()
+  local outs = table.pack(attn(table.unpack(inputs)))
+  local t1 = now()
+  attn(table.unpack(inputs))
+  local t2 = now()
+  return {kernels = #attn:kernels(), err = rel_error(outs, V.reference(tables(inputs), V.small)),
+          first = t1 - t0, run = t2 - t1, kept = V.kept(N, V.small, inputs)}
+end
+
+print("flashlight " .. fl.version)
 local on_gpu, why = fl.cuda_available()
 if on_gpu then
   local info = fl.device_info()
-  print(("GPU: %s (%s, %d SMs, %.1f GiB)"):format(info.name, info.arch,
-    info.multiprocessors, info.memory / 2 ^ 30))
+  print(("GPU: %s (%s); the CUDA code generator is not built yet, so the kernels run on the " ..
+    "CPU executor"):format(info.name, info.arch))
 else
-  print("no GPU: running on the CPU (" .. why .. ")")
+  print("no GPU (" .. why .. "): the kernels run on the CPU executor")
 end
-local device = on_gpu and "cuda" or "cpu"
+print(("B=%d H=%d N=%d D=%d, f32 inputs, test-size constants; error = max |o − ref| / max |ref| " ..
+  "against plain Lua in double precision\n"):format(B, H, N, D))
 
-section("tensors")
-local q = fl.randn({2, 4, 128, 64}, {dtype = "bf16", seed = 1})
-print("q      ", q, ("q[1][1][1][1] = %.6g"):format(q:get(1, 1, 1, 1)))
-local qd = fl.randn({2, 4, 128, 64}, {dtype = "bf16", seed = 1, device = device})
-print("q on " .. device, qd)
-local same = true
-local a, b = q:totable(), qd:totable()
-for i = 1, 2 do for h = 1, 4 do for n = 1, 128 do for d = 1, 64 do
-  same = same and a[i][h][n][d] == b[i][h][n][d]
-end end end end
-print("same values for the same seed on both devices:", same)
-local back = qd:to("cpu"):to("f32")
-print("round trip " .. device .. " -> cpu -> f32:", back, back:get(2, 4, 128, 64) == q:get(2, 4, 128, 64))
-
-section(".npy round trip")
-local base = os.tmpname()
-local path = base .. ".npy"
-local t = fl.tensor({{1.5, -2}, {3.25, 4}}, {dtype = "f16", device = device})
-t:save(path)
-local u = fl.load(path)
-print(("saved %s, loaded %s from %s"):format(tostring(t), tostring(u), path))
-for i = 1, 2 do print("", table.unpack(u:totable()[i])) end
-os.remove(path)
-os.remove(base)
-print("\ndone")
+local list = variants.all(arg and arg[1])
+local failed = 0
+print(pad("variant", 17) .. pad("what", 46) .. pad("constants", 26) ..
+  ("%5s %7s %8s %9s %8s"):format("kept", "kernels", "error", "first ms", "run ms"))
+for n, V in ipairs(list) do
+  progress(n, #list, V.name)
+  local ok, r = pcall(run, V)
+  progress(#list + 1, #list)
+  if ok and r.err < 1e-5 then
+    print(pad(V.name, 17) .. pad(V.summary, 46) .. pad(constants(V.small), 26) ..
+      ("%4.0f%% %7d %8.1e %9.1f %8.1f"):format(100 * r.kept, r.kernels, r.err, 1000 * r.first,
+        1000 * r.run))
+  else
+    failed = failed + 1
+    print(pad(V.name, 17) .. pad(V.summary, 46) .. "FAILED: " ..
+      (ok and ("error %.3g"):format(r.err) or tostring(r)))
+  end
+end
+print(("\n%d variants, %d failed"):format(#list, failed))
+if failed > 0 then os.exit(1) end

@@ -74,6 +74,8 @@ function Program:ir(stage, ...) return self:graph_of("ir", ...):ir(stage) end
 function Program:kernels(...) return self:graph_of("kernels", ...):kernels() end
 
 function M.install(fl)
+  -- The stages whose IR attn:ir(stage) prints, in pipeline order.
+  fl.stages = {"traced", "lowered"}
   function fl.compile(fn, opts)
     if type(fn) ~= "function" then rec.fail("compile: expected a function, got %s", type(fn)) end
     if opts ~= nil and type(opts) ~= "table" then

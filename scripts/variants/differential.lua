@@ -7,7 +7,7 @@ local R = require "variants.reference"
 
 return A.variant {
   name = "differential",
-  summary = "softmax(Q₁K₁ᵀ) V − λ softmax(Q₂K₂ᵀ) V, λ = 0.3",
+  summary = "softmax(Q₁K₁ᵀ) V − λ softmax(Q₂K₂ᵀ) V",
   params = {lambda = 0.3},
   make = function(p)
     return function(q1, k1, q2, k2, v)

@@ -30,7 +30,7 @@ end
 
 return A.variant {
   name = "document",
-  summary = "causal within documents: doc[i] = doc[j], j ≤ i",
+  summary = "causal, doc[i] = doc[j]",
   fn = function(q, k, v, doc)
     local s = A.scores(q, k)
     local i, j = A.positions(s)

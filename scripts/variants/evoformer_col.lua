@@ -8,7 +8,7 @@ local R = require "variants.reference"
 
 return A.variant {
   name = "evoformer_col",
-  summary = "gated attention over the sequence axis of [B, N, H, D]",
+  summary = "gated attention along N of [B, N, H, D]",
   fn = function(q, k, v, gate)
     local qh, kh, vh = q:transpose(2, 3), k:transpose(2, 3), v:transpose(2, 3)
     local o = fl.softmax(A.scores(qh, kh), -1):matmul(vh)

@@ -9,7 +9,7 @@ local function mask() return function(_, _, i, j) return j <= i end end
 
 return A.variant {
   name = "forgetting",
-  summary = "causal, scores + F[i] − F[j], F = cumsum(log sigmoid(f))",
+  summary = "causal, + F[i] − F[j], F = cumsum(log σ(f))",
   fn = function(q, k, v, f)
     local F = f:sigmoid():log():cumsum(-1)          -- [B, H, N]
     local s = A.scores(q, k) + F:unsqueeze(-1) - F:unsqueeze(-2)

@@ -20,7 +20,7 @@ local function kv_heads(H, p) return p.kv_heads or math.max(1, H // p.group) end
 
 return A.variant {
   name = "gqa",
-  summary = "H query heads over H/4 key/value heads",
+  summary = "H query heads over H/group key/value heads",
   params = {group = 4}, small = {group = 2},
   make = grouped,
   inputs = function(B, H, N, D, opts, p)

@@ -10,7 +10,7 @@ end
 
 return A.variant {
   name = "prefix_lm",
-  summary = "j ≤ i or j < prefix (512)",
+  summary = "j ≤ i or j < prefix",
   params = {prefix = 512}, small = {prefix = 5},
   make = function(p)
     return function(q, k, v)

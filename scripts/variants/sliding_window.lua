@@ -8,7 +8,7 @@ local function mask(_, p) return function(_, _, i, j) return j <= i and i - j < 
 
 return A.variant {
   name = "sliding_window",
-  summary = "causal, i − j < window (256)",
+  summary = "causal, i − j < window",
   params = {window = 256}, small = {window = 6},
   make = function(p)
     return function(q, k, v)

@@ -6,7 +6,7 @@ local R = require "variants.reference"
 
 return A.variant {
   name = "softcap",
-  summary = "softmax(cap·tanh(s/cap)) V, cap = 30",
+  summary = "softmax(cap·tanh(s/cap)) V",
   params = {cap = 30}, small = {cap = 0.5},
   make = function(p)
     return function(q, k, v)

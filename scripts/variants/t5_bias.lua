@@ -32,7 +32,7 @@ end
 
 return A.variant {
   name = "t5_bias",
-  summary = "scores + table[bucket(j − i), h], 32 buckets",
+  summary = "scores + table[bucket(j − i), h]",
   params = {buckets = 32, max_distance = 128}, small = {buckets = 16, max_distance = 16},
   make = function(p)
     return function(q, k, v, table)
