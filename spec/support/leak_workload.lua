@@ -46,6 +46,7 @@ local q = fl.randn({1, 2, 6, 4}, {seed = 1})
 local doc = fl.tensor({0, 0, 1, 1, 1, 2}, {dtype = "i32"})
 for _ = 1, 2 do assert(attn(q, q, q, doc):numel() == 48) end
 assert(#attn:ir("lowered") > 0 and #attn:ir("traced") > 0)
+assert(#attn:kernels() > 0 and #fl.trace(function(x) return x:sum(1) end, q):values() == 2)
 local take = fl.compile(function(x, idx) return x:index(idx) * 2 end)
 assert(take(q, fl.tensor({0}, {dtype = "i32"})):numel() == 48)
 assert(not pcall(take, q, fl.tensor({9}, {dtype = "i32"}))) -- index out of range in eval
