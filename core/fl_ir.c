@@ -16,7 +16,7 @@ static const struct { const char *name; int arity; } xops[FL_X_COUNT] = {
   [FL_X_MIN] = {"min", 2}, [FL_X_LT] = {"lt", 2}, [FL_X_LE] = {"le", 2},
   [FL_X_GT] = {"gt", 2}, [FL_X_GE] = {"ge", 2}, [FL_X_EQ] = {"eq", 2}, [FL_X_NE] = {"ne", 2},
   [FL_X_AND] = {"and", 2}, [FL_X_OR] = {"or", 2}, [FL_X_IDIV] = {"idiv", 2},
-  [FL_X_MOD] = {"mod", 2}, [FL_X_WHERE] = {"where", 3},
+  [FL_X_MOD] = {"mod", 2}, [FL_X_WHERE] = {"where", 3}, [FL_X_REDUCE] = {"reduce", 1},
 };
 
 static const char *const combiners[] = {"none", "sum", "max", "min"};

@@ -28,21 +28,35 @@ typedef enum fl_xop {
   FL_X_IDIV, FL_X_MOD, /* integer division (floor) and modulo, for indices */
   /* ternary */
   FL_X_WHERE,
+  /* a reduction nested in a body: comb over variables [var, var + nbind) of
+   * args[0]. Demotion makes these, from a reduction it recomputes in place. */
+  FL_X_REDUCE,
   FL_X_COUNT
 } fl_xop;
 
 typedef enum fl_combiner { FL_COMB_NONE, FL_COMB_SUM, FL_COMB_MAX, FL_COMB_MIN } fl_combiner;
 
 #define FL_MAX_ARGS FL_MAX_DIMS
+#define FL_MAX_LOCALS 16
+/* A node's variables: output dims, reduction dims, then locals. */
+#define FL_MAX_VARS (2 * FL_MAX_DIMS + FL_MAX_LOCALS)
 
 typedef struct fl_expr {
   fl_xop op;
   double value; /* FL_X_CONST */
-  int var;      /* FL_X_VAR: the node's variable number */
+  int var;      /* FL_X_VAR: the node's variable number; FL_X_REDUCE: the first it binds */
   int src;      /* FL_X_LOAD: the value loaded (an input or a node) */
   int nargs;
   int args[FL_MAX_ARGS]; /* operands, or for a load one index per dim of src */
+  fl_combiner comb;      /* FL_X_REDUCE */
+  int nbind;             /* FL_X_REDUCE: how many variables it binds */
 } fl_expr;
+
+/* How an online accumulator follows a change of the running values it
+ * depends on (see core/fl_pass_online.c): with μ its rescale argument
+ * evaluated before (a) and after (b) the change, multiply by exp(a − b)
+ * (FL_RESCALE_EXP) or (b / a)^p (FL_RESCALE_POW). */
+typedef enum fl_rescale { FL_RESCALE_NONE, FL_RESCALE_EXP, FL_RESCALE_POW } fl_rescale;
 
 typedef struct fl_sym {
   char name[16];
@@ -66,6 +80,17 @@ typedef struct fl_value {
   int body;                    /* expression id */
   char op[FL_NAME_MAX];        /* the traced operation it came from, e.g. "softmax" */
   char origin[FL_ORIGIN_MAX];  /* where in the user's script, e.g. "attn.lua:12" */
+  int nloc;
+  int loc[FL_MAX_LOCALS]; /* symbols of the variables nested reductions bind */
+  /* Online groups (the online pass). Members share group > 0, the reduction
+   * dims and one loop over them. In a member's body, a load of another
+   * member reads its running value; an epilogue member (comb none) runs
+   * after the loop and reads the others' final values. */
+  int group;
+  int epilogue;
+  fl_rescale resc;
+  int resc_arg; /* expression μ, over running values and loop invariants */
+  double resc_pow;
 } fl_value;
 
 typedef struct fl_graph {

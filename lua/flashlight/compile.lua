@@ -7,7 +7,8 @@ local M = {}
 local Program = {}
 Program.__index = Program
 
--- Pass names this build knows; "default" is the pipeline of all of them.
+-- The passes this build has, in pipeline order; "default" runs them all.
+local pipeline = {}
 local known_passes = {}
 
 local function check_passes(passes)
@@ -17,7 +18,8 @@ local function check_passes(passes)
   end
   for _, p in ipairs(passes) do
     if not known_passes[p] then
-      rec.fail("compile: unknown pass '%s' (this build has none yet; use \"default\")", tostring(p))
+      rec.fail("compile: unknown pass '%s' (known: %s)", tostring(p),
+        #pipeline > 0 and table.concat(pipeline, ", ") or "none yet; use \"default\"")
     end
   end
 end
@@ -76,6 +78,8 @@ function Program:kernels(...) return self:graph_of("kernels", ...):kernels() end
 function M.install(fl)
   -- The stages whose IR attn:ir(stage) prints, in pipeline order.
   fl.stages = {"traced", "lowered"}
+  -- The pass names, in the default pipeline's order.
+  fl.passes = pipeline
   function fl.compile(fn, opts)
     if type(fn) ~= "function" then rec.fail("compile: expected a function, got %s", type(fn)) end
     if opts ~= nil and type(opts) ~= "table" then
