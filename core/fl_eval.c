@@ -1,33 +1,13 @@
 /* The unfused reference evaluator: materializes every value of a graph as an
  * array of doubles in C order, one node at a time, by plain loops over its
  * output and reduction positions. Fused kernels are checked against it. */
-#include "fl_ir.h"
-
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* As for tensors: values stay below 2^59 elements, so that byte counts of
- * their double arrays fit in int64_t. */
-#define MAX_NUMEL ((int64_t)1 << 59)
-
-typedef struct value_info {
-  int64_t numel, size[FL_MAX_DIMS], stride[FL_MAX_DIMS]; /* output dims */
-  int64_t red_numel, red_size[FL_MAX_DIMS];              /* reduction dims */
-} value_info;
-
-typedef struct eval_ctx {
-  const fl_graph *g;
-  value_info *info; /* per value */
-  double **data;    /* per value, once materialized */
-  int *checked;     /* per expression: 1 + the last node whose check went through it */
-  int node;         /* the node being evaluated */
-  int64_t pos[2 * FL_MAX_DIMS]; /* its variables: output dims, then reduction dims */
-  fl_status status; /* the first failure inside an expression */
-  fl_err *e;
-} eval_ctx;
+#include "fl_eval_impl.h"
 
 /* ---- checking the graph ---- */
 
@@ -80,6 +60,13 @@ static fl_status check_value(eval_ctx *c, int v) {
   if (val->comb == FL_COMB_NONE && val->nred != 0)
     return fl_fail(c->e, FL_EINVAL, "malformed graph: node '%s' reduces with no combiner",
                    val->name);
+  if (val->nloc < 0 || val->nloc > FL_MAX_LOCALS)
+    return fl_fail(c->e, FL_EINVAL, "malformed graph: node '%s' has %d locals", val->name,
+                   val->nloc);
+  for (int k = 0; k < val->nloc; k++)
+    if (val->loc[k] < 0 || val->loc[k] >= c->g->nsyms)
+      return fl_fail(c->e, FL_EINVAL, "malformed graph: '%s' binds symbol %d of %d", val->name,
+                     val->loc[k], c->g->nsyms);
   return sym_sizes(c, val->name, val->nred, val->red, in->red_size, &in->red_numel);
 }
 
@@ -96,9 +83,16 @@ static fl_status check_expr(eval_ctx *c, int v, int id) {
   const fl_expr *x = &g->exprs[id];
   if ((int)x->op < 0 || x->op >= FL_X_COUNT)
     return fl_fail(c->e, FL_EINVAL, "malformed graph: expression %d has op %d", id, (int)x->op);
-  if (x->op == FL_X_VAR && (x->var < 0 || x->var >= val->ndim + val->nred))
+  int nvars = val->ndim + val->nred + val->nloc;
+  if (x->op == FL_X_VAR && (x->var < 0 || x->var >= nvars))
     return fl_fail(c->e, FL_EINVAL, "malformed graph: node '%s' uses variable %d, it has %d",
-                   val->name, x->var, val->ndim + val->nred);
+                   val->name, x->var, nvars);
+  if (x->op == FL_X_REDUCE &&
+      (x->nbind < 1 || x->var < val->ndim + val->nred || x->var + x->nbind > nvars ||
+       x->comb < FL_COMB_SUM || x->comb > FL_COMB_MIN))
+    return fl_fail(c->e, FL_EINVAL, "malformed graph: a nested reduction in node '%s' binds "
+                   "variables %d..%d with combiner %d", val->name, x->var, x->var + x->nbind - 1,
+                   (int)x->comb);
   int n = fl_xop_arity(x->op);
   if (x->op == FL_X_LOAD) {
     if (x->src < 0 || x->src >= v)
@@ -144,8 +138,11 @@ static fl_status check_counts(const fl_graph *g, const fl_tensor *inputs, fl_dty
 
 static fl_status check_values(eval_ctx *c) {
   for (int v = 0; v < c->g->nvals; v++) {
+    const fl_value *val = &c->g->vals[v];
     fl_status s = check_value(c, v);
-    if (s == FL_OK && v >= c->g->ninputs) s = check_expr(c, v, c->g->vals[v].body);
+    if (s == FL_OK && v >= c->g->ninputs) s = check_expr(c, v, val->body);
+    if (s == FL_OK && v >= c->g->ninputs && val->resc != FL_RESCALE_NONE)
+      s = check_expr(c, v, val->resc_arg);
     if (s != FL_OK) return s;
   }
   return FL_OK;
@@ -153,7 +150,7 @@ static fl_status check_values(eval_ctx *c) {
 
 /* ---- inputs ---- */
 
-static double *alloc_doubles(eval_ctx *c, int v) {
+double *fl_eval_alloc(eval_ctx *c, int v) {
   int64_t n = c->info[v].numel;
   if ((uint64_t)n > SIZE_MAX / sizeof(double)) n = -1; /* only on 32-bit hosts */
   double *d = n < 0 ? NULL : malloc(n ? (size_t)n * sizeof(double) : 1);
@@ -183,7 +180,7 @@ static fl_status read_input(eval_ctx *c, int k, const fl_tensor *t) {
   }
   if ((int)t->dtype < 0 || t->dtype >= FL_DTYPE_COUNT)
     return fl_fail(c->e, FL_EINVAL, "input '%s' has an unknown dtype %d", val->name, (int)t->dtype);
-  double *d = alloc_doubles(c, k);
+  double *d = fl_eval_alloc(c, k);
   if (!d) return FL_ENOMEM;
   for (int64_t i = 0; i < in->numel; i++) d[i] = fl_elem_get_f64(t->host, t->dtype, (size_t)i);
   return FL_OK;
@@ -253,40 +250,56 @@ static int to_index(eval_ctx *c, const fl_expr *x, int d, double v, int64_t *i) 
   return -1;
 }
 
-static double eval_expr(eval_ctx *c, int id);
-
 static double eval_load(eval_ctx *c, const fl_expr *x) {
   const int64_t *stride = c->info[x->src].stride;
-  int64_t off = 0;
+  int64_t off = 0, idx[FL_MAX_DIMS];
   for (int d = 0; d < x->nargs; d++) {
-    int64_t i;
-    if (to_index(c, x, d, eval_expr(c, x->args[d]), &i) != 0) return NAN;
-    off += i * stride[d];
+    if (to_index(c, x, d, fl_eval_expr(c, x->args[d]), &idx[d]) != 0) return NAN;
+    off += idx[d] * stride[d];
   }
+  if (!c->data[x->src]) return fl_eval_group_load(c, x, idx);
   return c->data[x->src][off];
 }
 
-static double eval_expr(eval_ctx *c, int id) {
+/* A nested reduction: its variables walk their symbols' ranges. */
+static double eval_reduce(eval_ctx *c, const fl_expr *x) {
+  const fl_value *val = &c->g->vals[c->node];
+  int64_t size[FL_MAX_LOCALS], total = 1;
+  for (int k = 0; k < x->nbind; k++) {
+    size[k] = c->g->syms[val->loc[x->var - val->ndim - val->nred + k]].size;
+    total *= size[k];
+    c->pos[x->var + k] = 0;
+  }
+  double acc = fl_comb_start(x->comb);
+  for (int64_t r = 0; r < total && c->status == FL_OK; r++) {
+    acc = fl_combine(x->comb, acc, fl_eval_expr(c, x->args[0]));
+    fl_eval_step(c->pos + x->var, x->nbind, size);
+  }
+  return acc;
+}
+
+double fl_eval_expr(eval_ctx *c, int id) {
   const fl_expr *x = &c->g->exprs[id];
   switch (x->op) {
   case FL_X_CONST: return x->value;
   case FL_X_VAR: return (double)c->pos[x->var];
   case FL_X_LOAD: return eval_load(c, x);
+  case FL_X_REDUCE: return eval_reduce(c, x);
   case FL_X_WHERE:
-    return eval_expr(c, x->args[0]) != 0 ? eval_expr(c, x->args[1]) : eval_expr(c, x->args[2]);
+    return fl_eval_expr(c, x->args[0]) != 0 ? fl_eval_expr(c, x->args[1]) : fl_eval_expr(c, x->args[2]);
   default: break;
   }
-  double a = eval_expr(c, x->args[0]);
-  return x->nargs == 1 ? unary(x->op, a) : binary(x->op, a, eval_expr(c, x->args[1]));
+  double a = fl_eval_expr(c, x->args[0]);
+  return x->nargs == 1 ? unary(x->op, a) : binary(x->op, a, fl_eval_expr(c, x->args[1]));
 }
 
 /* ---- nodes ---- */
 
-static double comb_start(fl_combiner k) {
+double fl_comb_start(fl_combiner k) {
   return k == FL_COMB_MAX ? -INFINITY : k == FL_COMB_MIN ? INFINITY : 0.0;
 }
 
-static double combine(fl_combiner k, double acc, double x) {
+double fl_combine(fl_combiner k, double acc, double x) {
   switch (k) {
   case FL_COMB_SUM: return acc + x;
   case FL_COMB_MAX: return max_nan(acc, x);
@@ -296,7 +309,7 @@ static double combine(fl_combiner k, double acc, double x) {
 }
 
 /* Advances a C-order position over n dims; wraps to zeros at the end. */
-static void step(int64_t *pos, int n, const int64_t *size) {
+void fl_eval_step(int64_t *pos, int n, const int64_t *size) {
   for (int d = n - 1; d >= 0; d--) {
     if (++pos[d] < size[d]) return;
     pos[d] = 0;
@@ -307,10 +320,10 @@ static void step(int64_t *pos, int n, const int64_t *size) {
 static double reduce(eval_ctx *c, const fl_value *val, const value_info *in) {
   int64_t *rpos = c->pos + val->ndim;
   for (int r = 0; r < val->nred; r++) rpos[r] = 0;
-  double acc = comb_start(val->comb);
+  double acc = fl_comb_start(val->comb);
   for (int64_t r = 0; r < in->red_numel && c->status == FL_OK; r++) {
-    acc = combine(val->comb, acc, eval_expr(c, val->body));
-    step(rpos, val->nred, in->red_size);
+    acc = fl_combine(val->comb, acc, fl_eval_expr(c, val->body));
+    fl_eval_step(rpos, val->nred, in->red_size);
   }
   return acc;
 }
@@ -318,14 +331,14 @@ static double reduce(eval_ctx *c, const fl_value *val, const value_info *in) {
 static fl_status eval_node(eval_ctx *c, int v) {
   const fl_value *val = &c->g->vals[v];
   const value_info *in = &c->info[v];
-  double *out = alloc_doubles(c, v);
+  double *out = fl_eval_alloc(c, v);
   if (!out) return FL_ENOMEM;
   c->node = v;
   memset(c->pos, 0, sizeof c->pos);
   for (int64_t o = 0; o < in->numel; o++) {
     out[o] = reduce(c, val, in);
     if (c->status != FL_OK) return c->status;
-    step(c->pos, val->ndim, in->size);
+    fl_eval_step(c->pos, val->ndim, in->size);
   }
   return FL_OK;
 }
@@ -361,7 +374,12 @@ static void free_tables(eval_ctx *c) {
 
 fl_status fl_graph_eval(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
                         fl_tensor *outs, fl_err *e) {
-  eval_ctx c = {.g = g, .e = e};
+  return fl_graph_eval_tiled(g, inputs, out_dtype, outs, 0, e);
+}
+
+fl_status fl_graph_eval_tiled(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
+                              fl_tensor *outs, int64_t tile, fl_err *e) {
+  eval_ctx c = {.g = g, .e = e, .tile = tile};
   if (outs && g->noutputs > 0 && g->noutputs <= FL_MAX_DIMS)
     memset(outs, 0, (size_t)g->noutputs * sizeof *outs);
   fl_status s = check_counts(g, inputs, out_dtype, outs, e);
@@ -369,7 +387,14 @@ fl_status fl_graph_eval(const fl_graph *g, const fl_tensor *inputs, fl_dtype out
   s = alloc_tables(&c);
   if (s == FL_OK) s = check_values(&c);
   for (int k = 0; s == FL_OK && k < g->ninputs; k++) s = read_input(&c, k, &inputs[k]);
-  for (int v = g->ninputs; s == FL_OK && v < g->nvals; v++) s = eval_node(&c, v);
+  for (int v = g->ninputs; s == FL_OK && v < g->nvals;) {
+    if (g->vals[v].group > 0) {
+      s = fl_eval_group(&c, v, &v);
+    } else {
+      s = eval_node(&c, v);
+      v++;
+    }
+  }
   for (int k = 0; s == FL_OK && k < g->noutputs; k++)
     s = write_output(&c, g->outputs[k], out_dtype, &outs[k]);
   if (s != FL_OK)

@@ -140,9 +140,17 @@ int fl_graph_node(fl_graph *g, const fl_value *v, fl_err *e) {
     return fl_fail(e, FL_EINVAL, "node '%s' has no body", v->name), -1;
   if (v->comb == FL_COMB_NONE && v->nred)
     return fl_fail(e, FL_EINVAL, "node '%s' reduces with no combiner", v->name), -1;
-  if (v->ndim + v->nred > FL_MAX_DIMS * 2)
-    return fl_fail(e, FL_EINVAL, "node '%s' has too many variables", v->name), -1;
-  if (check_body(g, v->body, v->ndim + v->nred, v->name, e)) return -1;
+  if (v->nloc < 0 || v->nloc > FL_MAX_LOCALS)
+    return fl_fail(e, FL_EINVAL, "node '%s' has %d locals (at most %d)", v->name, v->nloc,
+                   FL_MAX_LOCALS), -1;
+  for (int k = 0; k < v->nloc; k++)
+    if (v->loc[k] < 0 || v->loc[k] >= g->nsyms)
+      return fl_fail(e, FL_EINVAL, "node '%s' binds an unknown symbol %d", v->name, v->loc[k]), -1;
+  int nvars = v->ndim + v->nred + v->nloc;
+  if (check_body(g, v->body, nvars, v->name, e)) return -1;
+  if (v->resc != FL_RESCALE_NONE &&
+      (v->resc_arg < 0 || v->resc_arg >= g->nexprs || check_body(g, v->resc_arg, nvars, v->name, e)))
+    return fl_fail(e, FL_EINVAL, "node '%s' has a bad rescale argument", v->name), -1;
   if (grow((void **)&g->vals, &g->cap_vals, g->nvals, sizeof *g->vals, e)) return -1;
   g->vals[g->nvals] = *v;
   return g->nvals++;

@@ -130,5 +130,9 @@ char *fl_graph_dump(const fl_graph *g);
  * receive new host tensors of dtype out_dtype, one per graph output. */
 fl_status fl_graph_eval(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
                         fl_tensor *outs, fl_err *e);
+/* The same, with online groups walking their loop in tiles of `tile`
+ * positions (0: one tile), rescaling their accumulators between tiles. */
+fl_status fl_graph_eval_tiled(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
+                              fl_tensor *outs, int64_t tile, fl_err *e);
 
 #endif

@@ -41,13 +41,19 @@ static void put(strbuf *b, const char *fmt, ...) {
 /* Names of a node's variables: its symbols' names, primed where one name
  * would stand for two variables. */
 typedef struct var_names {
-  char name[2 * FL_MAX_DIMS][24];
+  char name[FL_MAX_VARS][24];
 } var_names;
+
+static int var_sym(const fl_value *v, int i) {
+  if (i < v->ndim) return v->dims[i];
+  if (i < v->ndim + v->nred) return v->red[i - v->ndim];
+  return v->loc[i - v->ndim - v->nred];
+}
 
 static void name_vars(const fl_graph *g, const fl_value *v, var_names *vn) {
   int n = 0;
-  for (int i = 0; i < v->ndim + v->nred; i++, n++) {
-    int sym = i < v->ndim ? v->dims[i] : v->red[i - v->ndim];
+  for (int i = 0; i < v->ndim + v->nred + v->nloc; i++, n++) {
+    int sym = var_sym(v, i);
     snprintf(vn->name[n], sizeof vn->name[n], "%s", g->syms[sym].name);
     for (int k = 0; k < n; k++)
       if (strcmp(vn->name[k], vn->name[n]) == 0) {
@@ -67,6 +73,7 @@ static int precedence(fl_xop op) {
   case FL_X_MUL: case FL_X_DIV: case FL_X_IDIV: case FL_X_MOD: return 5;
   case FL_X_NEG: return 6;
   case FL_X_POW: return 7;
+  case FL_X_REDUCE: return 0; /* extends as far right as it can: parenthesized inside others */
   default: return 8; /* atoms and calls */
   }
 }
@@ -102,7 +109,7 @@ static void put_expr(strbuf *b, const fl_graph *g, const var_names *vn, int x, i
   const fl_expr *ex = &g->exprs[x];
   int prec = precedence(ex->op);
   const char *op = infix(ex->op);
-  if (prec < outer) put(b, "(");
+  if (prec < outer || (prec == 0 && outer > 0)) put(b, "(");
   if (ex->op == FL_X_CONST) {
     put_const(b, ex->value);
   } else if (ex->op == FL_X_VAR) {
@@ -111,6 +118,11 @@ static void put_expr(strbuf *b, const fl_graph *g, const var_names *vn, int x, i
     put(b, "%s[", g->vals[ex->src].name);
     put_args(b, g, vn, ex, ",");
     put(b, "]");
+  } else if (ex->op == FL_X_REDUCE) {
+    put(b, "%s(", fl_combiner_name(ex->comb));
+    for (int k = 0; k < ex->nbind; k++) put(b, "%s%s", k ? "," : "", vn->name[ex->var + k]);
+    put(b, ") ");
+    put_expr(b, g, vn, ex->args[0], 0);
   } else if (ex->op == FL_X_NEG) {
     put(b, "-");
     put_expr(b, g, vn, ex->args[0], prec + 1);
@@ -124,7 +136,7 @@ static void put_expr(strbuf *b, const fl_graph *g, const var_names *vn, int x, i
     put_args(b, g, vn, ex, ", ");
     put(b, ")");
   }
-  if (prec < outer) put(b, ")");
+  if (prec < outer || (prec == 0 && outer > 0)) put(b, ")");
 }
 
 static void put_shape(strbuf *b, const fl_graph *g, const fl_value *v) {
@@ -134,11 +146,20 @@ static void put_shape(strbuf *b, const fl_graph *g, const fl_value *v) {
   put(b, "]");
 }
 
+/* Online group members: how an accumulator follows its running values. */
+static void put_rescale(strbuf *b, const fl_graph *g, const fl_value *v, const var_names *vn) {
+  if (v->resc == FL_RESCALE_NONE) return;
+  put(b, "  rescaled by ");
+  if (v->resc == FL_RESCALE_EXP) put(b, "exp(before - after) of ");
+  else put(b, "(after / before)^%g of ", v->resc_pow);
+  put_expr(b, g, vn, v->resc_arg, 0);
+}
+
 static void put_node(strbuf *b, const fl_graph *g, const fl_value *v) {
   var_names vn;
   name_vars(g, v, &vn);
   size_t start = b->len;
-  put(b, "  %s[", v->name);
+  put(b, v->group ? "    %s%s[" : "%s  %s[", v->epilogue ? "after the loop: " : "", v->name);
   for (int i = 0; i < v->ndim; i++) put(b, "%s%s", i ? "," : "", vn.name[i]);
   put(b, "] = ");
   if (v->comb != FL_COMB_NONE) {
@@ -147,6 +168,7 @@ static void put_node(strbuf *b, const fl_graph *g, const fl_value *v) {
     put(b, ") ");
   }
   put_expr(b, g, &vn, v->body, 0);
+  put_rescale(b, g, v, &vn);
   if (v->op[0] || v->origin[0]) {
     size_t width = b->len - start;
     put(b, "%*s# %s%s%s", width < 60 ? (int)(60 - width) : 2, "", v->op, v->op[0] ? "  " : "",
@@ -162,7 +184,17 @@ char *fl_graph_dump(const fl_graph *g) {
     put_shape(&b, g, &g->vals[i]);
     put(&b, "  (input)\n");
   }
-  for (int i = g->ninputs; i < g->nvals; i++) put_node(&b, g, &g->vals[i]);
+  for (int i = g->ninputs; i < g->nvals; i++) {
+    const fl_value *v = &g->vals[i];
+    if (v->group && (i == g->ninputs || g->vals[i - 1].group != v->group)) {
+      var_names vn;
+      name_vars(g, v, &vn);
+      put(&b, "  online group %d, one loop over", v->group);
+      for (int r = 0; r < v->nred; r++) put(&b, "%s%s", r ? "," : " ", vn.name[v->ndim + r]);
+      put(&b, ":\n");
+    }
+    put_node(&b, g, v);
+  }
   put(&b, "  return");
   for (int i = 0; i < g->noutputs; i++) {
     put(&b, "%s %s: ", i ? "," : "", g->vals[g->outputs[i]].name);
