@@ -7,36 +7,7 @@
 #include <string.h>
 
 #include "fl_ir.h"
-
-typedef struct strbuf {
-  char *s;
-  size_t len, cap;
-  int failed;
-} strbuf;
-
-static void put(strbuf *b, const char *fmt, ...) {
-  if (b->failed) return;
-  va_list ap, again;
-  va_start(ap, fmt);
-  va_copy(again, ap);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n >= 0 && b->len + (size_t)n + 1 > b->cap) {
-    size_t ncap = (b->cap ? b->cap * 2 : 1024) + (size_t)n;
-    char *p = realloc(b->s, ncap);
-    if (p) {
-      b->s = p;
-      b->cap = ncap;
-    } else {
-      b->failed = 1;
-    }
-  }
-  if (n >= 0 && !b->failed) {
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, again);
-    b->len += (size_t)n;
-  }
-  va_end(again);
-}
+#include "fl_text.h"
 
 /* Names of a node's variables: its symbols' names, primed where one name
  * would stand for two variables. */
@@ -89,121 +60,117 @@ static const char *infix(fl_xop op) {
   }
 }
 
-static void put_expr(strbuf *b, const fl_graph *g, const var_names *vn, int x, int outer);
+static void put_expr(fl_text *b, const fl_graph *g, const var_names *vn, int x, int outer);
 
-static void put_const(strbuf *b, double v) {
-  if (isinf(v)) put(b, v < 0 ? "-inf" : "inf");
-  else if (v == floor(v) && fabs(v) < 1e15) put(b, "%.0f", v);
-  else put(b, "%.9g", v);
+static void put_const(fl_text *b, double v) {
+  if (isinf(v)) fl_text_put(b, v < 0 ? "-inf" : "inf");
+  else if (v == floor(v) && fabs(v) < 1e15) fl_text_put(b, "%.0f", v);
+  else fl_text_put(b, "%.9g", v);
 }
 
-static void put_args(strbuf *b, const fl_graph *g, const var_names *vn, const fl_expr *ex,
+static void put_args(fl_text *b, const fl_graph *g, const var_names *vn, const fl_expr *ex,
                      const char *sep) {
   for (int i = 0; i < ex->nargs; i++) {
-    if (i) put(b, "%s", sep);
+    if (i) fl_text_put(b, "%s", sep);
     put_expr(b, g, vn, ex->args[i], 0);
   }
 }
 
-static void put_expr(strbuf *b, const fl_graph *g, const var_names *vn, int x, int outer) {
+static void put_expr(fl_text *b, const fl_graph *g, const var_names *vn, int x, int outer) {
   const fl_expr *ex = &g->exprs[x];
   int prec = precedence(ex->op);
   const char *op = infix(ex->op);
-  if (prec < outer || (prec == 0 && outer > 0)) put(b, "(");
+  if (prec < outer || (prec == 0 && outer > 0)) fl_text_put(b, "(");
   if (ex->op == FL_X_CONST) {
     put_const(b, ex->value);
   } else if (ex->op == FL_X_VAR) {
-    put(b, "%s", vn->name[ex->var]);
+    fl_text_put(b, "%s", vn->name[ex->var]);
   } else if (ex->op == FL_X_LOAD) {
-    put(b, "%s[", g->vals[ex->src].name);
+    fl_text_put(b, "%s[", g->vals[ex->src].name);
     put_args(b, g, vn, ex, ",");
-    put(b, "]");
+    fl_text_put(b, "]");
   } else if (ex->op == FL_X_REDUCE) {
-    put(b, "%s(", fl_combiner_name(ex->comb));
-    for (int k = 0; k < ex->nbind; k++) put(b, "%s%s", k ? "," : "", vn->name[ex->var + k]);
-    put(b, ") ");
+    fl_text_put(b, "%s(", fl_combiner_name(ex->comb));
+    for (int k = 0; k < ex->nbind; k++) fl_text_put(b, "%s%s", k ? "," : "", vn->name[ex->var + k]);
+    fl_text_put(b, ") ");
     put_expr(b, g, vn, ex->args[0], 0);
   } else if (ex->op == FL_X_NEG) {
-    put(b, "-");
+    fl_text_put(b, "-");
     put_expr(b, g, vn, ex->args[0], prec + 1);
   } else if (op) {
     /* left-associative: the right operand needs parentheses at equal rank */
     put_expr(b, g, vn, ex->args[0], ex->op == FL_X_POW ? prec + 1 : prec);
-    put(b, "%s", op);
+    fl_text_put(b, "%s", op);
     put_expr(b, g, vn, ex->args[1], ex->op == FL_X_POW ? prec : prec + 1);
   } else {
-    put(b, "%s(", fl_xop_name(ex->op));
+    fl_text_put(b, "%s(", fl_xop_name(ex->op));
     put_args(b, g, vn, ex, ", ");
-    put(b, ")");
+    fl_text_put(b, ")");
   }
-  if (prec < outer || (prec == 0 && outer > 0)) put(b, ")");
+  if (prec < outer || (prec == 0 && outer > 0)) fl_text_put(b, ")");
 }
 
-static void put_shape(strbuf *b, const fl_graph *g, const fl_value *v) {
-  put(b, "%s[", fl_dtype_name(v->dtype));
+static void put_shape(fl_text *b, const fl_graph *g, const fl_value *v) {
+  fl_text_put(b, "%s[", fl_dtype_name(v->dtype));
   for (int i = 0; i < v->ndim; i++)
-    put(b, "%s%s=%lld", i ? "," : "", g->syms[v->dims[i]].name, (long long)g->syms[v->dims[i]].size);
-  put(b, "]");
+    fl_text_put(b, "%s%s=%lld", i ? "," : "", g->syms[v->dims[i]].name, (long long)g->syms[v->dims[i]].size);
+  fl_text_put(b, "]");
 }
 
 /* Online group members: how an accumulator follows its running values. */
-static void put_rescale(strbuf *b, const fl_graph *g, const fl_value *v, const var_names *vn) {
+static void put_rescale(fl_text *b, const fl_graph *g, const fl_value *v, const var_names *vn) {
   if (v->resc == FL_RESCALE_NONE) return;
-  put(b, "  rescaled by ");
-  if (v->resc == FL_RESCALE_EXP) put(b, "exp(before - after) of ");
-  else put(b, "(after / before)^%g of ", v->resc_pow);
+  fl_text_put(b, "  rescaled by ");
+  if (v->resc == FL_RESCALE_EXP) fl_text_put(b, "exp(before - after) of ");
+  else fl_text_put(b, "(after / before)^%g of ", v->resc_pow);
   put_expr(b, g, vn, v->resc_arg, 0);
 }
 
-static void put_node(strbuf *b, const fl_graph *g, const fl_value *v) {
+static void put_node(fl_text *b, const fl_graph *g, const fl_value *v) {
   var_names vn;
   name_vars(g, v, &vn);
   size_t start = b->len;
-  put(b, v->group ? "    %s%s[" : "%s  %s[", v->epilogue ? "after the loop: " : "", v->name);
-  for (int i = 0; i < v->ndim; i++) put(b, "%s%s", i ? "," : "", vn.name[i]);
-  put(b, "] = ");
+  fl_text_put(b, v->group ? "    %s%s[" : "%s  %s[", v->epilogue ? "after the loop: " : "", v->name);
+  for (int i = 0; i < v->ndim; i++) fl_text_put(b, "%s%s", i ? "," : "", vn.name[i]);
+  fl_text_put(b, "] = ");
   if (v->comb != FL_COMB_NONE) {
-    put(b, "%s(", fl_combiner_name(v->comb));
-    for (int r = 0; r < v->nred; r++) put(b, "%s%s", r ? "," : "", vn.name[v->ndim + r]);
-    put(b, ") ");
+    fl_text_put(b, "%s(", fl_combiner_name(v->comb));
+    for (int r = 0; r < v->nred; r++) fl_text_put(b, "%s%s", r ? "," : "", vn.name[v->ndim + r]);
+    fl_text_put(b, ") ");
   }
   put_expr(b, g, &vn, v->body, 0);
   put_rescale(b, g, v, &vn);
   if (v->op[0] || v->origin[0]) {
     size_t width = b->len - start;
-    put(b, "%*s# %s%s%s", width < 60 ? (int)(60 - width) : 2, "", v->op, v->op[0] ? "  " : "",
+    fl_text_put(b, "%*s# %s%s%s", width < 60 ? (int)(60 - width) : 2, "", v->op, v->op[0] ? "  " : "",
         v->origin);
   }
-  put(b, "\n");
+  fl_text_put(b, "\n");
 }
 
 char *fl_graph_dump(const fl_graph *g) {
-  strbuf b = {0};
+  fl_text b = {0};
   for (int i = 0; i < g->ninputs; i++) {
-    put(&b, "  %s: ", g->vals[i].name);
+    fl_text_put(&b, "  %s: ", g->vals[i].name);
     put_shape(&b, g, &g->vals[i]);
-    put(&b, "  (input)\n");
+    fl_text_put(&b, "  (input)\n");
   }
   for (int i = g->ninputs; i < g->nvals; i++) {
     const fl_value *v = &g->vals[i];
     if (v->group && (i == g->ninputs || g->vals[i - 1].group != v->group)) {
       var_names vn;
       name_vars(g, v, &vn);
-      put(&b, "  online group %d, one loop over", v->group);
-      for (int r = 0; r < v->nred; r++) put(&b, "%s%s", r ? "," : " ", vn.name[v->ndim + r]);
-      put(&b, ":\n");
+      fl_text_put(&b, "  online group %d, one loop over", v->group);
+      for (int r = 0; r < v->nred; r++) fl_text_put(&b, "%s%s", r ? "," : " ", vn.name[v->ndim + r]);
+      fl_text_put(&b, ":\n");
     }
     put_node(&b, g, v);
   }
-  put(&b, "  return");
+  fl_text_put(&b, "  return");
   for (int i = 0; i < g->noutputs; i++) {
-    put(&b, "%s %s: ", i ? "," : "", g->vals[g->outputs[i]].name);
+    fl_text_put(&b, "%s %s: ", i ? "," : "", g->vals[g->outputs[i]].name);
     put_shape(&b, g, &g->vals[g->outputs[i]]);
   }
-  put(&b, "\n");
-  if (b.failed) {
-    free(b.s);
-    return NULL;
-  }
-  return b.s;
+  fl_text_put(&b, "\n");
+  return fl_text_take(&b);
 }
