@@ -57,7 +57,7 @@ static fl_status check_value(eval_ctx *c, int v) {
   if ((int)val->comb < FL_COMB_NONE || val->comb > FL_COMB_MIN)
     return fl_fail(c->e, FL_EINVAL, "malformed graph: node '%s' has combiner %d", val->name,
                    (int)val->comb);
-  if (val->comb == FL_COMB_NONE && val->nred != 0)
+  if (val->comb == FL_COMB_NONE && val->nred != 0 && !val->epilogue)
     return fl_fail(c->e, FL_EINVAL, "malformed graph: node '%s' reduces with no combiner",
                    val->name);
   if (val->nloc < 0 || val->nloc > FL_MAX_LOCALS)

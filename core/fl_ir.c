@@ -138,7 +138,7 @@ int fl_graph_node(fl_graph *g, const fl_value *v, fl_err *e) {
   if (check_syms(g, v->ndim, v->dims, e) || check_syms(g, v->nred, v->red, e)) return -1;
   if (v->body < 0 || v->body >= g->nexprs)
     return fl_fail(e, FL_EINVAL, "node '%s' has no body", v->name), -1;
-  if (v->comb == FL_COMB_NONE && v->nred)
+  if (v->comb == FL_COMB_NONE && v->nred && !v->epilogue)
     return fl_fail(e, FL_EINVAL, "node '%s' reduces with no combiner", v->name), -1;
   if (v->nloc < 0 || v->nloc > FL_MAX_LOCALS)
     return fl_fail(e, FL_EINVAL, "node '%s' has %d locals (at most %d)", v->name, v->nloc,

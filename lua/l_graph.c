@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fl_ir.h"
+#include "fl_pass.h"
 #include "l_tensor.h"
 
 #define L_GRAPH_MT "flashlight.graph"
@@ -162,11 +163,14 @@ static int g_tostring(lua_State *L) {
   return 1;
 }
 
-/* g:eval({tensors...} [, dtype]) -> {tensors...}: the reference executor. */
+/* g:eval({tensors...} [, dtype [, tile]]) -> {tensors...}: the reference
+ * executor; online groups walk their loops in tiles of `tile` positions. */
 static int g_eval(lua_State *L) {
   fl_graph *g = check_graph(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   fl_dtype out_dt = lua_isnoneornil(L, 3) ? FL_DTYPE_COUNT : l_check_dtype(L, 3, lua_tostring(L, 3));
+  lua_Integer tile = luaL_optinteger(L, 4, 0);
+  luaL_argcheck(L, tile >= 0, 4, "the tile must be a non-negative integer");
   int n = (int)lua_rawlen(L, 2);
   if (n != g->ninputs)
     return luaL_error(L, "eval: the program takes %d inputs, got %d", g->ninputs, n);
@@ -181,7 +185,8 @@ static int g_eval(lua_State *L) {
   }
   fl_tensor outs[FL_MAX_DIMS];
   fl_err e;
-  if (fl_graph_eval(g, ins, out_dt, outs, &e) != FL_OK) return l_raise(L, &e);
+  if (fl_graph_eval_tiled(g, ins, out_dt, outs, (int64_t)tile, &e) != FL_OK)
+    return l_raise(L, &e);
   lua_createtable(L, g->noutputs, 0);
   for (int i = 0; i < g->noutputs; i++) {
     l_tensor *u = l_tensor_new(L); /* cannot fail after the first: tensors are small */
@@ -243,6 +248,37 @@ static int g_value(lua_State *L) {
   return 1;
 }
 
+/* g:run(name) -> log: runs one pass on the graph, in place. */
+static int g_run(lua_State *L) {
+  fl_graph *g = check_graph(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  const fl_pass *p = fl_pass_find(name);
+  if (!p) return luaL_argerror(L, 2, lua_pushfstring(L, "no pass named '%s'", name));
+  fl_text log = {0};
+  fl_err e;
+  fl_status s = p->run(g, &log, &e);
+  char *text = fl_text_take(&log);
+  if (s != FL_OK) {
+    free(text);
+    return l_raise(L, &e);
+  }
+  lua_pushstring(L, text ? text : "");
+  free(text);
+  return 1;
+}
+
+/* core.pass_names() -> {names}, in pipeline order */
+static int g_pass_names(lua_State *L) {
+  int n;
+  const fl_pass *p = fl_passes(&n);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, p[i].name);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 /* g:outputs() -> {value ids} */
 static int g_outputs(lua_State *L) {
   fl_graph *g = check_graph(L, 1);
@@ -257,6 +293,7 @@ static int g_outputs(lua_State *L) {
 static const luaL_Reg graph_methods[] = {
   {"sym", g_sym}, {"input", g_input}, {"node", g_node}, {"output", g_output},
   {"eval", g_eval}, {"counts", g_counts}, {"value", g_value}, {"outputs", g_outputs},
+  {"run", g_run},
   {NULL, NULL},
 };
 
@@ -270,4 +307,6 @@ void l_graph_register(lua_State *L) {
   l_new_type(L, L_GRAPH_MT, graph_meta, graph_methods);
   lua_pushcfunction(L, g_new);
   lua_setfield(L, -2, "new_graph");
+  lua_pushcfunction(L, g_pass_names);
+  lua_setfield(L, -2, "pass_names");
 }

@@ -40,6 +40,9 @@ function Program:graph_for(args)
   local g = self.cache[sig]
   if not g then
     g = trace.trace(self.fn, table.unpack(args))
+    local passes = self.opts.passes
+    if passes == nil or passes == "default" then passes = pipeline end
+    for _, p in ipairs(passes) do g:run(p) end
     self.cache[sig] = g
   end
   self.last = g
@@ -75,9 +78,16 @@ function Program:ir(stage, ...) return self:graph_of("ir", ...):ir(stage) end
 -- attn:kernels([inputs...]): one entry a launched kernel.
 function Program:kernels(...) return self:graph_of("kernels", ...):kernels() end
 
+-- attn:explain([inputs...]): what each pass did, and left alone and why.
+function Program:explain(...) return self:graph_of("explain", ...):explain() end
+
 function M.install(fl)
+  for _, name in ipairs(fl.pass_names()) do
+    pipeline[#pipeline + 1] = name
+    known_passes[name] = true
+  end
   -- The stages whose IR attn:ir(stage) prints, in pipeline order.
-  fl.stages = {"traced", "lowered"}
+  fl.stages = {"traced", "lowered", table.unpack(pipeline)}
   -- The pass names, in the default pipeline's order.
   fl.passes = pipeline
   function fl.compile(fn, opts)

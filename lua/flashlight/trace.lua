@@ -122,12 +122,35 @@ local Graph = {}
 Graph.__index = Graph
 Graph.__tostring = function(g) return tostring(g.core) end
 
--- The dump of a stage: "traced" (the operations as written) or "lowered".
+-- Runs one pass on the graph, in place; returns its log. The dump after it
+-- is kept as the stage of that name.
+function Graph:run(name)
+  if type(name) ~= "string" then rec.fail("run: expected a pass name, got %s", type(name)) end
+  local ok, log = pcall(self.core.run, self.core, name)
+  if not ok then rec.fail("run: %s", tostring(log):gsub("^[^:]*:%d+: ", "")) end
+  self.stages[#self.stages + 1] = {name = name, dump = tostring(self.core), log = log}
+  return log
+end
+
+-- The dump of a stage: "traced" (the operations as written), "lowered",
+-- or the name of a pass that has run (the graph after it).
 function Graph:ir(stage)
   stage = stage or "lowered"
   if stage == "traced" then return self.traced end
-  if stage == "lowered" then return tostring(self.core) end
-  rec.fail("ir: unknown stage '%s' (known: traced, lowered)", tostring(stage))
+  if stage == "lowered" then return self.lowered end
+  for n = #self.stages, 1, -1 do
+    if self.stages[n].name == stage then return self.stages[n].dump end
+  end
+  local known = {"traced", "lowered"}
+  for _, st in ipairs(self.stages) do known[#known + 1] = st.name end
+  rec.fail("ir: unknown stage '%s' (this graph has: %s)", tostring(stage), table.concat(known, ", "))
+end
+
+-- What the passes did, a line each.
+function Graph:explain()
+  local lines = {}
+  for _, st in ipairs(self.stages) do lines[#lines + 1] = st.log end
+  return table.concat(lines)
 end
 
 -- Every value of the graph, inputs first, as tables (see g:value in
@@ -181,9 +204,9 @@ end
 
 -- The unfused double-precision reference: returns the outputs in their own
 -- dtypes, or all in `dtype`.
-function Graph:eval(args, dtype)
+function Graph:eval(args, dtype, tile)
   self:check_inputs(args, "eval")
-  local ok, outs = pcall(self.core.eval, self.core, args, dtype)
+  local ok, outs = pcall(self.core.eval, self.core, args, dtype, tile)
   if not ok then rec.fail("%s", tostring(outs):gsub("^[^:]*:%d+: ", "")) end
   return outs
 end
@@ -218,8 +241,9 @@ function M.trace(fn, ...)
     results[i] = sym.materialize(res[i])
   end
   local t = rec.finish()
-  return setmetatable({core = build_graph(inputs, t, results), inputs = inputs,
-                       traced = listing(inputs, t, results)}, Graph)
+  local g = build_graph(inputs, t, results)
+  return setmetatable({core = g, inputs = inputs, traced = listing(inputs, t, results),
+                       lowered = tostring(g), stages = {}}, Graph)
 end
 
 function M.install(fl)

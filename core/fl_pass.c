@@ -1,0 +1,50 @@
+/* The pass registry, and the loop that rewrites every node's loads. */
+#include "fl_pass.h"
+
+#include <string.h>
+
+static const fl_pass pipeline[] = {
+  {"inline", fl_pass_inline},
+  {"demote", fl_pass_demote},
+  {"online", fl_pass_online},
+};
+
+const fl_pass *fl_passes(int *n) {
+  *n = (int)(sizeof pipeline / sizeof *pipeline);
+  return pipeline;
+}
+
+const fl_pass *fl_pass_find(const char *name) {
+  int n;
+  const fl_pass *p = fl_passes(&n);
+  for (int i = 0; i < n; i++)
+    if (strcmp(p[i].name, name) == 0) return &p[i];
+  return NULL;
+}
+
+static int rewrite_expr(fl_graph *g, fl_value *into, int node, int x, fl_load_hook hook,
+                        void *ctx, fl_err *e) {
+  fl_copier cp;
+  int r = -1;
+  if (fl_copier_init(&cp, g, into, &g->vals[node], NULL, 0, NULL, e) == 0) {
+    cp.on_load = hook;
+    cp.ctx = ctx;
+    r = fl_copy_expr(&cp, x);
+  }
+  fl_copier_free(&cp);
+  return r;
+}
+
+fl_status fl_rewrite_loads(fl_graph *g, fl_load_hook hook, void *ctx, fl_err *e) {
+  for (int v = g->ninputs; v < g->nvals; v++) {
+    fl_value nv = g->vals[v];
+    nv.body = rewrite_expr(g, &nv, v, g->vals[v].body, hook, ctx, e);
+    if (nv.body < 0) return FL_EINVAL;
+    if (nv.resc != FL_RESCALE_NONE) {
+      nv.resc_arg = rewrite_expr(g, &nv, v, g->vals[v].resc_arg, hook, ctx, e);
+      if (nv.resc_arg < 0) return FL_EINVAL;
+    }
+    g->vals[v] = nv;
+  }
+  return FL_OK;
+}
