@@ -5,9 +5,11 @@
  * inside C's loop as a nested reduction instead of being materialized:
  * C's load of P[.., i, j] becomes sum(d) of P's body at (i, j).
  * A reduction loaded only along C's output dims (a per-row statistic) or
- * only along reduced dims (a per-key one, such as a cumulative sum over
- * keys) stays materialized: recomputing it per use would multiply its cost
- * and save no N×N memory. */
+ * only along reduced dims stays materialized. So does one whose own
+ * reduction is at least as long as C's loop (a prefix sum over the keys):
+ * recomputing it at every position of the loop would multiply the work by
+ * the loop's length, where recomputing q·k costs only the head dim. So
+ * does one whose nested reductions would not fit in C's locals. */
 #include "fl_pass.h"
 
 #include <stdlib.h>
@@ -34,10 +36,30 @@ static int crosses(const fl_graph *g, const fl_value *c, const fl_expr *load, co
   return out && loop;
 }
 
+static int64_t numel(const fl_graph *g, int n, const int *syms) {
+  int64_t p = 1;
+  for (int k = 0; k < n; k++) p *= g->syms[syms[k]].size;
+  return p;
+}
+
+/* Nested reduction variables a copy of expression x would bind. */
+static int binds(const fl_graph *g, int x) {
+  const fl_expr *ex = &g->exprs[x];
+  int n = ex->op == FL_X_REDUCE ? ex->nbind : 0;
+  for (int i = 0; i < ex->nargs; i++) n += binds(g, ex->args[i]);
+  return n;
+}
+
+static int worth_it(const fl_graph *g, const fl_value *c, const fl_value *p) {
+  return numel(g, p->nred, p->red) < numel(g, c->nred, c->red) &&
+         c->nloc + p->nred + binds(g, p->body) <= FL_MAX_LOCALS;
+}
+
 static int demote_load(fl_copier *cp, const fl_expr *load, const int *idx) {
   fl_graph *g = cp->g;
   if (!is_reduction(g, load->src) || !crosses(g, cp->into, load, idx)) return -2;
   const fl_value *p = &g->vals[load->src];
+  if (!worth_it(g, cp->into, p)) return -2;
   demoter *dm = cp->ctx;
   fl_copier sub;
   int first = 0, body = -1;

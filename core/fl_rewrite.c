@@ -268,7 +268,8 @@ static fl_status rebuild(const fl_graph *g, const int *order, int n, fl_graph *o
     } else {
       v.body = remap_expr(&r, v.body);
       if (v.resc != FL_RESCALE_NONE) v.resc_arg = remap_expr(&r, v.resc_arg);
-      r.newid[order[k]] = v.body < 0 || v.resc_arg < 0 ? -1 : fl_graph_node(out, &v, e);
+      int bad = v.body < 0 || (v.resc != FL_RESCALE_NONE && v.resc_arg < 0);
+      r.newid[order[k]] = bad ? -1 : fl_graph_node(out, &v, e);
     }
     if (r.newid[order[k]] < 0) s = FL_EINVAL;
   }

@@ -87,8 +87,9 @@ local function build_graph(inputs, t, results)
   local function syms(dims)
     local out = {}
     for i, d in ipairs(dims) do
-      if not ids[d] then ids[d] = g:sym(name_of(d), d.size) end
-      out[i] = ids[d]
+      local r = sym.root(d) -- dims unified by broadcasting are one symbol
+      if not ids[r] then ids[r] = g:sym(name_of(d), d.size) end
+      out[i] = ids[r]
     end
     return out
   end

@@ -27,8 +27,9 @@ function M.assert_close(name, got, want, rtol, atol, dtype)
       count = count + 1
       local err = math.abs(g - w)
       if w ~= w then err = g ~= g and 0 or math.huge
-      elseif g ~= g then err = math.huge end
-      if err > atol + rtol * math.abs(w) then bad = bad + 1 end
+      elseif g ~= g then err = math.huge
+      elseif math.abs(w) == math.huge then err = g == w and 0 or math.huge end
+      if err == math.huge or err > atol + rtol * math.abs(w) then bad = bad + 1 end
       if err > worst then worst, at, worst_got, worst_want = err, table.concat(pos, ","), g, w end
       return
     end
