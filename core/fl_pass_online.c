@@ -302,12 +302,10 @@ static int own_positions(const fl_graph *g, const fl_value *node, int x, const c
     const fl_value *src = &g->vals[ex->src];
     for (int d = 0; d < src->ndim; d++) {
       const fl_expr *i = &g->exprs[ex->args[d]];
+      if (i->op == FL_X_CONST && i->value == 0 && g->syms[src->dims[d]].size == 1) continue;
       int k = 0;
       while (k < node->ndim && node->dims[k] != src->dims[d]) k++;
-      if (k < node->ndim ? !(i->op == FL_X_VAR && i->var == k)
-                         : !(i->op == FL_X_CONST && i->value == 0 &&
-                             g->syms[src->dims[d]].size == 1))
-        return 0;
+      if (k == node->ndim || !(i->op == FL_X_VAR && i->var == k)) return 0;
     }
   }
   for (int i = 0; i < ex->nargs; i++)

@@ -244,6 +244,10 @@ static int g_value(lua_State *L) {
     lua_setfield(L, -2, "op");
     lua_pushstring(L, val->origin);
     lua_setfield(L, -2, "origin");
+    lua_pushinteger(L, val->group);
+    lua_setfield(L, -2, "group");
+    lua_pushboolean(L, val->epilogue);
+    lua_setfield(L, -2, "epilogue");
   }
   return 1;
 }

@@ -167,15 +167,21 @@ function Graph:values()
   return out
 end
 
--- The kernels that run the graph. With no passes yet, the executor runs
--- each node of the lowered graph as its own loop nest: one kernel a node.
+-- The kernels that run the graph: one per online group (its members share
+-- one loop) and one per node outside a group.
 function Graph:kernels()
   local ninputs = self.core:counts()
-  local out = {}
+  local out, of_group = {}, {}
   for id, v in ipairs(self:values()) do
     if id > ninputs then
-      out[#out + 1] = {name = v.name, op = v.op, origin = v.origin, dims = v.dims, red = v.red,
-                       comb = v.comb, nodes = {v.name}}
+      local k = v.group > 0 and of_group[v.group]
+      if not k then
+        k = {name = v.name, op = v.op, origin = v.origin, dims = v.dims, red = v.red,
+             comb = v.comb, nodes = {}, group = v.group > 0 and v.group or nil}
+        out[#out + 1] = k
+        if v.group > 0 then of_group[v.group] = k end
+      end
+      k.nodes[#k.nodes + 1] = v.name
     end
   end
   return out
