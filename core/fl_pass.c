@@ -1,6 +1,7 @@
 /* The pass registry, and the loop that rewrites every node's loads. */
 #include "fl_pass.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const fl_pass pipeline[] = {
@@ -47,4 +48,30 @@ fl_status fl_rewrite_loads(fl_graph *g, fl_load_hook hook, void *ctx, fl_err *e)
     g->vals[v] = nv;
   }
   return FL_OK;
+}
+
+void fl_substitution_mark(fl_substitution *sub, int v) {
+  if (sub->done[v]) return;
+  sub->done[v] = 1;
+  sub->count++;
+}
+
+fl_status fl_substitute(fl_graph *g, fl_load_hook hook, const char *pass, const char *thing,
+                        const char *what, fl_text *log, fl_err *e) {
+  fl_substitution sub = {0, calloc((size_t)g->nvals + 1, 1)};
+  if (!sub.done) return fl_fail(e, FL_ENOMEM, "out of memory in the %s pass", pass);
+  fl_status s = fl_rewrite_loads(g, hook, &sub, e);
+  if (s == FL_OK) {
+    fl_text_put(log, "%s: %d %s%s %s", pass, sub.count, thing, sub.count == 1 ? "" : "s", what);
+    const char *sep = ": ";
+    for (int v = g->ninputs; v < g->nvals; v++)
+      if (sub.done[v]) {
+        fl_text_put(log, "%s%s", sep, g->vals[v].name);
+        sep = ", ";
+      }
+    fl_text_put(log, "\n");
+    s = fl_graph_compact(g, e);
+  }
+  free(sub.done);
+  return s;
 }

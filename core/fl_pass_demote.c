@@ -12,13 +12,6 @@
  * does one whose nested reductions would not fit in C's locals. */
 #include "fl_pass.h"
 
-#include <stdlib.h>
-
-typedef struct demoter {
-  int count;
-  char *done;
-} demoter;
-
 static int is_reduction(const fl_graph *g, int v) {
   const fl_value *p = &g->vals[v];
   return v >= g->ninputs && p->nred > 0 && p->comb != FL_COMB_NONE && !p->group;
@@ -60,41 +53,22 @@ static int demote_load(fl_copier *cp, const fl_expr *load, const int *idx) {
   if (!is_reduction(g, load->src) || !crosses(g, cp->into, load, idx)) return -2;
   const fl_value *p = &g->vals[load->src];
   if (!worth_it(g, cp->into, p)) return -2;
-  demoter *dm = cp->ctx;
   fl_copier sub;
   int first = 0, body = -1;
   if (fl_copier_init(&sub, g, cp->into, p, idx, 1, &first, cp->e) == 0) {
     sub.on_load = demote_load;
-    sub.ctx = dm;
+    sub.ctx = cp->ctx;
     body = fl_copy_expr(&sub, p->body);
   }
   fl_copier_free(&sub);
   if (body < 0) return -1;
   fl_expr red = {.op = FL_X_REDUCE, .comb = p->comb, .var = first, .nbind = p->nred,
                  .nargs = 1, .args = {body}};
-  if (!dm->done[load->src]) {
-    dm->done[load->src] = 1;
-    dm->count++;
-  }
+  fl_substitution_mark(cp->ctx, load->src);
   return fl_graph_expr(g, &red, cp->e);
 }
 
 fl_status fl_pass_demote(fl_graph *g, fl_text *log, fl_err *e) {
-  demoter dm = {0, calloc((size_t)g->nvals + 1, 1)};
-  if (!dm.done) return fl_fail(e, FL_ENOMEM, "out of memory demoting");
-  fl_status s = fl_rewrite_loads(g, demote_load, &dm, e);
-  if (s == FL_OK) {
-    fl_text_put(log, "demote: %d reduction%s recomputed inside the loops that read them", dm.count,
-                dm.count == 1 ? "" : "s");
-    const char *sep = ": ";
-    for (int v = g->ninputs; v < g->nvals; v++)
-      if (dm.done[v]) {
-        fl_text_put(log, "%s%s", sep, g->vals[v].name);
-        sep = ", ";
-      }
-    fl_text_put(log, "\n");
-    s = fl_graph_compact(g, e);
-  }
-  free(dm.done);
-  return s;
+  return fl_substitute(g, demote_load, "demote", "reduction",
+                       "recomputed inside the loops that read them", log, e);
 }

@@ -8,16 +8,11 @@ local root = (arg and arg[0] or ""):match("^(.-)[^/]*$") .. "../"
 package.path = root .. "scripts/?.lua;" .. root .. "scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
 local variants = require "variants"
+local R = require "variants.reference"
 
 local B, H, N, D = 2, 4, 128, 32
 
 local function now() return os.clock() end
-
-local function tables(inputs)
-  local x = {}
-  for n, t in ipairs(inputs) do x[n] = t:totable() end
-  return x
-end
 
 -- max |got − want| over max |want|, across all outputs.
 local function rel_error(outs, want)
@@ -68,7 +63,7 @@ local function run(V)
   local t1 = now()
   attn(table.unpack(inputs))
   local t2 = now()
-  return {kernels = #attn:kernels(), err = rel_error(outs, V.reference(tables(inputs), V.small)),
+  return {kernels = #attn:kernels(), err = rel_error(outs, V.reference(R.tables(inputs), V.small)),
           first = t1 - t0, run = t2 - t1, kept = V.kept(N, V.small, inputs)}
 end
 

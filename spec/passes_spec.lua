@@ -3,13 +3,8 @@
 -- and what explain() says, including where a rule does not apply.
 local fl = require "flashlight"
 local variants = require "variants"
+local R = require "variants.reference"
 local close = require "close"
-
-local function tables(inputs)
-  local x = {}
-  for n, t in ipairs(inputs) do x[n] = t:totable() end
-  return x
-end
 
 -- The graph of variant V after the whole pipeline, and its inputs.
 local function compiled(V, B, H, N, D, seed)
@@ -48,7 +43,7 @@ describe("passes", function()
     it(name .. ": online groups give the reference's numbers in tiles of 1, 2, 5 and 16", function()
       local V = variants.load(name)
       local g, inputs = compiled(V, 2, 2, 21, 8, 5)
-      local want = V.reference(tables(inputs), V.small)
+      local want = V.reference(R.tables(inputs), V.small)
       for _, tile in ipairs({1, 2, 5, 16, 0}) do
         local outs = g:eval(inputs, nil, tile)
         for n = 1, #want do

@@ -4,19 +4,14 @@
 -- benchmarks read.
 local fl = require "flashlight"
 local variants = require "variants"
+local R = require "variants.reference"
 local close = require "close"
-
-local function tables(inputs)
-  local x = {}
-  for n, t in ipairs(inputs) do x[n] = t:totable() end
-  return x
-end
 
 local function run_against_reference(V, B, H, N, D, dtype, rtol, seed)
   local p = V.small
   local inputs = V.inputs(B, H, N, D, {dtype = dtype, seed = seed}, p)
   local outs = table.pack(fl.compile(V.make(p))(table.unpack(inputs)))
-  local want = V.reference(tables(inputs), p)
+  local want = V.reference(R.tables(inputs), p)
   assert.equal(#want, outs.n, V.name .. ": number of outputs")
   for n = 1, #want do
     -- outputs come in the inputs' dtype; a log-sum-exp in f32
@@ -64,7 +59,7 @@ describe("the variant library", function()
       it("reports the fraction of pairs its mask keeps", function()
         for _, N in ipairs({13, 37, 64}) do
           local inputs = V.inputs(1, 2, N, 4, {dtype = "f32", seed = 4}, V.small)
-          local keep = V.mask and V.mask(tables(inputs), V.small)
+          local keep = V.mask and V.mask(R.tables(inputs), V.small)
           local kept = 0
           for i = 1, N do
             for j = 1, N do

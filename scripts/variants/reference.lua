@@ -61,6 +61,13 @@ function R.attention(q, k, v, opts)
   return O
 end
 
+-- The inputs as nested tables, what the references take.
+function R.tables(inputs)
+  local x = {}
+  for n, t in ipairs(inputs) do x[n] = t:totable() end
+  return x
+end
+
 -- f(x, y) elementwise over nested tables of one shape (y may be nil).
 function R.zip(x, y, f)
   if type(x) ~= "table" then return f(x, y) end
