@@ -52,5 +52,15 @@ assert(take(q, fl.tensor({0}, {dtype = "i32"})):numel() == 48)
 assert(not pcall(take, q, fl.tensor({9}, {dtype = "i32"}))) -- index out of range in eval
 assert(not pcall(fl.trace, function(x) return x:matmul(x) end, {shape = {2, 3}}))
 assert(not pcall(fl.trace, function(x) return x:view(5) end, {shape = {2, 3}}))
+-- the passes, a refused online rule and tiled evaluation of the groups
+local weird = fl.trace(function(a, b, c)
+  local s = a:matmul(b:transpose(-2, -1))
+  local w = (s - s:max(-1, true)):tanh()
+  local p = (s - s:max(-1, true)):exp()
+  return w:matmul(c), (p / p:sum(-1, true)):matmul(c)
+end, q, q, q)
+for _, p in ipairs(fl.passes) do weird:run(p) end
+assert(#weird:eval({q, q, q}, nil, 2) == 2 and #weird:explain() > 0)
+assert(not pcall(weird.run, weird, "nope"))
 collectgarbage()
 print("leak workload done")
