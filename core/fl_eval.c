@@ -191,7 +191,7 @@ static fl_status read_input(eval_ctx *c, int k, const fl_tensor *t) {
 static double max_nan(double a, double b) { return (b > a || isnan(b)) && !isnan(a) ? b : a; }
 static double min_nan(double a, double b) { return (b < a || isnan(b)) && !isnan(a) ? b : a; }
 
-static double unary(fl_xop op, double x) {
+double fl_xop_unary(fl_xop op, double x) {
   switch (op) {
   case FL_X_NEG: return -x;
   case FL_X_EXP: return exp(x);
@@ -209,7 +209,7 @@ static double unary(fl_xop op, double x) {
   }
 }
 
-static double binary(fl_xop op, double a, double b) {
+double fl_xop_binary(fl_xop op, double a, double b) {
   switch (op) {
   case FL_X_ADD: return a + b;
   case FL_X_SUB: return a - b;
@@ -290,7 +290,7 @@ double fl_eval_expr(eval_ctx *c, int id) {
   default: break;
   }
   double a = fl_eval_expr(c, x->args[0]);
-  return x->nargs == 1 ? unary(x->op, a) : binary(x->op, a, fl_eval_expr(c, x->args[1]));
+  return x->nargs == 1 ? fl_xop_unary(x->op, a) : fl_xop_binary(x->op, a, fl_eval_expr(c, x->args[1]));
 }
 
 /* ---- nodes ---- */

@@ -122,6 +122,11 @@ int fl_xop_parse(const char *name, fl_xop *out);
 const char *fl_combiner_name(fl_combiner c);
 int fl_combiner_parse(const char *name, fl_combiner *out);
 
+/* What the evaluator computes for one operator, in double precision (NaN
+ * semantics included): the scalar meaning every executor matches. */
+double fl_xop_unary(fl_xop op, double x);
+double fl_xop_binary(fl_xop op, double a, double b);
+
 /* A readable listing of the graph, one line per value; the caller frees it. */
 char *fl_graph_dump(const fl_graph *g);
 

@@ -475,51 +475,8 @@ FL_TEST(interval_nan_conditions_and_rounding) {
 
 /* ---- soundness on random expressions ---- */
 
-/* fl_eval.c's operators, restated as the oracle: checked against
- * fl_graph_eval (at f32) and then used in double precision. */
-static double ref_max(double a, double b) { return (b > a || isnan(b)) && !isnan(a) ? b : a; }
-static double ref_min(double a, double b) { return (b < a || isnan(b)) && !isnan(a) ? b : a; }
-
-static double ref_unary(fl_xop op, double x) {
-  switch (op) {
-  case FL_X_NEG: return -x;
-  case FL_X_EXP: return exp(x);
-  case FL_X_LOG: return log(x);
-  case FL_X_TANH: return tanh(x);
-  case FL_X_SIGMOID: return 1.0 / (1.0 + exp(-x));
-  case FL_X_SQRT: return sqrt(x);
-  case FL_X_RSQRT: return 1.0 / sqrt(x);
-  case FL_X_ABS: return fabs(x);
-  case FL_X_RELU: return x > 0 || isnan(x) ? x : 0.0;
-  case FL_X_NOT: return x == 0 ? 1.0 : 0.0;
-  case FL_X_FLOOR: return floor(x);
-  case FL_X_TRUNC: return trunc(x);
-  default: return NAN;
-  }
-}
-
-static double ref_binary(fl_xop op, double a, double b) {
-  switch (op) {
-  case FL_X_ADD: return a + b;
-  case FL_X_SUB: return a - b;
-  case FL_X_MUL: return a * b;
-  case FL_X_DIV: return a / b;
-  case FL_X_POW: return pow(a, b);
-  case FL_X_MAX: return ref_max(a, b);
-  case FL_X_MIN: return ref_min(a, b);
-  case FL_X_LT: return a < b;
-  case FL_X_LE: return a <= b;
-  case FL_X_GT: return a > b;
-  case FL_X_GE: return a >= b;
-  case FL_X_EQ: return a == b;
-  case FL_X_NE: return a != b;
-  case FL_X_AND: return a != 0 && b != 0;
-  case FL_X_OR: return a != 0 || b != 0;
-  case FL_X_IDIV: return floor(a / b);
-  case FL_X_MOD: return a - b * floor(a / b);
-  default: return NAN;
-  }
-}
+/* The oracle uses fl_eval's own operators (fl_xop_unary/binary), checked
+ * against fl_graph_eval (at f32) and then used in double precision. */
 
 typedef struct oracle {
   const fl_graph *g;
@@ -539,14 +496,14 @@ static double ref_eval(oracle *o, int id) {
     for (int64_t k = 0; k < o->local_size; k++) {
       o->pos[x->var] = (double)k;
       double v = ref_eval(o, x->args[0]);
-      acc = x->comb == FL_COMB_SUM ? acc + v : x->comb == FL_COMB_MAX ? ref_max(acc, v) : ref_min(acc, v);
+      acc = x->comb == FL_COMB_SUM ? acc + v : x->comb == FL_COMB_MAX ? fl_xop_binary(FL_X_MAX, acc, v) : fl_xop_binary(FL_X_MIN, acc, v);
     }
     return acc;
   }
   default: break;
   }
   double a = ref_eval(o, x->args[0]);
-  return x->nargs == 1 ? ref_unary(x->op, a) : ref_binary(x->op, a, ref_eval(o, x->args[1]));
+  return x->nargs == 1 ? fl_xop_unary(x->op, a) : fl_xop_binary(x->op, a, ref_eval(o, x->args[1]));
 }
 
 static unsigned next_random(uint64_t *s) {
