@@ -31,6 +31,13 @@ describe("passes", function()
     end)
   end
 
+  it("grouped-query heads stay one kernel with several key/value heads", function()
+    for _, H in ipairs({4, 6}) do
+      local g = compiled(variants.load("gqa"), 2, H, 9, 4, 1)
+      assert.equal(1, #g:kernels(), g:ir("online"))
+    end
+  end)
+
   it("the Forgetting Transformer keeps its prefix sum as a kernel of its own", function()
     local g = compiled(variants.load("forgetting"), 1, 2, 13, 8, 1)
     local ks = g:kernels()

@@ -1,18 +1,20 @@
 -- Grouped-query attention (Ainslie et al., 2023): H query heads share H/G
--- key/value heads, G query heads to a group. The groups are a broadcast:
--- q viewed as [B, H/G, G, N, D] against k, v as [B, H/G, 1, N, D].
+-- key/value heads, G query heads to a group. Each key/value head is
+-- repeated for its group with expand and reshape, which only re-index:
+-- query head h reads key/value head h // G, and nothing is copied.
 local fl = require "flashlight"
 local A = require "variants.common"
 local R = require "variants.reference"
 
-local function grouped(p)
+local function grouped()
   return function(q, k, v)
     local B, H, N, D = q:size(1), q:size(2), q:size(3), q:size(4)
-    local Hk = k:size(2)
-    local qg = q:view(B, Hk, H // Hk, N, D)
-    local s = A.scores(qg, k:unsqueeze(3))
-    local o = fl.softmax(s, -1):matmul(v:unsqueeze(3))
-    return o:view(B, H, N, D)
+    local Hk, Nk = k:size(2), k:size(3)
+    local function repeat_heads(x)
+      return x:unsqueeze(3):expand(B, Hk, H // Hk, Nk, x:size(4)):reshape(B, H, Nk, x:size(4))
+    end
+    local s = A.scores(q, repeat_heads(k))
+    return fl.softmax(s, -1):matmul(repeat_heads(v))
   end
 end
 
