@@ -5,49 +5,9 @@
 
 #include "fl_ir.h"
 #include "fl_test.h"
+#include "fl_test_graph.h"
 
 static const fl_device cpu = {FL_CPU, 0};
-
-/* ---- graph shorthands: each prints the builder's error, if any ---- */
-
-static int built(int id, const fl_err *e) {
-  if (id < 0) fprintf(stderr, "  builder failed: %s\n", e->msg);
-  return id;
-}
-
-static int sym(fl_graph *g, const char *name, int64_t size) {
-  fl_err e;
-  return built(fl_graph_sym(g, name, size, &e), &e);
-}
-
-static int input(fl_graph *g, const char *name, fl_dtype dt, int ndim, const int *dims) {
-  fl_err e;
-  return built(fl_graph_input(g, name, dt, ndim, dims, &e), &e);
-}
-
-static int expr(fl_graph *g, fl_expr x) {
-  fl_err e;
-  return built(fl_graph_expr(g, &x, &e), &e);
-}
-
-static int cst(fl_graph *g, double v) { return expr(g, (fl_expr){.op = FL_X_CONST, .value = v}); }
-static int var(fl_graph *g, int k) { return expr(g, (fl_expr){.op = FL_X_VAR, .var = k}); }
-
-static int load(fl_graph *g, int src, int n, const int *idx) {
-  fl_expr x = {.op = FL_X_LOAD, .src = src, .nargs = n};
-  if (n) memcpy(x.args, idx, (size_t)n * sizeof *idx);
-  return expr(g, x);
-}
-
-static int op1(fl_graph *g, fl_xop op, int a) {
-  return expr(g, (fl_expr){.op = op, .nargs = 1, .args = {a}});
-}
-static int op2(fl_graph *g, fl_xop op, int a, int b) {
-  return expr(g, (fl_expr){.op = op, .nargs = 2, .args = {a, b}});
-}
-static int op3(fl_graph *g, fl_xop op, int a, int b, int c) {
-  return expr(g, (fl_expr){.op = op, .nargs = 3, .args = {a, b, c}});
-}
 
 /* A node computing in f32; dims and red may be NULL when empty. */
 static int node(fl_graph *g, const char *name, int ndim, const int *dims, fl_combiner comb,
@@ -60,10 +20,6 @@ static int node(fl_graph *g, const char *name, int ndim, const int *dims, fl_com
   return built(fl_graph_node(g, &v, &e), &e);
 }
 
-static void output(fl_graph *g, int v) {
-  fl_err e;
-  if (fl_graph_output(g, v, &e) != FL_OK) fprintf(stderr, "  output failed: %s\n", e.msg);
-}
 
 /* ---- tensor shorthands ---- */
 

@@ -7,51 +7,10 @@
 #include "fl_interval.h"
 #include "fl_ir.h"
 #include "fl_test.h"
+#include "fl_test_graph.h"
 
 enum { PARTIAL, EMPTY, FULL }; /* fl_interval_truth + 1 */
 
-/* ---- graph shorthands: each prints the builder's error, if any ---- */
-
-static int built(int id, const fl_err *e) {
-  if (id < 0) fprintf(stderr, "  builder failed: %s\n", e->msg);
-  return id;
-}
-
-static int sym(fl_graph *g, const char *name, int64_t size) {
-  fl_err e;
-  return built(fl_graph_sym(g, name, size, &e), &e);
-}
-
-static int input(fl_graph *g, const char *name, fl_dtype dt, int ndim, const int *dims) {
-  fl_err e;
-  return built(fl_graph_input(g, name, dt, ndim, dims, &e), &e);
-}
-
-static int expr(fl_graph *g, fl_expr x) {
-  fl_err e;
-  return built(fl_graph_expr(g, &x, &e), &e);
-}
-
-static int cst(fl_graph *g, double v) { return expr(g, (fl_expr){.op = FL_X_CONST, .value = v}); }
-static int var(fl_graph *g, int k) { return expr(g, (fl_expr){.op = FL_X_VAR, .var = k}); }
-
-static int load(fl_graph *g, int src, int n, const int *idx) {
-  fl_expr x = {.op = FL_X_LOAD, .src = src, .nargs = n};
-  memcpy(x.args, idx, (size_t)n * sizeof *idx);
-  return expr(g, x);
-}
-
-static int op1(fl_graph *g, fl_xop op, int a) {
-  return expr(g, (fl_expr){.op = op, .nargs = 1, .args = {a}});
-}
-static int op2(fl_graph *g, fl_xop op, int a, int b) {
-  return expr(g, (fl_expr){.op = op, .nargs = 2, .args = {a, b}});
-}
-static int op3(fl_graph *g, fl_xop op, int a, int b, int c) {
-  return expr(g, (fl_expr){.op = op, .nargs = 3, .args = {a, b, c}});
-}
-
-/* comb over the one local variable `v` of body. */
 static int reduce(fl_graph *g, fl_combiner comb, int v, int body) {
   return expr(g, (fl_expr){.op = FL_X_REDUCE, .comb = comb, .var = v, .nbind = 1, .nargs = 1,
                            .args = {body}});
@@ -66,11 +25,6 @@ static int node(fl_graph *g, const char *name, int ndim, const int *dims, int nl
   if (nloc) memcpy(v.loc, loc, (size_t)nloc * sizeof *loc);
   fl_err e;
   return built(fl_graph_node(g, &v, &e), &e);
-}
-
-static void output(fl_graph *g, int v) {
-  fl_err e;
-  if (fl_graph_output(g, v, &e) != FL_OK) fprintf(stderr, "  output failed: %s\n", e.msg);
 }
 
 static fl_interval iv(double lo, double hi) { return (fl_interval){lo, hi, 0}; }
