@@ -65,6 +65,8 @@ typedef struct online {
   char *member;  /* per value: in the group being built */
   char *extreme; /* per value: a max/min member of it */
   char *summed;  /* per value: a sum member of it */
+  char *probe;   /* per value: scratch for one-value load tests */
+  int cap;       /* the arrays' length */
   const char *why; /* why the group was refused */
   char whybuf[200];
 } online;
@@ -154,10 +156,15 @@ static int exp_rule(online *on, const fl_value *s, int u, rescale *r) {
   if (split_terms(on->g, u, 1, &ts)) return -1;
   int lo = s->ndim, hi = s->ndim + s->nred;
   for (int k = 0; k < ts.n; k++) {
+    int reads = 0, loops = 0;
+    for (int i = 0; i < ts.t[k].n; i++) {
+      reads |= fl_x_loads(on->g, ts.t[k].f[i].x, on->extreme);
+      loops |= fl_x_uses_vars(on->g, ts.t[k].f[i].x, lo, hi);
+    }
+    if (!reads) continue;
+    if (loops) return -1;
     int xk = product(on->g, ts.t[k].f, ts.t[k].n, on->e);
     if (xk < 0) return -1;
-    if (!fl_x_loads(on->g, xk, on->extreme)) continue;
-    if (fl_x_uses_vars(on->g, xk, lo, hi)) return -1;
     r->mu = add_mu(on->g, r->mu, xk, ts.t[k].sign, on->e);
     if (r->mu < 0) return -1;
   }
@@ -266,11 +273,11 @@ static fl_status split_member(online *on, int v, const plan_term *pt, int n, int
     set_rescale(&acc, &pt[k].r);
     acc.group = group;
     int id = fl_graph_node(g, &acc, on->e);
-    if (id < 0) return FL_EINVAL;
+    if (id < 0) return FL_ENOMEM;
     int x = fl_x_load_own(g, &g->vals[v], id, on->e);
     if (x >= 0 && pt[k].coef >= 0) x = fl_x_op(g, FL_X_MUL, pt[k].coef, x, on->e);
     sum = sum < 0 ? x : fl_x_op(g, FL_X_ADD, sum, x, on->e);
-    if (sum < 0) return FL_EINVAL;
+    if (sum < 0) return FL_ENOMEM;
   }
   fl_value *s = &g->vals[v];
   s->body = sum;
@@ -317,7 +324,6 @@ static int own_positions(const fl_graph *g, const fl_value *node, int x, const c
  * member or are read by one. */
 static int collect(online *on, int seed) {
   fl_graph *g = on->g;
-  memset(on->member, 0, (size_t)g->nvals);
   on->member[seed] = 1;
   int n = 1;
   for (int grew = 1; grew;) {
@@ -325,14 +331,10 @@ static int collect(online *on, int seed) {
     for (int v = g->ninputs; v < g->nvals; v++) {
       if (on->member[v] || !is_loop(g, v) || !same_loop(&g->vals[v], &g->vals[seed])) continue;
       int linked = fl_x_loads(g, g->vals[v].body, on->member);
-      for (int u = g->ninputs; !linked && u < g->nvals; u++) {
-        if (!on->member[u]) continue;
-        char *flag = calloc((size_t)g->nvals, 1);
-        if (!flag) return -1;
-        flag[v] = 1;
-        linked = fl_x_loads(g, g->vals[u].body, flag);
-        free(flag);
-      }
+      on->probe[v] = 1;
+      for (int u = g->ninputs; !linked && u < g->nvals; u++)
+        linked = on->member[u] && fl_x_loads(g, g->vals[u].body, on->probe);
+      on->probe[v] = 0;
       if (linked) {
         on->member[v] = 1;
         n++;
@@ -367,34 +369,43 @@ static int check_members(online *on) {
   return 0;
 }
 
+typedef struct member_plan {
+  int n;
+  plan_term pt[MAX_TERMS];
+} member_plan;
+
+/* Plans every sum member that reads the group before changing any, so that
+ * a refusal leaves the graph as it was. Returns FL_EINVAL with on->whybuf
+ * set when a member has no rule, another status on failure. */
 static fl_status form_group(online *on, int group) {
   fl_graph *g = on->g;
   int nv = g->nvals;
-  for (int v = g->ninputs; v < nv; v++) {
+  member_plan *plan = calloc((size_t)nv, sizeof *plan);
+  if (!plan) return fl_fail(on->e, FL_ENOMEM, "out of memory in the online pass");
+  fl_status s = FL_OK;
+  for (int v = g->ninputs; s == FL_OK && v < nv; v++) {
     if (!on->summed[v] || !fl_x_loads(g, g->vals[v].body, on->member)) continue;
-    plan_term pt[MAX_TERMS];
-    int n = 0;
-    if (plan_member(on, v, pt, &n) != 0) {
+    if (plan_member(on, v, plan[v].pt, &plan[v].n) != 0) {
       snprintf(on->whybuf, sizeof on->whybuf, "'%s': %s", g->vals[v].name,
                on->why ? on->why : "out of memory");
-      return FL_EINVAL;
-    }
-    if (single_accumulator(g, pt, n)) {
-      set_rescale(&g->vals[v], &pt[0].r);
-    } else if (split_member(on, v, pt, n, group) != FL_OK) {
-      return FL_ENOMEM;
+      s = FL_EINVAL;
     }
   }
-  for (int v = g->ninputs; v < nv; v++)
+  for (int v = g->ninputs; s == FL_OK && v < nv; v++) {
+    if (plan[v].n == 0) continue;
+    if (single_accumulator(g, plan[v].pt, plan[v].n)) set_rescale(&g->vals[v], &plan[v].pt[0].r);
+    else s = split_member(on, v, plan[v].pt, plan[v].n, group);
+  }
+  for (int v = g->ninputs; s == FL_OK && v < nv; v++)
     if (on->member[v]) g->vals[v].group = group;
-  return FL_OK;
+  free(plan);
+  return s;
 }
 
 /* Pointwise nodes that read the group's values at their own positions run
  * after its loop, as epilogue members. */
-static int absorb_epilogue(online *on, int group) {
+static void absorb_epilogue(online *on, int group) {
   fl_graph *g = on->g;
-  int count = 0;
   for (int grew = 1; grew;) {
     grew = 0;
     memset(on->member, 0, (size_t)g->nvals);
@@ -406,14 +417,12 @@ static int absorb_epilogue(online *on, int group) {
         continue;
       p->group = group;
       p->epilogue = 1;
-      count++;
       grew = 1;
     }
   }
-  return count;
 }
 
-static void log_group(online *on, int group, int absorbed) {
+static void log_group(online *on, int group) {
   fl_graph *g = on->g;
   fl_text_put(on->log, "online: group %d, one loop:", group);
   for (int v = g->ninputs; v < g->nvals; v++) {
@@ -423,50 +432,70 @@ static void log_group(online *on, int group, int absorbed) {
                 fl_combiner_name(m->comb), m->resc == FL_RESCALE_EXP ? ", rescaled by exp" :
                 m->resc == FL_RESCALE_POW ? ", rescaled by a power" : "");
   }
-  fl_text_put(on->log, "%s\n", absorbed ? "" : "");
+  fl_text_put(on->log, "\n");
+}
+
+/* Sizes the per-value arrays to the graph, which grows by accumulators,
+ * and clears them. */
+static fl_status fit_arrays(online *on) {
+  int n = on->g->nvals;
+  if (n > on->cap) {
+    char **arr[] = {&on->member, &on->extreme, &on->summed, &on->probe};
+    for (size_t k = 0; k < sizeof arr / sizeof *arr; k++) {
+      char *p = realloc(*arr[k], (size_t)n);
+      if (!p) return fl_fail(on->e, FL_ENOMEM, "out of memory in the online pass");
+      *arr[k] = p;
+    }
+    on->cap = n;
+  }
+  memset(on->member, 0, (size_t)n);
+  memset(on->extreme, 0, (size_t)n);
+  memset(on->summed, 0, (size_t)n);
+  memset(on->probe, 0, (size_t)n);
+  return FL_OK;
+}
+
+/* Marks the members of a refused group so that no later seed retries it. */
+static void refuse(online *on) {
+  fl_text_put(on->log, "online: not merged, %s\n", on->whybuf);
+  for (int v = on->g->ninputs; v < on->g->nvals; v++)
+    if (on->member[v]) on->g->vals[v].group = -1;
 }
 
 fl_status fl_pass_online(fl_graph *g, fl_text *log, fl_err *e) {
   online on = {.g = g, .log = log, .e = e};
-  size_t n = (size_t)g->nvals * 4 + 64; /* the graph grows by accumulators */
-  on.member = calloc(n, 1);
-  on.extreme = calloc(n, 1);
-  on.summed = calloc(n, 1);
-  fl_status s = on.member && on.extreme && on.summed ? FL_OK
-                : fl_fail(e, FL_ENOMEM, "out of memory in the online pass");
+  fl_status s = FL_OK;
   int group = 0, formed = 0;
   for (int v = 0; v < g->nvals; v++) group = g->vals[v].group > group ? g->vals[v].group : group;
   for (int seed = g->ninputs; s == FL_OK && seed < g->nvals; seed++) {
-    if (!is_loop(g, seed) || (size_t)g->nvals * 2 > n) continue;
-    if (collect(&on, seed) < 2) continue;
-    memset(on.extreme, 0, n);
-    memset(on.summed, 0, n);
+    if (!is_loop(g, seed)) continue;
+    s = fit_arrays(&on);
+    if (s != FL_OK || collect(&on, seed) < 2) continue;
     on.why = NULL;
     on.whybuf[0] = 0;
     if (check_members(&on) != 0) {
-      fl_text_put(log, "online: not merged, %s\n", on.whybuf);
-      for (int v = g->ninputs; v < g->nvals; v++) if (on.member[v]) g->vals[v].group = -1;
+      refuse(&on);
       continue;
     }
-    fl_status fs = form_group(&on, ++group);
-    if (fs == FL_EINVAL) {
-      fl_text_put(log, "online: not merged, %s\n", on.whybuf);
-      group--;
-      for (int v = g->ninputs; v < g->nvals; v++) if (on.member[v]) g->vals[v].group = -1;
+    s = form_group(&on, group + 1);
+    if (s == FL_EINVAL) {
+      refuse(&on);
+      s = FL_OK;
       continue;
     }
-    if (fs != FL_OK) s = fl_fail(e, FL_ENOMEM, "out of memory in the online pass");
-    if (s == FL_OK) {
-      log_group(&on, group, absorb_epilogue(&on, group));
-      formed++;
-    }
+    if (s != FL_OK) break;
+    group++;
+    if ((s = fit_arrays(&on)) != FL_OK) break; /* the group may have added accumulators */
+    absorb_epilogue(&on, group);
+    log_group(&on, group);
+    formed++;
   }
-  /* refused members were marked -1 so that no later seed retried them */
   for (int v = g->ninputs; v < g->nvals; v++) if (g->vals[v].group < 0) g->vals[v].group = 0;
   if (s == FL_OK && formed == 0) fl_text_put(log, "online: no dependent reductions to merge\n");
   if (s == FL_OK) s = fl_graph_compact(g, e);
   free(on.member);
   free(on.extreme);
   free(on.summed);
+  free(on.probe);
   return s;
 }

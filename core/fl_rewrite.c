@@ -282,7 +282,7 @@ static fl_status rebuild(const fl_graph *g, const int *order, int n, fl_graph *o
 
 fl_status fl_graph_compact(fl_graph *g, fl_err *e) {
   char *live = calloc((size_t)g->nvals + 1, 1);
-  int *stack = malloc(((size_t)g->nvals + 1) * sizeof *stack * (FL_MAX_DIMS + 1));
+  int *stack = malloc(((size_t)g->nvals + 1) * sizeof *stack); /* each value goes on once */
   int *order = malloc(((size_t)g->nvals + 1) * sizeof *order);
   fl_status s = live && stack && order ? FL_OK : fl_fail(e, FL_ENOMEM, "out of memory compacting");
   int n = -1;

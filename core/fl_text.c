@@ -30,17 +30,8 @@ void fl_text_put(fl_text *t, const char *fmt, ...) {
 }
 
 char *fl_text_take(fl_text *t) {
-  char *s = t->failed ? NULL : t->s;
+  char *s = t->failed ? NULL : t->s ? t->s : calloc(1, 1);
   if (t->failed) free(t->s);
-  if (s == NULL && !t->failed) s = calloc(1, 1);
-  t->s = NULL;
-  t->len = t->cap = 0;
-  t->failed = 0;
+  *t = (fl_text){0};
   return s;
-}
-
-void fl_text_free(fl_text *t) {
-  free(t->s);
-  t->s = NULL;
-  t->len = t->cap = 0;
 }

@@ -17,6 +17,5 @@ void fl_text_put(fl_text *t, const char *fmt, ...)
     ;
 /* The string, owned by the caller, or NULL when memory ran out. */
 char *fl_text_take(fl_text *t);
-void fl_text_free(fl_text *t);
 
 #endif
