@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fl_eval_impl.h"
+#include "fl_plan.h"
 
 /* ---- checking the graph ---- */
 
@@ -195,6 +196,7 @@ double fl_xop_unary(fl_xop op, double x) {
   switch (op) {
   case FL_X_NEG: return -x;
   case FL_X_EXP: return exp(x);
+  case FL_X_EXP2: return exp2(x);
   case FL_X_LOG: return log(x);
   case FL_X_TANH: return tanh(x);
   case FL_X_SIGMOID: return 1.0 / (1.0 + exp(-x));
@@ -286,6 +288,8 @@ double fl_eval_expr(eval_ctx *c, int id) {
   case FL_X_LOAD: return eval_load(c, x);
   case FL_X_REDUCE: return eval_reduce(c, x);
   case FL_X_WHERE:
+    if (c->resolved && c->resolved[x->args[0]])
+      return fl_eval_expr(c, x->args[c->resolved[x->args[0]] == 2 ? 1 : 2]);
     return fl_eval_expr(c, x->args[0]) != 0 ? fl_eval_expr(c, x->args[1]) : fl_eval_expr(c, x->args[2]);
   default: break;
   }
@@ -360,7 +364,8 @@ static fl_status alloc_tables(eval_ctx *c) {
   c->info = calloc((size_t)g->nvals + 1, sizeof *c->info);
   c->data = calloc((size_t)g->nvals + 1, sizeof *c->data);
   c->checked = calloc((size_t)g->nexprs + 1, sizeof *c->checked);
-  if (!c->info || !c->data || !c->checked)
+  if (c->plan) c->resolved = calloc((size_t)g->nexprs + 1, 1);
+  if (!c->info || !c->data || !c->checked || (c->plan && !c->resolved))
     return fl_fail(c->e, FL_ENOMEM, "out of host memory preparing to evaluate");
   return FL_OK;
 }
@@ -368,18 +373,14 @@ static fl_status alloc_tables(eval_ctx *c) {
 static void free_tables(eval_ctx *c) {
   for (int v = 0; c->data && v < c->g->nvals; v++) free(c->data[v]);
   free(c->data);
+  free(c->resolved);
   free(c->info);
   free(c->checked);
 }
 
-fl_status fl_graph_eval(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
-                        fl_tensor *outs, fl_err *e) {
-  return fl_graph_eval_tiled(g, inputs, out_dtype, outs, 0, e);
-}
-
-fl_status fl_graph_eval_tiled(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
-                              fl_tensor *outs, int64_t tile, fl_err *e) {
-  eval_ctx c = {.g = g, .e = e, .tile = tile};
+static fl_status run(const fl_graph *g, fl_plan *plan, int64_t tile, const fl_tensor *inputs,
+                     fl_dtype out_dtype, fl_tensor *outs, fl_err *e) {
+  eval_ctx c = {.g = g, .e = e, .tile = tile, .plan = plan};
   if (outs && g->noutputs > 0 && g->noutputs <= FL_MAX_DIMS)
     memset(outs, 0, (size_t)g->noutputs * sizeof *outs);
   fl_status s = check_counts(g, inputs, out_dtype, outs, e);
@@ -401,4 +402,22 @@ fl_status fl_graph_eval_tiled(const fl_graph *g, const fl_tensor *inputs, fl_dty
     for (int k = 0; k < g->noutputs; k++) fl_tensor_free(&outs[k]);
   free_tables(&c);
   return s;
+}
+
+fl_status fl_graph_eval(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
+                        fl_tensor *outs, fl_err *e) {
+  return run(g, NULL, 0, inputs, out_dtype, outs, e);
+}
+
+fl_status fl_graph_eval_tiled(const fl_graph *g, const fl_tensor *inputs, fl_dtype out_dtype,
+                              fl_tensor *outs, int64_t tile, fl_err *e) {
+  return run(g, NULL, tile, inputs, out_dtype, outs, e);
+}
+
+fl_status fl_plan_run(fl_plan *p, const fl_tensor *inputs, fl_dtype out_dtype, fl_tensor *outs,
+                      fl_err *e) {
+  for (int i = 0; i < p->n; i++)
+    if (p->k[i].is_group && p->k[i].tiles.nmask > 0 && !p->k[i].table)
+      memset(&p->k[i].counts, 0, sizeof p->k[i].counts);
+  return run(p->g, p, 0, inputs, out_dtype, outs, e);
 }

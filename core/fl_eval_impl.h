@@ -26,7 +26,10 @@ typedef struct eval_ctx {
   int node;         /* the node being evaluated */
   int64_t pos[FL_MAX_VARS]; /* its variables: output dims, reduction dims, locals */
   struct group_run *group;  /* the online group being evaluated, or NULL */
-  int64_t tile;             /* an online group's loop walks its reduction in tiles of this */
+  int64_t tile;             /* without a plan: an online group's loop tile */
+  struct fl_plan *plan;     /* the plan being run, or NULL (the reference) */
+  signed char *resolved;    /* per expression: a `where` condition resolved for a full
+                               tile (1 false, 2 true), or 0 */
   fl_status status; /* the first failure inside an expression */
   fl_err *e;
 } eval_ctx;

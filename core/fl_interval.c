@@ -5,8 +5,8 @@
  * computed with the very operations fl_eval uses; rounding to nearest is
  * monotone, so the endpoints of a monotone operation bound its interior.
  * libm functions need not round correctly, nor so be exactly monotone (glibc
- * allows exp, log, pow 1 ulp of error, tanh 2): their endpoints are widened
- * by 8 ulps (unless the operand is a single point).
+ * allows exp, exp2, log, pow 1 ulp of error, tanh 2): their endpoints are
+ * widened by 8 ulps (unless the operand is a single point).
  * A value that can only be NaN is the empty [inf, -inf] with nan set; the
  * operators proper never see one, compute() answers for them. */
 #include "fl_interval.h"
@@ -94,6 +94,7 @@ static fl_interval unary_of(fl_xop op, fl_interval a) {
   switch (op) {
   case FL_X_NEG: return neg(a);
   case FL_X_EXP: return increasing(exp, a, 0, INFINITY);
+  case FL_X_EXP2: return increasing(exp2, a, 0, INFINITY);
   case FL_X_LOG: return log_of(a);
   case FL_X_TANH: return increasing(tanh, a, -1, 1);
   case FL_X_SIGMOID: return increasing(sigmoid, a, 0, 1);

@@ -7,7 +7,8 @@
 
 static const struct { const char *name; int arity; } xops[FL_X_COUNT] = {
   [FL_X_CONST] = {"const", 0}, [FL_X_VAR] = {"var", 0}, [FL_X_LOAD] = {"load", -1},
-  [FL_X_NEG] = {"neg", 1}, [FL_X_EXP] = {"exp", 1}, [FL_X_LOG] = {"log", 1},
+  [FL_X_NEG] = {"neg", 1}, [FL_X_EXP] = {"exp", 1}, [FL_X_EXP2] = {"exp2", 1},
+  [FL_X_LOG] = {"log", 1},
   [FL_X_TANH] = {"tanh", 1}, [FL_X_SIGMOID] = {"sigmoid", 1}, [FL_X_SQRT] = {"sqrt", 1},
   [FL_X_RSQRT] = {"rsqrt", 1}, [FL_X_ABS] = {"abs", 1}, [FL_X_RELU] = {"relu", 1},
   [FL_X_NOT] = {"not", 1}, [FL_X_FLOOR] = {"floor", 1}, [FL_X_TRUNC] = {"trunc", 1},
@@ -124,14 +125,50 @@ int fl_graph_expr(fl_graph *g, const fl_expr *x, fl_err *e) {
   return g->nexprs++;
 }
 
-/* Every variable in the body is one of the node's own. */
-static int check_body(const fl_graph *g, int x, int nvars, const char *node, fl_err *e) {
-  const fl_expr *ex = &g->exprs[x];
+/* Deep enough for any traced program; bounds the recursion of everything
+ * that walks an expression (checks, the evaluator, the dump). */
+#define MAX_DEPTH 10000
+
+typedef struct body_check {
+  const fl_graph *g;
+  const fl_value *node;
+  int before; /* loads read values before this one */
+  fl_err *e;
+} body_check;
+
+static int check_var(const body_check *c, const fl_expr *ex) {
+  const fl_value *v = c->node;
+  int nvars = v->ndim + v->nred + v->nloc;
   if (ex->op == FL_X_VAR && (ex->var < 0 || ex->var >= nvars))
-    return fl_fail(e, FL_EINVAL, "node '%s' uses variable %d but has %d", node, ex->var, nvars), -1;
-  for (int i = 0; i < ex->nargs; i++)
-    if (check_body(g, ex->args[i], nvars, node, e)) return -1;
+    return fl_fail(c->e, FL_EINVAL, "node '%s' uses variable %d but has %d", v->name, ex->var + 1,
+                   nvars), -1;
+  if (ex->op == FL_X_REDUCE && (ex->nbind < 1 || ex->var < v->ndim + v->nred ||
+                                ex->var + ex->nbind > nvars || ex->comb == FL_COMB_NONE))
+    return fl_fail(c->e, FL_EINVAL, "node '%s' has a nested reduction binding variables "
+                   "%d..%d, not its locals", v->name, ex->var + 1, ex->var + ex->nbind), -1;
   return 0;
+}
+
+static int check_body(const body_check *c, int x, int depth) {
+  const fl_graph *g = c->g;
+  if (depth > MAX_DEPTH)
+    return fl_fail(c->e, FL_EINVAL, "node '%s' has an expression nested more than %d deep",
+                   c->node->name, MAX_DEPTH), -1;
+  const fl_expr *ex = &g->exprs[x];
+  if (check_var(c, ex)) return -1;
+  if (ex->op == FL_X_LOAD && ex->src >= c->before)
+    return fl_fail(c->e, FL_EINVAL, "node '%s' loads '%s', which does not come before it",
+                   c->node->name, g->vals[ex->src].name), -1;
+  for (int i = 0; i < ex->nargs; i++)
+    if (check_body(c, ex->args[i], depth + 1)) return -1;
+  return 0;
+}
+
+fl_status fl_graph_check_expr(const fl_graph *g, const fl_value *v, int x, int before, fl_err *e) {
+  if (x < 0 || x >= g->nexprs)
+    return fl_fail(e, FL_EINVAL, "node '%s': %d is not an expression", v->name, x + 1);
+  body_check c = {g, v, before, e};
+  return check_body(&c, x, 0) ? FL_EINVAL : FL_OK;
 }
 
 int fl_graph_node(fl_graph *g, const fl_value *v, fl_err *e) {
@@ -146,14 +183,19 @@ int fl_graph_node(fl_graph *g, const fl_value *v, fl_err *e) {
   for (int k = 0; k < v->nloc; k++)
     if (v->loc[k] < 0 || v->loc[k] >= g->nsyms)
       return fl_fail(e, FL_EINVAL, "node '%s' binds an unknown symbol %d", v->name, v->loc[k]), -1;
-  int nvars = v->ndim + v->nred + v->nloc;
-  if (check_body(g, v->body, nvars, v->name, e)) return -1;
-  if (v->resc != FL_RESCALE_NONE &&
-      (v->resc_arg < 0 || v->resc_arg >= g->nexprs || check_body(g, v->resc_arg, nvars, v->name, e)))
-    return fl_fail(e, FL_EINVAL, "node '%s' has a bad rescale argument", v->name), -1;
+  if (fl_graph_check_expr(g, v, v->body, g->nvals, e)) return -1;
+  if (v->resc != FL_RESCALE_NONE && fl_graph_check_expr(g, v, v->resc_arg, g->nvals, e)) return -1;
   if (grow((void **)&g->vals, &g->cap_vals, g->nvals, sizeof *g->vals, e)) return -1;
   g->vals[g->nvals] = *v;
   return g->nvals++;
+}
+
+fl_status fl_graph_set_body(fl_graph *g, int v, int x, fl_err *e) {
+  if (v < g->ninputs || v >= g->nvals)
+    return fl_fail(e, FL_EINVAL, "value %d is not a node", v + 1);
+  fl_status s = fl_graph_check_expr(g, &g->vals[v], x, v, e);
+  if (s == FL_OK) g->vals[v].body = x;
+  return s;
 }
 
 fl_status fl_graph_output(fl_graph *g, int value, fl_err *e) {

@@ -19,7 +19,7 @@
 typedef enum fl_xop {
   FL_X_CONST, FL_X_VAR, FL_X_LOAD,
   /* unary */
-  FL_X_NEG, FL_X_EXP, FL_X_LOG, FL_X_TANH, FL_X_SIGMOID, FL_X_SQRT, FL_X_RSQRT,
+  FL_X_NEG, FL_X_EXP, FL_X_EXP2, FL_X_LOG, FL_X_TANH, FL_X_SIGMOID, FL_X_SQRT, FL_X_RSQRT,
   FL_X_ABS, FL_X_RELU, FL_X_NOT, FL_X_FLOOR,
   FL_X_TRUNC, /* toward zero: what a float-to-integer conversion does */
   /* binary */
@@ -38,6 +38,7 @@ typedef enum fl_combiner { FL_COMB_NONE, FL_COMB_SUM, FL_COMB_MAX, FL_COMB_MIN }
 
 #define FL_MAX_ARGS FL_MAX_DIMS
 #define FL_MAX_LOCALS 16
+#define FL_MAX_MASKS 8
 /* A node's variables: output dims, reduction dims, then locals. */
 #define FL_MAX_VARS (2 * FL_MAX_DIMS + FL_MAX_LOCALS)
 
@@ -55,8 +56,10 @@ typedef struct fl_expr {
 /* How an online accumulator follows a change of the running values it
  * depends on (see core/fl_pass_online.c): with μ its rescale argument
  * evaluated before (a) and after (b) the change, multiply by exp(a − b)
- * (FL_RESCALE_EXP) or (b / a)^p (FL_RESCALE_POW). */
-typedef enum fl_rescale { FL_RESCALE_NONE, FL_RESCALE_EXP, FL_RESCALE_POW } fl_rescale;
+ * (FL_RESCALE_EXP), 2^(a − b) (FL_RESCALE_EXP2) or (b / a)^p (FL_RESCALE_POW). */
+typedef enum fl_rescale {
+  FL_RESCALE_NONE, FL_RESCALE_EXP, FL_RESCALE_EXP2, FL_RESCALE_POW
+} fl_rescale;
 
 typedef struct fl_sym {
   char name[16];
@@ -91,6 +94,24 @@ typedef struct fl_value {
   fl_rescale resc;
   int resc_arg; /* expression μ, over running values and loop invariants */
   double resc_pow;
+  /* Tiling (core/fl_pass_tile.c), the same on every member of a group: the
+   * grid symbols walked in blocks of tile_size positions (the group's other
+   * shared dims one position at a time), and its loop walked in tiles of
+   * loop_tile positions (0: not tiled). */
+  int ntile;
+  int tile_sym[FL_MAX_DIMS];
+  int64_t tile_size[FL_MAX_DIMS];
+  int64_t loop_tile;
+  /* A tile member: over the group's shared dims and its loop dims, computed
+   * for one tile of the loop at a time, read by the loop members, never
+   * stored (the scores of attention). */
+  int tile_local;
+  /* Block sparsity (core/fl_pass_blocksparse.c), on tile members: the
+   * conditions of `where`s in the body that tiles are classified by, and
+   * whether they read data (then tiles are classified at run time). */
+  int nmask;
+  int mask[FL_MAX_MASKS];
+  int mask_data;
 } fl_value;
 
 typedef struct fl_graph {
@@ -111,9 +132,17 @@ void fl_graph_free(fl_graph *g);
 int fl_graph_sym(fl_graph *g, const char *name, int64_t size, fl_err *e);
 int fl_graph_input(fl_graph *g, const char *name, fl_dtype dt, int ndim, const int *dims, fl_err *e);
 int fl_graph_expr(fl_graph *g, const fl_expr *x, fl_err *e);
-/* v holds everything but its id; checks that the body only uses the node's
- * variables and loads earlier values with one index per dim. */
+/* v holds everything but its id; checks its body and rescale argument as
+ * fl_graph_check_expr does, loads reading values before the new node. */
 int fl_graph_node(fl_graph *g, const fl_value *v, fl_err *e);
+/* Can expression x stand in node v's body: does it use only v's variables,
+ * bind only v's locals in nested reductions, load only values before value
+ * `before`, and nest no deeper than the walkers of expressions allow?
+ * (Loads have one index per dim of what they read: fl_graph_expr checked.) */
+fl_status fl_graph_check_expr(const fl_graph *g, const fl_value *v, int x, int before, fl_err *e);
+/* Replaces node v's body by expression x, after the checks above (loads
+ * reading values before v). Values no longer read stay until compaction. */
+fl_status fl_graph_set_body(fl_graph *g, int v, int x, fl_err *e);
 fl_status fl_graph_output(fl_graph *g, int value, fl_err *e);
 
 int fl_xop_arity(fl_xop op);

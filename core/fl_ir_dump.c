@@ -122,6 +122,7 @@ static void put_rescale(fl_text *b, const fl_graph *g, const fl_value *v, const 
   if (v->resc == FL_RESCALE_NONE) return;
   fl_text_put(b, "  rescaled by ");
   if (v->resc == FL_RESCALE_EXP) fl_text_put(b, "exp(before - after) of ");
+  else if (v->resc == FL_RESCALE_EXP2) fl_text_put(b, "exp2(before - after) of ");
   else fl_text_put(b, "(after / before)^%g of ", v->resc_pow);
   put_expr(b, g, vn, v->resc_arg, 0);
 }
@@ -130,7 +131,8 @@ static void put_node(fl_text *b, const fl_graph *g, const fl_value *v) {
   var_names vn;
   name_vars(g, v, &vn);
   size_t start = b->len;
-  fl_text_put(b, v->group ? "    %s%s[" : "%s  %s[", v->epilogue ? "after the loop: " : "", v->name);
+  fl_text_put(b, v->group ? "    %s%s[" : "%s  %s[",
+              v->epilogue ? "after the loop: " : v->tile_local ? "tile: " : "", v->name);
   for (int i = 0; i < v->ndim; i++) fl_text_put(b, "%s%s", i ? "," : "", vn.name[i]);
   fl_text_put(b, "] = ");
   if (v->comb != FL_COMB_NONE) {
@@ -148,6 +150,40 @@ static void put_node(fl_text *b, const fl_graph *g, const fl_value *v) {
   fl_text_put(b, "\n");
 }
 
+/* The first loop member of the group that starts at value `first`. */
+static const fl_value *group_loop(const fl_graph *g, int first) {
+  for (int i = first; i < g->nvals && g->vals[i].group == g->vals[first].group; i++)
+    if (!g->vals[i].tile_local && !g->vals[i].epilogue) return &g->vals[i];
+  return &g->vals[first];
+}
+
+/* "online group 1, one loop over j (tiles of 64), blocks of i 64:" */
+static void put_group_header(fl_text *b, const fl_graph *g, int first) {
+  const fl_value *v = group_loop(g, first);
+  var_names vn;
+  name_vars(g, v, &vn);
+  fl_text_put(b, "  online group %d, one loop over", v->group);
+  for (int r = 0; r < v->nred; r++) fl_text_put(b, "%s%s", r ? "," : " ", vn.name[v->ndim + r]);
+  if (v->loop_tile) fl_text_put(b, " (tiles of %lld)", (long long)v->loop_tile);
+  for (int t = 0; t < v->ntile; t++)
+    fl_text_put(b, "%s%s %lld", t ? ", " : ", blocks of ", g->syms[v->tile_sym[t]].name,
+                (long long)v->tile_size[t]);
+  fl_text_put(b, ":\n");
+}
+
+/* Under a tile member: the conditions its tiles are classified by. */
+static void put_masks(fl_text *b, const fl_graph *g, const fl_value *v) {
+  if (!v->nmask) return;
+  var_names vn;
+  name_vars(g, v, &vn);
+  fl_text_put(b, "      tiles classified by ");
+  for (int m = 0; m < v->nmask; m++) {
+    if (m) fl_text_put(b, ", ");
+    put_expr(b, g, &vn, v->mask[m], 0);
+  }
+  fl_text_put(b, v->mask_data ? " (reads data: at run time)\n" : " (indices only: when planned)\n");
+}
+
 char *fl_graph_dump(const fl_graph *g) {
   fl_text b = {0};
   for (int i = 0; i < g->ninputs; i++) {
@@ -157,14 +193,10 @@ char *fl_graph_dump(const fl_graph *g) {
   }
   for (int i = g->ninputs; i < g->nvals; i++) {
     const fl_value *v = &g->vals[i];
-    if (v->group && (i == g->ninputs || g->vals[i - 1].group != v->group)) {
-      var_names vn;
-      name_vars(g, v, &vn);
-      fl_text_put(&b, "  online group %d, one loop over", v->group);
-      for (int r = 0; r < v->nred; r++) fl_text_put(&b, "%s%s", r ? "," : " ", vn.name[v->ndim + r]);
-      fl_text_put(&b, ":\n");
-    }
+    if (v->group && (i == g->ninputs || g->vals[i - 1].group != v->group))
+      put_group_header(&b, g, i);
     put_node(&b, g, v);
+    put_masks(&b, g, v);
   }
   fl_text_put(&b, "  return");
   for (int i = 0; i < g->noutputs; i++) {

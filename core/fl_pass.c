@@ -8,6 +8,8 @@ static const fl_pass pipeline[] = {
   {"inline", fl_pass_inline},
   {"demote", fl_pass_demote},
   {"online", fl_pass_online},
+  {"tile", fl_pass_tile},
+  {"blocksparse", fl_pass_blocksparse},
 };
 
 const fl_pass *fl_passes(int *n) {

@@ -18,6 +18,8 @@ typedef struct fl_pass {
 fl_status fl_pass_inline(fl_graph *g, fl_text *log, fl_err *e);
 fl_status fl_pass_demote(fl_graph *g, fl_text *log, fl_err *e);
 fl_status fl_pass_online(fl_graph *g, fl_text *log, fl_err *e);
+fl_status fl_pass_tile(fl_graph *g, fl_text *log, fl_err *e);
+fl_status fl_pass_blocksparse(fl_graph *g, fl_text *log, fl_err *e);
 
 /* The passes in pipeline order; *n gets their count. */
 const fl_pass *fl_passes(int *n);

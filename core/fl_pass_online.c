@@ -10,8 +10,11 @@
  *     φ(a) · ψ(a, b) = φ(b)      for all a, b,
  *
  * so that a partial sum accumulated while M was a becomes the partial sum
- * for M = b by one multiplication. Two families are recognized:
+ * for M = b by one multiplication. Two families are recognized, the
+ * exponential one in base e and in base 2 (φ = 2^x: a pass that folds
+ * log2(e) into the scores leaves exp2 for the kernel's fast instruction):
  *   exp(g_j − μ(M))   (any j-free μ)   ψ = exp(μ(a) − μ(b))   FL_RESCALE_EXP
+ *   exp2(g_j − μ(M))  (any j-free μ)   ψ = 2^(μ(a) − μ(b))    FL_RESCALE_EXP2
  *   μ(M)^p             (any j-free μ)   ψ = (μ(b) / μ(a))^p   FL_RESCALE_POW
  * (a plain product by μ(M) is the power 1). Factors that read the final
  * value of another sum member Z of the group must be free of j: they are
@@ -149,9 +152,9 @@ static int add_mu(fl_graph *g, int mu, int t, int sign, fl_err *e) {
   return fl_x_op(g, sign < 0 ? FL_X_ADD : FL_X_SUB, mu, t, e);
 }
 
-/* exp(u): u's additive terms that read running max/min values must be free
- * of the loop; they make μ. */
-static int exp_rule(online *on, const fl_value *s, int u, rescale *r) {
+/* exp(u) or exp2(u) (kind says which): u's additive terms that read
+ * running max/min values must be free of the loop; they make μ. */
+static int exp_rule(online *on, const fl_value *s, int u, fl_rescale kind, rescale *r) {
   terms ts = {0};
   if (split_terms(on->g, u, 1, &ts)) return -1;
   int lo = s->ndim, hi = s->ndim + s->nred;
@@ -168,7 +171,7 @@ static int exp_rule(online *on, const fl_value *s, int u, rescale *r) {
     r->mu = add_mu(on->g, r->mu, xk, ts.t[k].sign, on->e);
     if (r->mu < 0) return -1;
   }
-  r->kind = FL_RESCALE_EXP;
+  r->kind = kind;
   return 0;
 }
 
@@ -186,9 +189,12 @@ static int classify(online *on, const fl_value *s, const factor *f, rescale *r) 
   }
   if (!fl_x_loads(g, f->x, on->extreme)) return 0;
   const fl_expr *x = &g->exprs[f->x];
-  if (x->op == FL_X_EXP && !f->recip && r->kind != FL_RESCALE_POW) {
-    if (exp_rule(on, s, x->args[0], r) == 0) return 0;
-    on->why = "its exp() argument is not a loop term minus a loop-free one";
+  fl_rescale kind = x->op == FL_X_EXP ? FL_RESCALE_EXP : FL_RESCALE_EXP2;
+  if ((x->op == FL_X_EXP || x->op == FL_X_EXP2) && !f->recip &&
+      (r->kind == FL_RESCALE_NONE || r->kind == kind)) {
+    if (exp_rule(on, s, x->args[0], kind, r) == 0) return 0;
+    on->why = x->op == FL_X_EXP ? "its exp() argument is not a loop term minus a loop-free one"
+                                : "its exp2() argument is not a loop term minus a loop-free one";
     return -1;
   }
   if (!loops && r->kind == FL_RESCALE_NONE) {
@@ -202,7 +208,7 @@ static int classify(online *on, const fl_value *s, const factor *f, rescale *r) 
     return 0;
   }
   on->why = "it depends on a running max through a function with no rescaling rule "
-            "(exp of a difference, a power or a product)";
+            "(exp or exp2 of a difference, a power or a product)";
   return -1;
 }
 
@@ -422,6 +428,15 @@ static void absorb_epilogue(online *on, int group) {
   }
 }
 
+static const char *rescaled_by(fl_rescale kind) {
+  switch (kind) {
+  case FL_RESCALE_EXP: return ", rescaled by exp";
+  case FL_RESCALE_EXP2: return ", rescaled by exp2";
+  case FL_RESCALE_POW: return ", rescaled by a power";
+  default: return "";
+  }
+}
+
 static void log_group(online *on, int group) {
   fl_graph *g = on->g;
   fl_text_put(on->log, "online: group %d, one loop:", group);
@@ -429,8 +444,7 @@ static void log_group(online *on, int group) {
     const fl_value *m = &g->vals[v];
     if (m->group != group) continue;
     fl_text_put(on->log, " %s (%s%s)", m->name, m->epilogue ? "after the loop" :
-                fl_combiner_name(m->comb), m->resc == FL_RESCALE_EXP ? ", rescaled by exp" :
-                m->resc == FL_RESCALE_POW ? ", rescaled by a power" : "");
+                fl_combiner_name(m->comb), rescaled_by(m->resc));
   }
   fl_text_put(on->log, "\n");
 }

@@ -187,17 +187,23 @@ static int group_ready(const fl_graph *g, int v, const char *live, const char *d
   return 1;
 }
 
-/* Appends v's group to order: max/min loop members, then sum loop members
- * (which read the former's running values), then the epilogue in an order
- * where each reads only members before it. */
+/* The order of a group's loop members: tile members (which read no other
+ * member), max/min members, then sums (which read the former's running
+ * values). */
+static int loop_phase(const fl_value *m) {
+  if (m->tile_local) return 0;
+  return m->comb == FL_COMB_MAX || m->comb == FL_COMB_MIN ? 1 : 2;
+}
+
+/* Appends v's group to order: its loop members by phase, then the epilogue
+ * in an order where each reads only members before it. */
 static int emit_group(const fl_graph *g, int v, const char *live, char *done, int *order, int n) {
   int group = g->vals[v].group;
-  for (int phase = 0; phase < 2; phase++)
+  for (int phase = 0; phase < 3; phase++)
     for (int u = g->ninputs; u < g->nvals; u++) {
       const fl_value *m = &g->vals[u];
       if (!live[u] || m->group != group || m->epilogue) continue;
-      int extreme = m->comb == FL_COMB_MAX || m->comb == FL_COMB_MIN;
-      if (extreme == (phase == 0)) done[order[n++] = u] = 1;
+      if (loop_phase(m) == phase) done[order[n++] = u] = 1;
     }
   for (int progress = 1; progress;) {
     progress = 0;
@@ -269,6 +275,7 @@ static fl_status rebuild(const fl_graph *g, const int *order, int n, fl_graph *o
       v.body = remap_expr(&r, v.body);
       if (v.resc != FL_RESCALE_NONE) v.resc_arg = remap_expr(&r, v.resc_arg);
       int bad = v.body < 0 || (v.resc != FL_RESCALE_NONE && v.resc_arg < 0);
+      for (int m = 0; m < v.nmask; m++) bad |= (v.mask[m] = remap_expr(&r, v.mask[m])) < 0;
       r.newid[order[k]] = bad ? -1 : fl_graph_node(out, &v, e);
     }
     if (r.newid[order[k]] < 0) s = FL_EINVAL;

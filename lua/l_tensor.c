@@ -231,6 +231,31 @@ static int t_tostring(lua_State *L) {
   return 1;
 }
 
+fl_tensor *l_tensor_list(lua_State *L, int arg, int n, const char *what) {
+  luaL_checktype(L, arg, LUA_TTABLE);
+  int got = (int)lua_rawlen(L, arg);
+  if (got != n) luaL_error(L, "%s: the program takes %d inputs, got %d", what, n, got);
+  fl_tensor *ts = lua_newuserdatauv(L, sizeof(fl_tensor) * (size_t)(n ? n : 1), 0);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, arg, i + 1);
+    l_tensor *u = luaL_testudata(L, -1, L_TENSOR_MT);
+    if (!u || u->closed) luaL_error(L, "%s: input %d is not an open tensor", what, i + 1);
+    ts[i] = u->t;
+    lua_pop(L, 1);
+  }
+  return ts;
+}
+
+void l_tensor_push_list(lua_State *L, const fl_tensor *ts, int n) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    l_tensor *u = l_tensor_new(L); /* cannot fail after the first: tensors are small */
+    u->t = ts[i];
+    u->closed = 0;
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
 static const luaL_Reg tensor_methods[] = {
   {"shape", t_shape}, {"size", t_size}, {"dim", t_dim}, {"numel", t_numel},
   {"dtype", t_dtype}, {"device", t_device}, {"get", t_get}, {"totable", t_totable},

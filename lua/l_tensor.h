@@ -25,6 +25,11 @@ fl_tensor *l_tensor_alloc(lua_State *L, fl_dtype dt, fl_device dev, int ndim,
 /* The open tensor at arg, or an argument error. */
 fl_tensor *l_tensor_check(lua_State *L, int arg);
 void l_tensor_register(lua_State *L);
+/* The n open tensors of the sequence at arg (an array kept on the stack);
+ * raises naming `what` otherwise. */
+fl_tensor *l_tensor_list(lua_State *L, int arg, int n, const char *what);
+/* A new sequence of userdata taking over tensors ts[0..n). */
+void l_tensor_push_list(lua_State *L, const fl_tensor *ts, int n);
 
 /* Creates the metatable `name` with metamethods `meta` and an __index table
  * of `methods`, as Lua's own libraries do. */

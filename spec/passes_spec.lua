@@ -15,9 +15,9 @@ local function compiled(V, B, H, N, D, seed)
 end
 
 describe("passes", function()
-  it("the pipeline is inline, demote, online, and fl.stages lists every dump", function()
-    assert.same({"inline", "demote", "online"}, fl.passes)
-    assert.same({"traced", "lowered", "inline", "demote", "online"}, fl.stages)
+  it("the pipeline is inline, demote, online, tile, blocksparse, and fl.stages lists every dump", function()
+    assert.same({"inline", "demote", "online", "tile", "blocksparse"}, fl.passes)
+    assert.same({"traced", "lowered", "inline", "demote", "online", "tile", "blocksparse"}, fl.stages)
   end)
 
   local one_kernel = {"full", "causal", "alibi", "softcap", "sliding_window", "prefix_lm",
@@ -117,7 +117,7 @@ describe("passes", function()
     assert.matches("no pass named 'fuse_everything'", err)
     ok, err = pcall(fl.compile, function(x) return x end, {passes = {"inline", "nope"}})
     assert.is_false(ok)
-    assert.matches("passes_spec%.lua:%d+: compile: unknown pass 'nope' %(known: inline, demote, online%)",
+    assert.matches("passes_spec%.lua:%d+: compile: unknown pass 'nope' %(known: inline, demote, online, tile, blocksparse%)",
       err)
   end)
 

@@ -1,0 +1,240 @@
+#include "fl_plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_text.h"
+
+#define MAX_TABLE ((int64_t)1 << 24) /* entries; a larger schedule is made at run time */
+
+/* ---- the schedule of masks over indices ---- */
+
+static int64_t table_block(const fl_kernel *k, const int64_t *gpos) {
+  const fl_tiles *t = &k->tiles;
+  int64_t b = 0;
+  for (int s = 0; s < t->gr.ngrid; s++)
+    if (t->uses[s]) b = b * k->nblocks[s] + gpos[s] / t->block[s];
+  return b;
+}
+
+fl_tile_class fl_plan_table_class(const fl_kernel *k, const int64_t *gpos, int64_t j,
+                                  const signed char **truth) {
+  const signed char *e = k->table + (table_block(k, gpos) * k->ntiles + j) * (1 + k->tiles.nmask);
+  *truth = e + 1;
+  return (fl_tile_class)e[0];
+}
+
+void fl_plan_bounds(const fl_kernel *k, const int64_t *gpos, int64_t *lo, int64_t *hi) {
+  if (!k->bounds) {
+    *lo = 0;
+    *hi = k->ntiles;
+    return;
+  }
+  int64_t b = table_block(k, gpos);
+  *lo = k->bounds[2 * b];
+  *hi = k->bounds[2 * b + 1];
+}
+
+static void schedule_block(fl_kernel *k, const int64_t *block, int64_t b) {
+  const fl_tiles *t = &k->tiles;
+  int64_t lo = -1, hi = 0, stride = 1 + t->nmask;
+  for (int64_t j = 0; j < k->ntiles; j++) {
+    fl_tile_box box;
+    fl_tiles_box(t, block, j, &box);
+    signed char *e = k->table + (b * k->ntiles + j) * stride;
+    e[0] = (signed char)fl_tiles_classify(t, &box, e + 1);
+    k->counts.total++;
+    k->counts.skipped += e[0] == FL_TILE_SKIP;
+    k->counts.partial += e[0] == FL_TILE_PARTIAL;
+    k->counts.full += e[0] == FL_TILE_FULL;
+    if (e[0] != FL_TILE_SKIP) {
+      if (lo < 0) lo = j;
+      hi = j + 1;
+    }
+  }
+  k->bounds[2 * b] = lo < 0 ? 0 : lo;
+  k->bounds[2 * b + 1] = hi;
+}
+
+static fl_status schedule(fl_kernel *k, fl_err *e) {
+  const fl_tiles *t = &k->tiles;
+  k->table_blocks = 1;
+  for (int s = 0; s < t->gr.ngrid; s++) {
+    k->nblocks[s] = t->uses[s] ? fl_tiles_blocks(t, s) : 1;
+    k->table_blocks *= k->nblocks[s];
+  }
+  if (k->table_blocks * k->ntiles > MAX_TABLE) return FL_OK; /* classified at run time */
+  k->table = malloc((size_t)(k->table_blocks * k->ntiles * (1 + t->nmask)) + 1);
+  k->bounds = malloc((size_t)k->table_blocks * 2 * sizeof *k->bounds);
+  if (!k->table || !k->bounds) return fl_fail(e, FL_ENOMEM, "out of memory planning tiles");
+  int64_t block[FL_MAX_DIMS];
+  for (int s = 0; s < t->gr.ngrid; s++) block[s] = t->uses[s] ? 0 : -1;
+  for (int64_t b = 0; b < k->table_blocks; b++) {
+    schedule_block(k, block, b);
+    for (int s = t->gr.ngrid - 1; s >= 0; s--) {
+      if (!t->uses[s]) continue;
+      if (++block[s] < k->nblocks[s]) break;
+      block[s] = 0;
+    }
+  }
+  return FL_OK;
+}
+
+/* ---- building ---- */
+
+/* tile > 0: the loop in tiles of `tile`, the largest blocked grid dim in blocks of it. */
+static void override_sizes(fl_tiles *t, int64_t tile) {
+  if (tile <= 0) return;
+  t->tile = tile;
+  int row = -1;
+  for (int s = 0; s < t->gr.ngrid; s++)
+    if (t->block[s] > 1 && (row < 0 || t->block[s] >= t->block[row])) row = s;
+  if (row >= 0) {
+    int64_t size = t->g->syms[t->gr.grid[row]].size;
+    t->block[row] = tile < size ? tile : size;
+  }
+}
+
+static fl_status plan_group(const fl_graph *g, int first, int64_t tile, fl_kernel *k, fl_err *e) {
+  k->is_group = 1;
+  fl_status s = fl_tiles_init(&k->tiles, g, first, e);
+  if (s != FL_OK) return s;
+  k->first = first;
+  k->n = k->tiles.gr.n;
+  override_sizes(&k->tiles, tile);
+  k->ntiles = fl_tiles_loop_tiles(&k->tiles);
+  if (k->tiles.nmask > 0 && !k->tiles.data) s = schedule(k, e);
+  return s;
+}
+
+fl_status fl_plan_build(const fl_graph *g, int64_t tile, fl_plan *p, fl_err *e) {
+  memset(p, 0, sizeof *p);
+  p->g = g;
+  p->k = calloc((size_t)(g->nvals - g->ninputs) + 1, sizeof *p->k);
+  if (!p->k) return fl_fail(e, FL_ENOMEM, "out of memory planning kernels");
+  for (int v = g->ninputs; v < g->nvals;) {
+    fl_kernel *k = &p->k[p->n++];
+    if (g->vals[v].group) {
+      fl_status s = plan_group(g, v, tile, k, e);
+      if (s != FL_OK) {
+        fl_plan_free(p);
+        return s;
+      }
+    } else {
+      k->first = v;
+      k->n = 1;
+    }
+    v += k->n;
+  }
+  return FL_OK;
+}
+
+void fl_plan_free(fl_plan *p) {
+  for (int i = 0; p->k && i < p->n; i++) {
+    if (p->k[i].is_group) fl_tiles_free(&p->k[i].tiles);
+    free(p->k[i].table);
+    free(p->k[i].bounds);
+  }
+  free(p->k);
+  memset(p, 0, sizeof *p);
+}
+
+fl_kernel *fl_plan_kernel_of(fl_plan *p, int v) {
+  for (int i = 0; i < p->n; i++)
+    if (v >= p->k[i].first && v < p->k[i].first + p->k[i].n) return &p->k[i];
+  return NULL;
+}
+
+/* ---- the listing ---- */
+
+static void put_dims(fl_text *b, const fl_graph *g, const fl_value *v) {
+  fl_text_put(b, "%s[", v->name);
+  for (int d = 0; d < v->ndim; d++) fl_text_put(b, "%s%s", d ? "," : "", g->syms[v->dims[d]].name);
+  fl_text_put(b, "]");
+}
+
+static void put_counts(fl_text *b, const fl_tile_counts *c) {
+  fl_text_put(b, "%lld tiles: %lld skipped, %lld partial, %lld full", (long long)c->total,
+              (long long)c->skipped, (long long)c->partial, (long long)c->full);
+}
+
+static void put_schedule(fl_text *b, const fl_graph *g, const fl_kernel *k) {
+  const fl_tiles *t = &k->tiles;
+  fl_text_put(b, "    schedule  ");
+  if (t->nmask == 0) {
+    fl_text_put(b, "every tile, unmasked\n");
+  } else if (t->data) {
+    fl_text_put(b, "masks read data (");
+    for (int v = 0, n = 0; v < g->nvals; v++)
+      if (t->reads[v]) fl_text_put(b, "%s%s", n++ ? ", " : "", g->vals[v].name);
+    fl_text_put(b, "): tiles classified at run time");
+    if (k->counts.total) fl_text_put(b, "; last run ");
+    if (k->counts.total) put_counts(b, &k->counts);
+    fl_text_put(b, "\n");
+  } else if (!k->table) {
+    fl_text_put(b, "masks over indices, too many tiles to fix ahead: classified at run time\n");
+  } else {
+    fl_text_put(b, "masks over indices: loop bounds per block of");
+    for (int s = 0, n = 0; s < t->gr.ngrid; s++)
+      if (t->uses[s]) fl_text_put(b, "%s%s", n++ ? ", " : " ", g->syms[t->gr.grid[s]].name);
+    fl_text_put(b, "; ");
+    put_counts(b, &k->counts);
+    fl_text_put(b, "\n");
+  }
+}
+
+static void put_group(fl_text *b, const fl_graph *g, const fl_kernel *k) {
+  const fl_tiles *t = &k->tiles;
+  fl_text_put(b, "    grid     ");
+  for (int s = 0; s < t->gr.ngrid; s++) {
+    const fl_sym *y = &g->syms[t->gr.grid[s]];
+    fl_text_put(b, "%s %s %lld", s ? "," : "", y->name, (long long)y->size);
+    if (t->block[s] > 1) fl_text_put(b, " in blocks of %lld", (long long)t->block[s]);
+  }
+  fl_text_put(b, "\n    loop     ");
+  for (int r = 0; r < t->gr.nloop; r++)
+    fl_text_put(b, "%s %s %lld", r ? "," : "", g->syms[t->gr.loop_sym[r]].name,
+                (long long)g->syms[t->gr.loop_sym[r]].size);
+  fl_text_put(b, " in tiles of %lld, carrying", (long long)fl_tiles_loop_width(t));
+  for (int m = 0; m < k->n; m++) {
+    const fl_value *v = &g->vals[k->first + m];
+    if (!fl_group_is_loop(v)) continue;
+    fl_text_put(b, " ");
+    put_dims(b, g, v);
+    fl_text_put(b, " (%s%s)", fl_combiner_name(v->comb), v->resc != FL_RESCALE_NONE ? ", rescaled" : "");
+  }
+  fl_text_put(b, "\n");
+  for (int m = 0; m < t->ntv; m++) {
+    fl_text_put(b, "    tile      ");
+    put_dims(b, g, &g->vals[t->tv[m]]);
+    fl_text_put(b, ", once per tile, never stored\n");
+  }
+  put_schedule(b, g, k);
+  for (int m = 0; m < k->n; m++) {
+    const fl_value *v = &g->vals[k->first + m];
+    if (!v->epilogue) continue;
+    fl_text_put(b, "    after     ");
+    put_dims(b, g, v);
+    fl_text_put(b, "\n");
+  }
+}
+
+char *fl_plan_dump(const fl_plan *p) {
+  fl_text b = {0};
+  const fl_graph *g = p->g;
+  for (int i = 0; i < p->n; i++) {
+    const fl_kernel *k = &p->k[i];
+    const fl_value *v = &g->vals[k->first];
+    if (k->is_group) {
+      fl_text_put(&b, "kernel %d: online group %d, %d values\n", i + 1, v->group, k->n);
+      put_group(&b, g, k);
+    } else {
+      fl_text_put(&b, "kernel %d: ", i + 1);
+      put_dims(&b, g, v);
+      if (v->nred) fl_text_put(&b, ", %s over %d dim%s", fl_combiner_name(v->comb), v->nred,
+                               v->nred == 1 ? "" : "s");
+      fl_text_put(&b, ", one thread an output position\n");
+    }
+  }
+  return fl_text_take(&b);
+}
