@@ -9,6 +9,7 @@
 #include "fl_ir.h"
 #include "fl_pass.h"
 #include "fl_plan.h"
+#include "l_plan.h"
 #include "l_tensor.h"
 
 #define L_GRAPH_MT "flashlight.graph"
@@ -271,6 +272,16 @@ static int g_eval(lua_State *L) {
   return 1;
 }
 
+/* g:plan([tile]) -> the kernel plan of the graph as it is now; tile > 0
+ * as for g:eval. */
+static int g_plan(lua_State *L) {
+  fl_graph *g = check_graph(L, 1);
+  lua_Integer tile = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, tile >= 0, 2, "the tile must be a non-negative integer");
+  lua_settop(L, 1);
+  return l_plan_new(L, g, tile);
+}
+
 static int g_counts(lua_State *L) {
   fl_graph *g = check_graph(L, 1);
   lua_pushinteger(L, g->ninputs);
@@ -473,7 +484,7 @@ static int g_outputs(lua_State *L) {
 
 static const luaL_Reg graph_methods[] = {
   {"sym", g_sym}, {"input", g_input}, {"node", g_node}, {"output", g_output},
-  {"eval", g_eval}, {"counts", g_counts}, {"value", g_value}, {"outputs", g_outputs},
+  {"eval", g_eval}, {"plan", g_plan}, {"counts", g_counts}, {"value", g_value}, {"outputs", g_outputs},
   {"run", g_run}, {"expr", g_expr}, {"expr_new", g_expr_new}, {"nexprs", g_nexprs},
   {"set_body", g_set_body}, {"compact", g_compact},
   {NULL, NULL},

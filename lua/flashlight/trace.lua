@@ -123,14 +123,99 @@ local Graph = {}
 Graph.__index = Graph
 Graph.__tostring = function(g) return tostring(g.core) end
 
--- Runs one pass on the graph, in place; returns its log. The dump after it
--- is kept as the stage of that name.
-function Graph:run(name)
-  if type(name) ~= "string" then rec.fail("run: expected a pass name, got %s", type(name)) end
-  local ok, log = pcall(self.core.run, self.core, name)
-  if not ok then rec.fail("run: %s", tostring(log):gsub("^[^:]*:%d+: ", "")) end
+-- An error message without the position a C function's error carries.
+local function bare(msg) return (tostring(msg):gsub("^[^:]*:%d+: ", "")) end
+
+-- A pipeline entry: the name of a built-in pass (fl.passes), or a pass
+-- written in Lua, a function(g, log) or a table {name = "...", run =
+-- function(g, log)}. Returns the pass's name and, for a Lua pass, its
+-- function; or nil and why the entry is no pass.
+function M.pass_entry(p)
+  local builtin = {}
+  for _, n in ipairs(core.pass_names()) do builtin[n] = true end
+  if type(p) == "string" then
+    if builtin[p] then return p end
+    return nil, ("unknown pass '%s' (known: %s)"):format(p, table.concat(core.pass_names(), ", "))
+  end
+  if type(p) == "function" then return "lua", p end
+  if type(p) ~= "table" then
+    return nil, ("a pass is a name, a function or a table {name =, run =}, got %s"):format(type(p))
+  end
+  local name = p.name == nil and "lua" or p.name
+  if type(name) ~= "string" or not name:match("^[%w_%-%.]+$") then
+    return nil, ("a Lua pass's name must be a word (letters, digits, _ - .), got %s")
+      :format(type(name) == "string" and ("'" .. name .. "'") or type(name))
+  end
+  if builtin[name] or name == "traced" or name == "lowered" then
+    return nil, ("the Lua pass '%s' has the name of a built-in stage"):format(name)
+  end
+  if type(p.run) ~= "function" then
+    return nil, ("the Lua pass '%s' has no run function (run = function(g, log) ... end)")
+      :format(name)
+  end
+  return name, p.run
+end
+
+-- Runs a pass written in Lua: fn(g, log) with g this graph and log(fmt,
+-- ...) adding a line "name: ..." to what explain() shows; then compacts the
+-- graph as every built-in pass does. An error in fn or in that check is a
+-- Lua error naming the pass; the graph may be left partly rewritten.
+local function run_lua(g, name, fn)
+  local lines = {}
+  local function log(fmt, ...)
+    lines[#lines + 1] = name .. ": " .. tostring(fmt):format(...)
+  end
+  local ok, err = pcall(fn, g, log)
+  if not ok then rec.fail("run: the Lua pass '%s' failed: %s", name, tostring(err)) end
+  ok, err = pcall(g.core.compact, g.core)
+  if not ok then rec.fail("run: after the Lua pass '%s': %s", name, bare(err)) end
+  if #lines == 0 then lines[1] = name .. ": a Lua pass; it logged nothing" end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- Runs one pass on the graph, in place; returns its log. pass is an entry
+-- as M.pass_entry takes: a built-in pass's name or a pass written in Lua.
+-- The dump after it is kept as the stage of the pass's name, and its log
+-- goes to explain().
+function Graph:run(pass)
+  local name, fn, log = pass, nil, nil
+  if type(pass) ~= "string" then
+    name, fn = M.pass_entry(pass)
+    if not name then rec.fail("run: %s", fn) end
+    log = run_lua(self, name, fn)
+  else
+    local ok, out = pcall(self.core.run, self.core, name)
+    if not ok then rec.fail("run: %s", bare(out)) end
+    log = out
+  end
   self.stages[#self.stages + 1] = {name = name, dump = tostring(self.core), log = log}
+  self.plans = nil
   return log
+end
+
+-- Reading and writing the graph, for passes written in Lua (the methods of
+-- the core graph in lua/l_graph.c, their errors raised at the caller's
+-- line). Ids count from 1; inputs are the first values.
+--   g:value(id)          a value as a table: name, dims, red, comb, body, ...
+--   g:expr(id)           an expression as a table: op, args, value, var, src, ...
+--   g:expr_new(array)    a new expression, e.g. {"exp2", {"sub", a, b}} where
+--                        a and b are existing expression ids; returns its id
+--   g:nexprs()           the number of expressions
+--   g:set_body(v, x)     node v computes expression x (checked)
+--   g:compact()          drops unused values and reorders (ids change)
+--   g:counts()           inputs, nodes, outputs
+--   g:outputs()          the output value ids
+for _, method in ipairs({"value", "expr", "expr_new", "nexprs", "set_body", "compact", "counts",
+                         "outputs"}) do
+  Graph[method] = function(self, ...)
+    if method == "set_body" or method == "compact" or method == "expr_new" then self.plans = nil end
+    local r = table.pack(pcall(self.core[method], self.core, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    local msg = bare(r[2])
+    local n, why = msg:match("^bad argument #(%d+) to '%?' (.*)")
+    if n then rec.fail("bad argument #%d to '%s' %s", n - 1, method, why) end
+    rec.fail("%s: %s", method, msg)
+  end
 end
 
 -- The dump of a stage: "traced" (the operations as written), "lowered",
@@ -147,10 +232,28 @@ function Graph:ir(stage)
   rec.fail("ir: unknown stage '%s' (this graph has: %s)", tostring(stage), table.concat(known, ", "))
 end
 
--- What the passes did, a line each.
+-- The kernel plan of the graph as it is (kept until a pass changes the
+-- graph); tile > 0 cuts every loop and row block in tiles of that size.
+function Graph:plan(tile)
+  tile = tile or 0
+  self.plans = self.plans or {}
+  local p = self.plans[tile]
+  if not p then
+    local ok, made = pcall(self.core.plan, self.core, tile)
+    if not ok then rec.fail("plan: %s", bare(made)) end
+    p = made
+    self.plans[tile] = p
+  end
+  return p
+end
+
+-- What the passes did, a line each, then the plan: its kernels, and for
+-- each the tiles it skips (counted when planned for masks over indices,
+-- by the last run for masks over data).
 function Graph:explain()
   local lines = {}
   for _, st in ipairs(self.stages) do lines[#lines + 1] = st.log end
+  lines[#lines + 1] = "plan:\n" .. tostring(self:plan())
   return table.concat(lines)
 end
 
@@ -167,24 +270,25 @@ function Graph:values()
   return out
 end
 
--- The kernels that run the graph: one per online group (its members share
--- one loop) and one per node outside a group.
+-- The kernels that run the graph, as planned: one per online group (its
+-- members share one loop) and one per node outside a group. Each entry
+-- has name, op, origin, group, values, and for groups grid, loop, tile,
+-- tiles, masks, classified and counts (see lua/l_plan.c).
 function Graph:kernels()
-  local ninputs = self.core:counts()
-  local out, of_group = {}, {}
-  for id, v in ipairs(self:values()) do
-    if id > ninputs then
-      local k = v.group > 0 and of_group[v.group]
-      if not k then
-        k = {name = v.name, op = v.op, origin = v.origin, dims = v.dims, red = v.red,
-             comb = v.comb, nodes = {}, group = v.group > 0 and v.group or nil}
-        out[#out + 1] = k
-        if v.group > 0 then of_group[v.group] = k end
-      end
-      k.nodes[#k.nodes + 1] = v.name
-    end
+  local ks = self:plan():kernels()
+  for _, k in ipairs(ks) do
+    local v = self.core:value(self:value_id(k.values[1]))
+    k.op, k.origin, k.group = v.op, v.origin, k.group > 0 and k.group or nil
   end
-  return out
+  return ks
+end
+
+-- The id of the value named `name`.
+function Graph:value_id(name)
+  local ninputs, nnodes = self.core:counts()
+  for id = 1, ninputs + nnodes do
+    if self.core:value(id).name == name then return id end
+  end
 end
 
 -- Checks runtime inputs against what the graph was traced for.
@@ -209,11 +313,12 @@ function Graph:check_inputs(args, what)
   end
 end
 
--- The unfused double-precision reference: returns the outputs in their own
--- dtypes, or all in `dtype`.
+-- The CPU executor on the graph's plan, in double precision: returns the
+-- outputs in their own dtypes, or all in `dtype`; tile as for plan().
 function Graph:eval(args, dtype, tile)
   self:check_inputs(args, "eval")
-  local ok, outs = pcall(self.core.eval, self.core, args, dtype, tile)
+  local plan = self:plan(tile)
+  local ok, outs = pcall(plan.run, plan, args, dtype)
   if not ok then rec.fail("%s", tostring(outs):gsub("^[^:]*:%d+: ", "")) end
   return outs
 end

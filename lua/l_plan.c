@@ -1,0 +1,152 @@
+/* The kernel plan: a userdata with metatable "flashlight.plan", made by
+ * g:plan([tile]) from a graph it keeps alive (its user value). It runs on
+ * the CPU executor, prints as the plan's listing, and lists its kernels. A
+ * plan belongs to the graph as it was: after a pass changes the graph, the
+ * plan refuses to run. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl_plan.h"
+#include "l_plan.h"
+#include "l_tensor.h"
+
+#define L_PLAN_MT "flashlight.plan"
+
+typedef struct l_plan {
+  fl_plan p;
+  int nvals, nexprs; /* the graph's, when planned */
+  int built;
+} l_plan;
+
+static l_plan *check_plan(lua_State *L, int arg) {
+  l_plan *u = luaL_checkudata(L, arg, L_PLAN_MT);
+  if (!u->built) luaL_argerror(L, arg, "the plan is closed");
+  const fl_graph *g = u->p.g;
+  if (g->nvals != u->nvals || g->nexprs != u->nexprs)
+    luaL_error(L, "the graph changed since this plan was made; plan it again");
+  return u;
+}
+
+/* Called by g:plan: the graph is at index 1. */
+int l_plan_new(lua_State *L, const fl_graph *g, lua_Integer tile) {
+  l_plan *u = lua_newuserdatauv(L, sizeof *u, 1);
+  memset(u, 0, sizeof *u);
+  luaL_setmetatable(L, L_PLAN_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  fl_err e;
+  if (fl_plan_build(g, (int64_t)tile, &u->p, &e) != FL_OK) return l_raise(L, &e);
+  u->built = 1;
+  u->nvals = g->nvals;
+  u->nexprs = g->nexprs;
+  return 1;
+}
+
+static int p_gc(lua_State *L) {
+  l_plan *u = luaL_checkudata(L, 1, L_PLAN_MT);
+  if (u->built) fl_plan_free(&u->p);
+  u->built = 0;
+  return 0;
+}
+
+/* p:run({tensors...} [, dtype]) -> {tensors...} */
+static int p_run(lua_State *L) {
+  l_plan *u = check_plan(L, 1);
+  const fl_graph *g = u->p.g;
+  fl_dtype out_dt = lua_isnoneornil(L, 3) ? FL_DTYPE_COUNT : l_check_dtype(L, 3, lua_tostring(L, 3));
+  fl_tensor *ins = l_tensor_list(L, 2, g->ninputs, "run");
+  fl_tensor outs[FL_MAX_DIMS];
+  fl_err e;
+  if (fl_plan_run(&u->p, ins, out_dt, outs, &e) != FL_OK) return l_raise(L, &e);
+  l_tensor_push_list(L, outs, g->noutputs);
+  return 1;
+}
+
+static int p_tostring(lua_State *L) {
+  l_plan *u = check_plan(L, 1);
+  char *s = fl_plan_dump(&u->p);
+  if (!s) return luaL_error(L, "out of memory printing the plan");
+  lua_pushstring(L, s);
+  free(s);
+  return 1;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* {{name=, size=, block=}...} of the grid, or {{name=, size=}...} of the loop */
+static void push_dims(lua_State *L, const fl_graph *g, int n, const int *syms, const int64_t *block) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, g->syms[syms[i]].name);
+    lua_setfield(L, -2, "name");
+    set_int(L, "size", g->syms[syms[i]].size);
+    if (block) set_int(L, "block", block[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static void push_group(lua_State *L, const fl_graph *g, const fl_kernel *k) {
+  const fl_tiles *t = &k->tiles;
+  push_dims(L, g, t->gr.ngrid, t->gr.grid, t->block);
+  lua_setfield(L, -2, "grid");
+  push_dims(L, g, t->gr.nloop, t->gr.loop_sym, NULL);
+  lua_setfield(L, -2, "loop");
+  set_int(L, "tile", fl_tiles_loop_width(t));
+  lua_createtable(L, t->ntv, 0);
+  for (int m = 0; m < t->ntv; m++) {
+    lua_pushstring(L, g->vals[t->tv[m]].name);
+    lua_rawseti(L, -2, m + 1);
+  }
+  lua_setfield(L, -2, "tiles");
+  set_int(L, "masks", t->nmask);
+  lua_pushstring(L, t->nmask == 0 ? "none" : t->data || !k->table ? "run time" : "planned");
+  lua_setfield(L, -2, "classified");
+  lua_createtable(L, 0, 4);
+  set_int(L, "total", k->counts.total);
+  set_int(L, "skipped", k->counts.skipped);
+  set_int(L, "partial", k->counts.partial);
+  set_int(L, "full", k->counts.full);
+  lua_setfield(L, -2, "counts");
+}
+
+/* p:kernels() -> {{name, group, values = {names}, grid, loop, tile, tiles,
+ * masks, classified, counts}...}: one entry a launched kernel. */
+static int p_kernels(lua_State *L) {
+  l_plan *u = check_plan(L, 1);
+  const fl_graph *g = u->p.g;
+  lua_createtable(L, u->p.n, 0);
+  for (int i = 0; i < u->p.n; i++) {
+    const fl_kernel *k = &u->p.k[i];
+    const fl_value *lead = &g->vals[k->is_group ? k->tiles.gr.loop : k->first];
+    lua_createtable(L, 0, 12);
+    lua_pushstring(L, lead->name);
+    lua_setfield(L, -2, "name");
+    set_int(L, "group", g->vals[k->first].group);
+    lua_createtable(L, k->n, 0);
+    for (int m = 0; m < k->n; m++) {
+      lua_pushstring(L, g->vals[k->first + m].name);
+      lua_rawseti(L, -2, m + 1);
+    }
+    lua_setfield(L, -2, "values");
+    if (k->is_group) push_group(L, g, k);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static const luaL_Reg plan_methods[] = {
+  {"run", p_run}, {"kernels", p_kernels}, {"close", p_gc}, {NULL, NULL},
+};
+
+static const luaL_Reg plan_meta[] = {
+  {"__gc", p_gc}, {"__close", p_gc}, {"__tostring", p_tostring}, {"__index", NULL},
+  {NULL, NULL},
+};
+
+void l_plan_register(lua_State *L) {
+  l_new_type(L, L_PLAN_MT, plan_meta, plan_methods);
+}
