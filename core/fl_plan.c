@@ -107,12 +107,63 @@ static fl_status plan_group(const fl_graph *g, int first, int64_t tile, fl_kerne
   return s;
 }
 
+/* ---- folding layout copies into a group's stores ---- */
+
+static int index_only(const fl_graph *g, int x) {
+  const fl_expr *ex = &g->exprs[x];
+  switch (ex->op) {
+  case FL_X_VAR: case FL_X_CONST: return 1;
+  case FL_X_ADD: case FL_X_SUB: case FL_X_MUL: case FL_X_IDIV: case FL_X_MOD:
+    return index_only(g, ex->args[0]) && index_only(g, ex->args[1]);
+  default: return 0;
+  }
+}
+
+static int reads(const fl_graph *g, int x, int src) {
+  const fl_expr *ex = &g->exprs[x];
+  if (ex->op == FL_X_LOAD && ex->src == src) return 1;
+  for (int i = 0; i < ex->nargs; i++)
+    if (reads(g, ex->args[i], src)) return 1;
+  return 0;
+}
+
+static int64_t numel(const fl_graph *g, const fl_value *v) {
+  int64_t n = 1;
+  for (int d = 0; d < v->ndim; d++) n *= g->syms[v->dims[d]].size;
+  return n;
+}
+
+/* Is node v a copy of a stored result of group kernel k, in another
+ * layout, that nothing else reads? */
+static int foldable(const fl_graph *g, const fl_kernel *k, int v) {
+  const fl_value *val = &g->vals[v];
+  const fl_expr *ld = &g->exprs[val->body];
+  if (!k->is_group || val->group || val->nred || ld->op != FL_X_LOAD) return 0;
+  int src = ld->src;
+  if (src < k->first || src >= k->first + k->n || g->vals[src].tile_local) return 0;
+  if (numel(g, val) != numel(g, &g->vals[src])) return 0;
+  for (int d = 0; d < ld->nargs; d++)
+    if (!index_only(g, ld->args[d])) return 0;
+  for (int o = 0; o < g->noutputs; o++)
+    if (g->outputs[o] == src) return 0;
+  for (int u = g->ninputs; u < g->nvals; u++)
+    if (u != v && (reads(g, g->vals[u].body, src) ||
+                   (g->vals[u].resc != FL_RESCALE_NONE && reads(g, g->vals[u].resc_arg, src))))
+      if (u < k->first || u >= k->first + k->n) return 0;
+  return k->nfold < FL_MAX_DIMS;
+}
+
 fl_status fl_plan_build(const fl_graph *g, int64_t tile, fl_plan *p, fl_err *e) {
   memset(p, 0, sizeof *p);
   p->g = g;
   p->k = calloc((size_t)(g->nvals - g->ninputs) + 1, sizeof *p->k);
   if (!p->k) return fl_fail(e, FL_ENOMEM, "out of memory planning kernels");
   for (int v = g->ninputs; v < g->nvals;) {
+    if (p->n > 0 && foldable(g, &p->k[p->n - 1], v)) {
+      fl_kernel *k = &p->k[p->n - 1];
+      k->fold[k->nfold++] = v++;
+      continue;
+    }
     fl_kernel *k = &p->k[p->n++];
     if (g->vals[v].group) {
       fl_status s = plan_group(g, v, tile, k, e);
@@ -140,8 +191,11 @@ void fl_plan_free(fl_plan *p) {
 }
 
 fl_kernel *fl_plan_kernel_of(fl_plan *p, int v) {
-  for (int i = 0; i < p->n; i++)
+  for (int i = 0; i < p->n; i++) {
     if (v >= p->k[i].first && v < p->k[i].first + p->k[i].n) return &p->k[i];
+    for (int f = 0; f < p->k[i].nfold; f++)
+      if (p->k[i].fold[f] == v) return &p->k[i];
+  }
   return NULL;
 }
 
@@ -216,6 +270,12 @@ static void put_group(fl_text *b, const fl_graph *g, const fl_kernel *k) {
     fl_text_put(b, "    after     ");
     put_dims(b, g, v);
     fl_text_put(b, "\n");
+  }
+  for (int f = 0; f < k->nfold; f++) {
+    const fl_value *v = &g->vals[k->fold[f]];
+    fl_text_put(b, "    stores    %s as ", g->vals[g->exprs[v->body].src].name);
+    put_dims(b, g, v);
+    fl_text_put(b, " (a layout copy folded into the store)\n");
   }
 }
 

@@ -36,6 +36,10 @@ typedef struct fl_kernel {
   int64_t *bounds;
   /* masks over indices: the schedule's; over data: the last run's */
   fl_tile_counts counts;
+  /* Layout copies of its results (heads merged back, a transpose) that
+   * its stores write directly: values of the graph run by no kernel of
+   * their own. */
+  int nfold, fold[FL_MAX_DIMS];
 } fl_kernel;
 
 typedef struct fl_plan {

@@ -113,8 +113,9 @@ static void push_group(lua_State *L, const fl_graph *g, const fl_kernel *k) {
   lua_setfield(L, -2, "counts");
 }
 
-/* p:kernels() -> {{name, group, values = {names}, grid, loop, tile, tiles,
- * masks, classified, counts}...}: one entry a launched kernel. */
+/* p:kernels() -> {{name, group, values = {names}, stores = {layout copies
+ * folded into its stores}, grid, loop, tile, tiles, masks, classified,
+ * counts}...}: one entry a launched kernel. */
 static int p_kernels(lua_State *L) {
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
@@ -132,6 +133,12 @@ static int p_kernels(lua_State *L) {
       lua_rawseti(L, -2, m + 1);
     }
     lua_setfield(L, -2, "values");
+    lua_createtable(L, k->nfold, 0);
+    for (int f = 0; f < k->nfold; f++) {
+      lua_pushstring(L, g->vals[k->fold[f]].name);
+      lua_rawseti(L, -2, f + 1);
+    }
+    lua_setfield(L, -2, "stores");
     if (k->is_group) push_group(L, g, k);
     lua_rawseti(L, -2, i + 1);
   }

@@ -130,10 +130,19 @@ local function assert_nonfinite_match(name, got, want)
   end
 end
 
--- Runs the program compiled with `prefix` and compares; returns nil or why not.
-local function check(c, prefix)
+-- Runs the program compiled with `prefix` (its plan cut in tiles of `tile`
+-- when given) and compares; returns nil or why not.
+local function check(c, prefix, tile)
   local ok, err = pcall(function()
-    local got = table.pack(fl.compile(c.prog.fn, {passes = prefix})(table.unpack(c.prog.inputs)))
+    local got
+    if tile then
+      local g = fl.trace(c.prog.fn, table.unpack(c.prog.inputs))
+      for _, p in ipairs(prefix) do g:run(p) end
+      got = g:eval(c.prog.inputs, nil, tile)
+      got.n = #got
+    else
+      got = table.pack(fl.compile(c.prog.fn, {passes = prefix})(table.unpack(c.prog.inputs)))
+    end
     if got.n ~= #c.want then
       error(("%d outputs, the reference has %d"):format(got.n, #c.want), 0)
     end
@@ -227,15 +236,21 @@ describe("random attention-like programs", function()
     end
   end)
 
-  for _, prefix in ipairs(prefixes()) do
-    local passes = label(prefix)
+  local runs = {}
+  for _, prefix in ipairs(prefixes()) do runs[#runs + 1] = {prefix = prefix} end
+  -- the whole pipeline's plan in small tiles: blocks skipped, full tiles
+  -- unmasked, tiles classified from data, at the generator's small sizes
+  for _, tile in ipairs({2, 3}) do runs[#runs + 1] = {prefix = fl.passes, tile = tile} end
+  for _, run in ipairs(runs) do
+    local prefix = run.prefix
+    local passes = label(prefix) .. (run.tile and (" in tiles of %d"):format(run.tile) or "")
     it(("fl.compile with passes %s equals the reference on every program"):format(passes),
       function()
         local failures = {}
         for _, seed in ipairs(SEEDS) do
           local c = case(seed)
           if not c.err then -- a program whose reference fails is reported above
-            local err = check(c, prefix)
+            local err = check(c, prefix, run.tile)
             if err then
               failures[#failures + 1] = {seed = seed, passes = passes, err = err,
                                          desc = c.prog.desc}

@@ -236,6 +236,9 @@ end
 -- graph); tile > 0 cuts every loop and row block in tiles of that size.
 function Graph:plan(tile)
   tile = tile or 0
+  if math.type(tile) ~= "integer" or tile < 0 then
+    rec.fail("plan: the tile must be a non-negative integer, got %s", tostring(tile))
+  end
   self.plans = self.plans or {}
   local p = self.plans[tile]
   if not p then
