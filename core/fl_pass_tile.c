@@ -131,8 +131,9 @@ static int is_score(const tiler *t, const keystate *ks) {
   return 1;
 }
 
-/* The score x would be, or -1 if x is not one (or there are too many). */
-static int score_of(tiler *t, const member_vars *mv, int x) {
+/* The score x is, or -1 if x is not one; with `add`, a new score is
+ * registered (unless there are too many). */
+static int score_of(tiler *t, const member_vars *mv, int x, int add) {
   char bound[FL_MAX_VARS] = {0};
   keystate ks;
   memset(&ks, 0, sizeof ks);
@@ -142,7 +143,7 @@ static int score_of(tiler *t, const member_vars *mv, int x) {
   if (ok && k && strlen(k) < sizeof t->sc[0].key) {
     for (int s = 0; s < t->nscore && found < 0; s++)
       if (strcmp(t->sc[s].key, k) == 0) found = s;
-    if (found < 0 && t->nscore < MAX_SCORES) {
+    if (found < 0 && add && t->nscore < MAX_SCORES) {
       found = t->nscore++;
       snprintf(t->sc[found].key, sizeof t->sc[found].key, "%s", k);
       t->sc[found].value = -1;
@@ -163,7 +164,7 @@ static void mark_uses(tiler *t, const member_vars *mv, int x) {
 /* Finds the scores in x (outermost first); with `rewrite`, returns x with
  * each replaced by a load of its tile member, else x. */
 static int scan(tiler *t, const member_vars *mv, int x, int rewrite) {
-  int s = score_of(t, mv, x);
+  int s = score_of(t, mv, x, !rewrite);
   if (s >= 0) {
     mark_uses(t, mv, x);
     if (!rewrite) return x;
@@ -194,7 +195,7 @@ static int scan(tiler *t, const member_vars *mv, int x, int rewrite) {
 
 /* The first occurrence of score s in member v's body, or -1. */
 static int find_score(tiler *t, const member_vars *mv, int x, int s) {
-  if (score_of(t, mv, x) == s) return x;
+  if (score_of(t, mv, x, 0) == s) return x;
   const fl_expr *ex = &t->g->exprs[x];
   for (int i = 0; i < ex->nargs; i++) {
     int f = find_score(t, mv, ex->args[i], s);
