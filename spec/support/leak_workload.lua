@@ -62,5 +62,31 @@ end, q, q, q)
 for _, p in ipairs(fl.passes) do weird:run(p) end
 assert(#weird:eval({q, q, q}, nil, 2) == 2 and #weird:explain() > 0)
 assert(not pcall(weird.run, weird, "nope"))
+-- a pass written in Lua, and the errors of the graph's writing methods
+local g = fl.trace(function(a) return (a:matmul(a:transpose(-2, -1)) / 2):softmax(-1) end, q)
+g:run("inline")
+g:run({name = "twice", run = function(gr)
+  local out = gr:outputs()[1]
+  gr:set_body(out, gr:expr_new({"mul", gr:value(out).body, {"const", 2}}))
+  assert(not pcall(gr.set_body, gr, out, gr:expr_new({"var", 40})))
+  assert(not pcall(gr.expr_new, gr, {"nope"}))
+  assert(not pcall(gr.expr_new, gr, {"exp", {"const", 1}, {"const", 2}}))
+end})
+assert(not pcall(g.run, g, {name = "raises", run = function() error("boom") end}))
+assert(#g:eval({q}) == 1 and #g:ir("twice") > 0)
+-- plans: masks over data classified at run time in small tiles, a plan
+-- closed early, a stale plan refused, and the layout of kernels()
+local dg = attn:graph_of("plan", q, q, q, doc)
+assert(#dg:eval({q, q, q, doc}, nil, 2) == 2 and dg:kernels()[1].counts.total >= 0)
+do
+  local p <close> = dg.core:plan(3)
+  assert(#p:run({q, q, q, doc}) == 2 and #tostring(p) > 0 and #p:kernels() >= 1)
+end
+local stale = dg.core:plan()
+local g2 = fl.trace(function(a) return a:exp():sum(1) end, q)
+local p2 = g2.core:plan()
+g2:run("inline")
+assert(not pcall(p2.run, p2, {q}))
+assert(stale:run({q, q, q, doc}))
 collectgarbage()
 print("leak workload done")
