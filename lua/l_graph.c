@@ -401,9 +401,10 @@ static int g_expr(lua_State *L) {
   return 1;
 }
 
-/* g:expr_new(expr) -> id: builds an expression in the array form g:node
- * takes (see build_expr), operands possibly existing ids. Nothing uses it
- * until a body does (g:set_body). */
+/* g:expr_new(expr) -> id: builds an expression from an array (the form
+ * g:node's body takes) or a record (the form g:expr returns), operands
+ * possibly existing ids (see build_expr). Nothing uses it until a body does
+ * (g:set_body). */
 static int g_expr_new(lua_State *L) {
   fl_graph *g = check_graph(L, 1);
   luaL_argexpected(L, lua_istable(L, 2) || lua_isinteger(L, 2), 2, "expression array or id");

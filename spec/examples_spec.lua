@@ -31,6 +31,26 @@ describe("examples", function()
     assert.matches("^causal: ", out)
   end)
 
+  it("lua_pass: a Lua pass turns exp into exp2 before online, same numbers", function()
+    local out = flua("examples/lua_pass.lua")
+    assert.matches("^causal: [^\n]*passes: inline, demote, exp2, online", out)
+    local after = out:match("== after the Lua pass 'exp2'\n(.-)\n== after online")
+    assert.is_not_nil(after, out)
+    local score = "where%(i >= j, %(sum%(d%) q%[b,h,i,d%] %* k%[b,h,j,d%]%) %* 0%.36067376, %-inf%)"
+    assert.matches("softmax5%[b,h,i,_%] = max%(j%) " .. score, after)
+    assert.matches("sum%(j%) exp2%(" .. score .. " %- softmax5%[b,h,i,0%]%)", after)
+    assert.is_nil(after:find("exp(", 1, true))
+    assert.matches("rescaled by exp2%(before %- after%) of softmax5%[b,h,i,0%]  ", out)
+    assert.matches("\nexp2: 2 nodes compute exp%(%) as exp2%(%)[^\n]*\nexp2: [^\n]*\nonline: group 1",
+      out)
+    local vs_plain, vs_ref = out:match("error against the default pipeline ([%d.e%-+]+), " ..
+      "against the plain%-Lua reference ([%d.e%-+]+): ok")
+    assert.is_true(tonumber(vs_plain) < 1e-5 and tonumber(vs_ref) < 1e-5, out)
+    out = flua("examples/lua_pass.lua differential")
+    assert.matches("^differential: ", out)
+    assert.matches(": ok\n$", out)
+  end)
+
   it("the demo runs the whole variant library, each within 1e-5 of its reference", function()
     local out = flua("examples/demo.lua")
     local variants = require "variants"

@@ -9,18 +9,19 @@ Program.__index = Program
 
 -- The passes this build has, in pipeline order; "default" runs them all.
 local pipeline = {}
-local known_passes = {}
 
+-- An entry is a built-in pass's name or a pass written in Lua, a
+-- function(g, log) or {name = "...", run = function(g, log)} (see Graph:run
+-- in lua/flashlight/trace.lua).
 local function check_passes(passes)
   if passes == nil or passes == "default" then return end
   if type(passes) ~= "table" then
-    rec.fail("compile: passes must be \"default\" or a list of pass names, got %s", type(passes))
+    rec.fail("compile: passes must be \"default\" or a list of passes, got %s", type(passes))
   end
-  for _, p in ipairs(passes) do
-    if not known_passes[p] then
-      rec.fail("compile: unknown pass '%s' (known: %s)", tostring(p),
-        #pipeline > 0 and table.concat(pipeline, ", ") or "none yet; use \"default\"")
-    end
+  for n, p in ipairs(passes) do
+    local name, why = trace.pass_entry(p)
+    if not name and type(p) == "string" then rec.fail("compile: %s", why) end
+    if not name then rec.fail("compile: pass %d: %s", n, why) end
   end
 end
 
@@ -84,7 +85,6 @@ function Program:explain(...) return self:graph_of("explain", ...):explain() end
 function M.install(fl)
   for _, name in ipairs(fl.pass_names()) do
     pipeline[#pipeline + 1] = name
-    known_passes[name] = true
   end
   -- The stages whose IR attn:ir(stage) prints, in pipeline order.
   fl.stages = {"traced", "lowered", table.unpack(pipeline)}

@@ -198,8 +198,9 @@ end
 -- line). Ids count from 1; inputs are the first values.
 --   g:value(id)          a value as a table: name, dims, red, comb, body, ...
 --   g:expr(id)           an expression as a table: op, args, value, var, src, ...
---   g:expr_new(array)    a new expression, e.g. {"exp2", {"sub", a, b}} where
---                        a and b are existing expression ids; returns its id
+--   g:expr_new(x)        a new expression from an array, e.g. {"exp2", {"sub",
+--                        a, {"const", 1}}} with a an existing expression id,
+--                        or from a record as g:expr gives; returns its id
 --   g:nexprs()           the number of expressions
 --   g:set_body(v, x)     node v computes expression x (checked)
 --   g:compact()          drops unused values and reorders (ids change)
@@ -261,8 +262,8 @@ function Graph:explain()
 end
 
 -- Every value of the graph, inputs first, as tables (see g:value in
--- lua/l_graph.c): name, kind, dtype, dims, shape, and for nodes red, comb,
--- op and origin.
+-- lua/l_graph.c): id, name, kind, dtype, dims, shape, and for nodes red,
+-- locals, comb, op, origin, body, group, epilogue and any rescale.
 function Graph:values()
   local ninputs, nnodes = self.core:counts()
   local out = {}

@@ -468,9 +468,9 @@ static int pick(uint64_t *s, int n) { return (int)(next_random(s) % (unsigned)n)
 
 static const double consts[] = {0, 1, -1, 2, -3, 0.5, -0.25, 3.7, 64, 1e308, -1e-310,
                                 INFINITY, -INFINITY, NAN};
-static const fl_xop unaries[] = {FL_X_NEG, FL_X_EXP, FL_X_LOG, FL_X_TANH, FL_X_SIGMOID,
-                                 FL_X_SQRT, FL_X_RSQRT, FL_X_ABS, FL_X_RELU, FL_X_NOT,
-                                 FL_X_FLOOR, FL_X_TRUNC};
+static const fl_xop unaries[] = {FL_X_NEG, FL_X_EXP, FL_X_EXP2, FL_X_LOG, FL_X_TANH,
+                                 FL_X_SIGMOID, FL_X_SQRT, FL_X_RSQRT, FL_X_ABS, FL_X_RELU,
+                                 FL_X_NOT, FL_X_FLOOR, FL_X_TRUNC};
 static const fl_xop binaries[] = {FL_X_ADD, FL_X_SUB, FL_X_MUL, FL_X_DIV, FL_X_POW, FL_X_MAX,
                                   FL_X_MIN, FL_X_LT, FL_X_LE, FL_X_GT, FL_X_GE, FL_X_EQ,
                                   FL_X_NE, FL_X_AND, FL_X_OR, FL_X_IDIV, FL_X_MOD};
