@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_cuda_gen.h"
 #include "fl_plan.h"
 #include "l_plan.h"
 #include "l_tensor.h"
@@ -145,8 +146,42 @@ static int p_kernels(lua_State *L) {
   return 1;
 }
 
+/* p:cuda([dtype]) -> source, {{name, threads, params = {value names},
+ * writes = {booleans}}...}: the plan's CUDA kernels, outputs in `dtype`
+ * (default: each its own). Needs no GPU. */
+static int p_cuda(lua_State *L) {
+  l_plan *u = check_plan(L, 1);
+  const fl_graph *g = u->p.g;
+  fl_dtype out_dt = lua_isnoneornil(L, 2) ? FL_DTYPE_COUNT : l_check_dtype(L, 2, lua_tostring(L, 2));
+  fl_cuda_program prog;
+  fl_err e;
+  if (fl_cuda_generate(&u->p, out_dt, &prog, &e) != FL_OK) return l_raise(L, &e);
+  lua_pushstring(L, prog.source);
+  lua_createtable(L, prog.nkernels, 0);
+  for (int i = 0; i < prog.nkernels; i++) {
+    const fl_cuda_kernel *k = &prog.k[i];
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, k->name);
+    lua_setfield(L, -2, "name");
+    set_int(L, "threads", k->threads);
+    lua_createtable(L, k->nparams, 0);
+    lua_createtable(L, k->nparams, 0);
+    for (int a = 0; a < k->nparams; a++) {
+      lua_pushstring(L, g->vals[k->param[a]].name);
+      lua_rawseti(L, -3, a + 1);
+      lua_pushboolean(L, k->writes[a]);
+      lua_rawseti(L, -2, a + 1);
+    }
+    lua_setfield(L, -3, "writes");
+    lua_setfield(L, -2, "params");
+    lua_rawseti(L, -2, i + 1);
+  }
+  fl_cuda_program_free(&prog);
+  return 2;
+}
+
 static const luaL_Reg plan_methods[] = {
-  {"run", p_run}, {"kernels", p_kernels}, {"close", p_gc}, {NULL, NULL},
+  {"run", p_run}, {"kernels", p_kernels}, {"cuda", p_cuda}, {"close", p_gc}, {NULL, NULL},
 };
 
 static const luaL_Reg plan_meta[] = {

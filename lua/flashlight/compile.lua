@@ -79,6 +79,21 @@ function Program:ir(stage, ...) return self:graph_of("ir", ...):ir(stage) end
 -- attn:kernels([inputs...]): one entry a launched kernel.
 function Program:kernels(...) return self:graph_of("kernels", ...):kernels() end
 
+-- attn:source(inputs...): the CUDA source of the program's kernels for
+-- these inputs' shapes and dtypes (outputs in the inputs' dtype); needs no GPU.
+function Program:source(...)
+  if select("#", ...) == 0 then
+    rec.fail("source: pass example inputs (or their specs): prog:source(q, k, v)")
+  end
+  local args = {...}
+  local g = self:graph_for(args)
+  local plan = g:plan()
+  local dtype = rec.is_tensor(args[1]) and args[1]:dtype() or nil
+  local ok, src = pcall(plan.cuda, plan, dtype)
+  if not ok then rec.fail("source: %s", tostring(src):gsub("^[^:]*:%d+: ", "")) end
+  return src
+end
+
 -- attn:explain([inputs...]): what each pass did, and left alone and why.
 function Program:explain(...) return self:graph_of("explain", ...):explain() end
 

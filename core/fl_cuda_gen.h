@@ -1,0 +1,44 @@
+/* CUDA source from a kernel plan: one self-contained translation unit (no
+ * toolkit headers) with one __global__ function a kernel of the plan, plus
+ * one for each layout copy the plan folds (run after its group for now).
+ *
+ * These are the plan's scalar kernels: correct for every plan, one thread
+ * a grid position, double precision like the CPU executor, the loop walked
+ * in tiles with the same online state. Fused contraction chains get
+ * tensor-core kernels of their own (to come); these remain the fallback.
+ *
+ * Storage: inputs in their dtypes, graph outputs in the output dtype,
+ * every other value materialized in double. Each kernel takes one pointer
+ * a value it reads or writes (in `param` order) and a last `int *err`,
+ * set to 1 when a load's index falls outside its dim (the CPU executor's
+ * error; the load then reads element 0). */
+#ifndef FL_CUDA_GEN_H
+#define FL_CUDA_GEN_H
+
+#include "fl_plan.h"
+
+#define FL_CUDA_MAX_PARAMS 64
+
+typedef struct fl_cuda_kernel {
+  char name[32];
+  int64_t threads;           /* launch at least this many; the rest return at once */
+  int nparams;
+  int param[FL_CUDA_MAX_PARAMS]; /* value ids, in the kernel's parameter order */
+  char writes[FL_CUDA_MAX_PARAMS];
+} fl_cuda_kernel;
+
+typedef struct fl_cuda_program {
+  char *source;
+  int nkernels;
+  fl_cuda_kernel *k; /* in launch order */
+} fl_cuda_program;
+
+/* out_dtype: the graph outputs' dtype, or FL_DTYPE_COUNT for each its own. */
+fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_program *out, fl_err *e);
+void fl_cuda_program_free(fl_cuda_program *p);
+
+/* The storage of value v in this program: its dtype, or FL_DTYPE_COUNT for
+ * double (an intermediate). */
+fl_dtype fl_cuda_storage(const fl_graph *g, int v, fl_dtype out_dtype);
+
+#endif
