@@ -12,19 +12,12 @@
 
 #include <stdlib.h>
 
-static int holds_reduce(const fl_graph *g, int x) {
+/* Does expression x hold an `op` node? */
+static int holds(const fl_graph *g, int x, fl_xop op) {
   const fl_expr *ex = &g->exprs[x];
-  if (ex->op == FL_X_REDUCE) return 1;
+  if (ex->op == op) return 1;
   for (int i = 0; i < ex->nargs; i++)
-    if (holds_reduce(g, ex->args[i])) return 1;
-  return 0;
-}
-
-static int loads_any(const fl_graph *g, int x) {
-  const fl_expr *ex = &g->exprs[x];
-  if (ex->op == FL_X_LOAD) return 1;
-  for (int i = 0; i < ex->nargs; i++)
-    if (loads_any(g, ex->args[i])) return 1;
+    if (holds(g, ex->args[i], op)) return 1;
   return 0;
 }
 
@@ -35,10 +28,10 @@ static void find_masks(fl_graph *g, fl_value *v, int x) {
   if (ex->op == FL_X_WHERE) {
     int c = ex->args[0], nvars = v->ndim, seen = 0;
     for (int m = 0; m < v->nmask; m++) seen |= v->mask[m] == c;
-    if (!seen && v->nmask < FL_MAX_MASKS && !holds_reduce(g, c) && fl_x_uses_vars(g, c, 0, nvars) &&
+    if (!seen && v->nmask < FL_MAX_MASKS && !holds(g, c, FL_X_REDUCE) && fl_x_uses_vars(g, c, 0, nvars) &&
         !fl_x_uses_vars(g, c, nvars, FL_MAX_VARS)) {
       v->mask[v->nmask++] = c;
-      v->mask_data |= loads_any(g, c);
+      v->mask_data |= holds(g, c, FL_X_LOAD);
     }
   }
   for (int i = 0; i < ex->nargs; i++) find_masks(g, v, ex->args[i]);
