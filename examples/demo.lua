@@ -10,7 +10,7 @@ local fl = require "flashlight"
 local variants = require "variants"
 local R = require "variants.reference"
 
-local B, H, N, D = 2, 4, 64, 16
+local B, H, N, D = 2, 4, 128, 16
 
 local function now() return os.clock() end
 
