@@ -11,6 +11,15 @@ typedef int CUresult;
 typedef int CUdevice;
 typedef void *CUcontext;
 typedef unsigned long long CUdeviceptr;
+typedef void *CUmodule;
+typedef void *CUfunction;
+typedef void *CUstream;
+
+enum {
+  CU_JIT_ERROR_LOG_BUFFER = 5,
+  CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6,
+  CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8,
+};
 
 #define FL_CUDA_MAX_DEVICES 64
 
@@ -38,6 +47,14 @@ static struct cu_driver {
   CUresult (*MemsetD8)(CUdeviceptr, unsigned char, size_t);
   CUresult (*MemsetD16)(CUdeviceptr, unsigned short, size_t);
   CUresult (*MemsetD32)(CUdeviceptr, unsigned int, size_t);
+  CUresult (*ModuleLoadDataEx)(CUmodule *, const void *, unsigned, int *, void **);
+  CUresult (*ModuleUnload)(CUmodule);
+  CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*FuncSetAttribute)(CUfunction, int, int);
+  CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, unsigned, CUstream, void **, void **);
+  CUresult (*StreamSynchronize)(CUstream);
+  CUresult (*CtxSynchronize)(void);
   CUresult (*GetErrorName)(CUresult, const char **);
   CUresult (*GetErrorString)(CUresult, const char **);
 } cu;
@@ -54,6 +71,10 @@ static const struct { const char *name; size_t offset; } cu_symbols[] = {
   SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"), SYM(MemcpyDtoD, "cuMemcpyDtoD_v2"),
   SYM(MemsetD8, "cuMemsetD8_v2"), SYM(MemsetD16, "cuMemsetD16_v2"),
   SYM(MemsetD32, "cuMemsetD32_v2"),
+  SYM(ModuleLoadDataEx, "cuModuleLoadDataEx"), SYM(ModuleUnload, "cuModuleUnload"),
+  SYM(ModuleGetFunction, "cuModuleGetFunction"), SYM(FuncSetAttribute, "cuFuncSetAttribute"),
+  SYM(LaunchKernel, "cuLaunchKernel"), SYM(StreamSynchronize, "cuStreamSynchronize"),
+  SYM(CtxSynchronize, "cuCtxSynchronize"),
   SYM(GetErrorName, "cuGetErrorName"), SYM(GetErrorString, "cuGetErrorString"),
 #undef SYM
 };
@@ -212,4 +233,100 @@ fl_status fl_cuda_memset(int ordinal, uint64_t dst, uint32_t pattern, size_t wid
                : width == 2 ? cu.MemsetD16(dst, (unsigned short)pattern, count)
                             : cu.MemsetD32(dst, pattern, count);
   return r ? cu_fail(e, r, "cuMemset") : FL_OK;
+}
+
+/* ---------------------------------------------------------------- kernels */
+
+fl_status fl_cuda_module_load(int ordinal, const void *image, fl_cuda_module *m, fl_err *e) {
+  m->handle = NULL;
+  m->ordinal = ordinal;
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK) return s;
+  if (!image) return fl_fail(e, FL_EINVAL, "no module image to load");
+  char log[400] = "";
+  int opts[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *vals[] = {log, (void *)(size_t)sizeof log};
+  CUmodule mod = NULL;
+  CUresult r = cu.ModuleLoadDataEx(&mod, image, 2, opts, vals);
+  if (r) {
+    const char *name = "CUDA_ERROR_UNKNOWN";
+    cu.GetErrorName(r, &name);
+    log[sizeof log - 1] = '\0';
+    return fl_fail(e, FL_ECUDA, "cannot load the compiled module on cuda:%d: cuModuleLoadData "
+                   "failed: %s%s%s", ordinal, name, log[0] ? "\n" : "", log);
+  }
+  m->handle = mod;
+  return FL_OK;
+}
+
+void fl_cuda_module_unload(fl_cuda_module *m) {
+  if (m->handle && fl_cuda_use(m->ordinal, NULL) == FL_OK) cu.ModuleUnload(m->handle);
+  m->handle = NULL;
+}
+
+fl_status fl_cuda_function_get(const fl_cuda_module *m, const char *name, fl_cuda_function *f,
+                               fl_err *e) {
+  memset(f, 0, sizeof *f);
+  fl_status s = fl_cuda_init(e);
+  if (s != FL_OK) return s;
+  if (!m->handle) return fl_fail(e, FL_EINVAL, "the module is not loaded");
+  CUfunction fn = NULL;
+  CUresult r = cu.ModuleGetFunction(&fn, m->handle, name);
+  if (r == 500) /* CUDA_ERROR_NOT_FOUND */
+    return fl_fail(e, FL_EINVAL, "the module has no kernel '%s' (a C++ name is mangled unless "
+                   "declared extern \"C\")", name);
+  if (r) return cu_fail(e, r, "cuModuleGetFunction");
+  f->handle = fn;
+  f->ordinal = m->ordinal;
+  snprintf(f->name, sizeof f->name, "%s", name);
+  return FL_OK;
+}
+
+static fl_status check_function(const fl_cuda_function *f, fl_err *e) {
+  fl_status s = fl_cuda_use(f->ordinal, e);
+  if (s == FL_OK && !f->handle) s = fl_fail(e, FL_EINVAL, "no kernel to launch");
+  return s;
+}
+
+fl_status fl_cuda_function_set_shared(const fl_cuda_function *f, int bytes, fl_err *e) {
+  fl_status s = check_function(f, e);
+  if (s != FL_OK) return s;
+  CUresult r = cu.FuncSetAttribute(f->handle, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                   bytes);
+  if (r) {
+    const char *name = "CUDA_ERROR_UNKNOWN";
+    cu.GetErrorName(r, &name);
+    return fl_fail(e, FL_ECUDA, "kernel %s cannot have %d bytes of dynamic shared memory on "
+                   "cuda:%d: %s", f->name, bytes, f->ordinal, name);
+  }
+  return FL_OK;
+}
+
+/* Fails naming the kernel, what went wrong and the driver's words for r. */
+static fl_status launch_fail(const fl_cuda_function *f, CUresult r, const char *when,
+                             fl_err *e) {
+  const char *name = "CUDA_ERROR_UNKNOWN", *text = "unknown error";
+  cu.GetErrorName(r, &name);
+  cu.GetErrorString(r, &text);
+  return fl_fail(e, FL_ECUDA, "kernel %s on cuda:%d %s: %s (%d): %s", f->name, f->ordinal, when,
+                 name, r, text);
+}
+
+fl_status fl_cuda_launch(const fl_cuda_function *f, const unsigned grid[3],
+                         const unsigned block[3], unsigned shared_bytes, void *stream,
+                         void **params, fl_err *e) {
+  fl_status s = check_function(f, e);
+  if (s != FL_OK) return s;
+  CUresult r = cu.LaunchKernel(f->handle, grid[0], grid[1], grid[2], block[0], block[1],
+                               block[2], shared_bytes, stream, params, NULL);
+  if (r) return launch_fail(f, r, "could not be launched", e);
+  if ((r = cu.StreamSynchronize(stream))) return launch_fail(f, r, "failed while running", e);
+  return FL_OK;
+}
+
+fl_status fl_cuda_synchronize(int ordinal, fl_err *e) {
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK) return s;
+  CUresult r = cu.CtxSynchronize();
+  return r ? cu_fail(e, r, "cuCtxSynchronize") : FL_OK;
 }

@@ -36,4 +36,34 @@ fl_status fl_cuda_device_copy(int ordinal, uint64_t dst, uint64_t src, size_t n,
 fl_status fl_cuda_memset(int ordinal, uint64_t dst, uint32_t pattern, size_t width, size_t count,
                          fl_err *e);
 
+/* Code loaded onto a device, and one of its kernels (a CUmodule and a
+ * CUfunction); plain values the caller keeps. */
+typedef struct fl_cuda_module {
+  void *handle;
+  int ordinal;
+} fl_cuda_module;
+
+typedef struct fl_cuda_function {
+  void *handle;
+  int ordinal;
+  char name[128]; /* for messages */
+} fl_cuda_function;
+
+/* Loads a cubin, or PTX text ending in '\0', onto device `ordinal`; the
+ * driver's JIT log is in the message when it fails. */
+fl_status fl_cuda_module_load(int ordinal, const void *image, fl_cuda_module *m, fl_err *e);
+void fl_cuda_module_unload(fl_cuda_module *m);
+fl_status fl_cuda_function_get(const fl_cuda_module *m, const char *name, fl_cuda_function *f,
+                               fl_err *e);
+/* Lets f take up to `bytes` of dynamic shared memory (above 48 KiB needs it). */
+fl_status fl_cuda_function_set_shared(const fl_cuda_function *f, int bytes, fl_err *e);
+/* Launches f with params (one pointer to each argument, as cuLaunchKernel
+ * takes them) on `stream` (a CUstream; NULL for the default one), then waits
+ * for it, so that a fault is reported by the launch that made it. */
+fl_status fl_cuda_launch(const fl_cuda_function *f, const unsigned grid[3],
+                         const unsigned block[3], unsigned shared_bytes, void *stream,
+                         void **params, fl_err *e);
+/* Waits for all work on device `ordinal`. */
+fl_status fl_cuda_synchronize(int ordinal, fl_err *e);
+
 #endif

@@ -9,7 +9,8 @@ typedef enum fl_status {
   FL_EIO,      /* file could not be opened, read or written */
   FL_EFORMAT,  /* malformed file contents */
   FL_ENODEV,   /* CUDA driver or device not available */
-  FL_ECUDA     /* a CUDA driver call failed */
+  FL_ECUDA,    /* a CUDA driver call failed */
+  FL_ECOMPILE  /* generated source did not compile (NVRTC) */
 } fl_status;
 
 typedef struct fl_err {

@@ -6,6 +6,7 @@
 void l_create_register(lua_State *L);
 void l_graph_register(lua_State *L);
 void l_plan_register(lua_State *L);
+void l_jit_register(lua_State *L);
 void l_front_open(lua_State *L);
 
 static int f_cuda_available(lua_State *L) {
@@ -65,6 +66,7 @@ int luaopen_flashlight(lua_State *L) {
   l_create_register(L);
   l_graph_register(L);
   l_plan_register(L);
+  l_jit_register(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   l_front_open(L);

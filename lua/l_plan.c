@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fl_cuda_gen.h"
+#include "fl_cuda_run.h"
 #include "fl_plan.h"
 #include "l_plan.h"
 #include "l_tensor.h"
@@ -17,6 +18,10 @@ typedef struct l_plan {
   fl_plan p;
   int nvals, nexprs; /* the graph's, when planned */
   int built;
+  fl_cuda_exec exec; /* its CUDA kernels, once launched */
+  int has_exec;
+  fl_dtype exec_dtype;
+  int exec_ordinal;
 } l_plan;
 
 static l_plan *check_plan(lua_State *L, int arg) {
@@ -45,6 +50,8 @@ int l_plan_new(lua_State *L, const fl_graph *g, lua_Integer tile) {
 
 static int p_gc(lua_State *L) {
   l_plan *u = luaL_checkudata(L, 1, L_PLAN_MT);
+  if (u->has_exec) fl_cuda_exec_free(&u->exec);
+  u->has_exec = 0;
   if (u->built) fl_plan_free(&u->p);
   u->built = 0;
   return 0;
@@ -180,8 +187,35 @@ static int p_cuda(lua_State *L) {
   return 2;
 }
 
+/* p:launch({cuda tensors...} [, dtype]) -> {cuda tensors...}: runs the
+ * plan's CUDA kernels on the inputs' device, compiling them on the first
+ * call (NVRTC, cached in memory and on disk). */
+static int p_launch(lua_State *L) {
+  l_plan *u = check_plan(L, 1);
+  const fl_graph *g = u->p.g;
+  fl_dtype out_dt = lua_isnoneornil(L, 3) ? FL_DTYPE_COUNT : l_check_dtype(L, 3, lua_tostring(L, 3));
+  fl_tensor *ins = l_tensor_list(L, 2, g->ninputs, "launch");
+  int ordinal = g->ninputs > 0 ? ins[0].device.index : 0;
+  fl_err e;
+  if (u->has_exec && (u->exec_dtype != out_dt || u->exec_ordinal != ordinal)) {
+    fl_cuda_exec_free(&u->exec);
+    u->has_exec = 0;
+  }
+  if (!u->has_exec) {
+    if (fl_cuda_exec_build(&u->p, out_dt, ordinal, NULL, &u->exec, &e) != FL_OK) return l_raise(L, &e);
+    u->has_exec = 1;
+    u->exec_dtype = out_dt;
+    u->exec_ordinal = ordinal;
+  }
+  fl_tensor outs[FL_MAX_DIMS];
+  if (fl_cuda_exec_run(&u->exec, g, ins, outs, &e) != FL_OK) return l_raise(L, &e);
+  l_tensor_push_list(L, outs, g->noutputs);
+  return 1;
+}
+
 static const luaL_Reg plan_methods[] = {
-  {"run", p_run}, {"kernels", p_kernels}, {"cuda", p_cuda}, {"close", p_gc}, {NULL, NULL},
+  {"run", p_run}, {"kernels", p_kernels}, {"cuda", p_cuda}, {"launch", p_launch},
+  {"close", p_gc}, {NULL, NULL},
 };
 
 static const luaL_Reg plan_meta[] = {

@@ -13,7 +13,7 @@ cat > "$D/run-specs" <<'RUN'
 #!/bin/sh
 # Runs busted specs with the carried Lua libraries: dist/run-specs [busted args]
 here=$(cd "$(dirname "$0")" && pwd)
-export LUA_PATH="$here/share/?.lua;$here/share/?/init.lua;./?.lua;spec/?.lua;spec/support/?.lua"
+export LUA_PATH="$here/share/?.lua;$here/share/?/init.lua;./?.lua;spec/?.lua;spec/support/?.lua;scripts/?.lua;scripts/?/init.lua"
 export LUA_CPATH="$here/lib/?.so"
 exec "$here/flua" "$here/busted.lua" "$@"
 RUN

@@ -54,13 +54,18 @@ function Program:__call(...)
   local args = table.pack(...)
   args.n = nil
   local g = self:graph_for(args)
+  local device = args[1] and args[1]:device() or "cpu"
   for k, a in ipairs(args) do
-    if a:device() ~= "cpu" then
-      rec.fail("input %d is on %s: running on CUDA needs the CUDA code generator, which this " ..
-        "build does not have yet; use CPU tensors", k, a:device())
+    if a:device() ~= device then
+      rec.fail("input %d is on %s, input 1 on %s: a program runs on one device", k, a:device(),
+        device)
     end
   end
-  return table.unpack(g:eval(args))
+  if device == "cpu" then return table.unpack(g:eval(args)) end
+  local plan = g:plan()
+  local ok, outs = pcall(plan.launch, plan, args)
+  if not ok then rec.fail("%s", tostring(outs):gsub("^[^:]*:%d+: ", "")) end
+  return table.unpack(outs)
 end
 
 -- The graph for these inputs' signature, or the last one called.

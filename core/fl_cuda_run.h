@@ -1,0 +1,31 @@
+/* Running a plan's CUDA program (core/fl_cuda_gen.h) on a device: compiled
+ * once with NVRTC (cached), loaded, then launched kernel by kernel on
+ * device tensors, intermediates in device memory allocated for the run. */
+#ifndef FL_CUDA_RUN_H
+#define FL_CUDA_RUN_H
+
+#include "fl_cuda.h"
+#include "fl_cuda_gen.h"
+#include "fl_nvrtc.h"
+
+typedef struct fl_cuda_exec {
+  fl_cuda_program prog;
+  fl_module_image image;
+  fl_cuda_module module;
+  fl_cuda_function *fn; /* one per kernel of prog */
+  int ordinal;
+  fl_dtype out_dtype;
+  int loaded;
+} fl_cuda_exec;
+
+/* Generates, compiles for `arch` (NULL: the device's) and loads plan p's
+ * kernels on device `ordinal`. */
+fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int ordinal, const char *arch,
+                             fl_cuda_exec *x, fl_err *e);
+/* Runs them: inputs are device tensors on x's device matching the graph;
+ * outs receive new device tensors, one per graph output. */
+fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *inputs,
+                           fl_tensor *outs, fl_err *e);
+void fl_cuda_exec_free(fl_cuda_exec *x);
+
+#endif
