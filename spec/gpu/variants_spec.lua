@@ -30,9 +30,9 @@ local function rel_error(gots, wants)
 end
 
 describe("every variant as CUDA kernels #gpu", function()
-  for _, name in ipairs(variants.all(os.getenv("FL_GPU_VARIANTS"))) do
+  for _, V in ipairs(variants.all(os.getenv("FL_GPU_VARIANTS"))) do
+    local name = V.name
     it(name, function()
-      local V = variants.load(name)
       local lines = {}
       for _, D in ipairs({64, 128}) do
         for _, N in ipairs(lengths()) do
@@ -51,7 +51,7 @@ describe("every variant as CUDA kernels #gpu", function()
             local ms = (os.clock() - t0) * 1e3
             local got = {}
             for k, t in ipairs(outs) do
-              assert.equal("cuda:0", t:device())
+              assert.matches("^cuda", t:device())
               got[k] = t:to("cpu"):to("f32"):totable()
             end
             local err = rel_error(got, want)
