@@ -78,6 +78,8 @@ static void line(gen *G, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
+  /* Unrolled, these loops multiply the code: compiling takes seconds. */
+  if (strncmp(buf, "for (", 5) == 0) fl_text_put(G->b, "%*s#pragma unroll 1\n", 2 * G->depth, "");
   fl_text_put(G->b, "%*s%s\n", 2 * G->depth, "", buf);
 }
 
