@@ -14,21 +14,6 @@ local B, H, N, D = 2, 4, 128, 16
 
 local function now() return os.clock() end
 
--- max |got − want| over max |want|, across all outputs.
-local function rel_error(outs, want)
-  local err, scale = 0, 0
-  local function walk(g, w)
-    if type(w) ~= "table" then
-      err = math.max(err, g == g and math.abs(g - w) or math.huge)
-      scale = math.max(scale, math.abs(w))
-      return
-    end
-    for n = 1, #w do walk(g[n], w[n]) end
-  end
-  for n = 1, #want do walk(outs[n]:totable(), want[n]) end
-  return err / math.max(scale, 1e-30)
-end
-
 -- Left-justified in w columns, counting characters, not bytes.
 local function pad(str, w)
   return str .. (" "):rep(math.max(0, w - (utf8.len(str) or #str)))
@@ -70,7 +55,7 @@ local function run(V)
   attn(table.unpack(args))
   local t2 = now()
   for k = 1, outs.n do outs[k] = outs[k]:to("cpu"):to("f32") end
-  return {kernels = #attn:kernels(), err = rel_error(outs, V.reference(R.tables(inputs), V.small)),
+  return {kernels = #attn:kernels(), err = R.rel_error(outs, V.reference(R.tables(inputs), V.small)),
           first = t1 - t0, run = t2 - t1, kept = V.kept(N, V.small, inputs)}
 end
 

@@ -157,26 +157,6 @@ for _, name in ipairs(fl.passes) do
   passes[#passes + 1] = name
 end
 
--- max |got − want| / max |want| over all outputs (NaN only where NaN is
--- wanted); want is a list of tensors or of nested tables.
-local function rel_error(outs, want)
-  local err, scale = 0, 0
-  local function walk(g, w)
-    if type(w) == "table" then
-      for n = 1, #w do walk(g[n], w[n]) end
-    elseif w ~= w then
-      if g == g then err = math.huge end
-    else
-      err = math.max(err, g == g and math.abs(g - w) or math.huge)
-      if math.abs(w) < math.huge then scale = math.max(scale, math.abs(w)) end
-    end
-  end
-  for n = 1, #want do
-    walk(outs[n]:totable(), type(want[n]) == "table" and want[n] or want[n]:totable())
-  end
-  return err / math.max(scale, 1e-30)
-end
-
 local V = variants.load(arg and arg[1] or "causal")
 local inputs = V.inputs(1, 2, 32, 16, {dtype = "f32", seed = 3}, V.small)
 local plain = fl.compile(V.make(V.small))
@@ -194,8 +174,8 @@ io.write(fast:ir("online"))
 print("\n== explain")
 io.write(fast:explain())
 
-local vs_plain = rel_error(got, want)
-local vs_ref = rel_error(got, V.reference(R.tables(inputs), V.small))
+local vs_plain = R.rel_error(got, want)
+local vs_ref = R.rel_error(got, V.reference(R.tables(inputs), V.small))
 local ok = vs_plain < 1e-5 and vs_ref < 1e-5
 print(("\nerror against the default pipeline %.2g, against the plain-Lua reference %.2g: %s")
   :format(vs_plain, vs_ref, ok and "ok" or "WRONG"))

@@ -93,4 +93,23 @@ function R.swap23(x)
   return out
 end
 
+-- max |got − want| / max |want| over all outputs, NaN allowed only where NaN
+-- is wanted; outs and want are lists of tensors or of nested tables.
+function R.rel_error(outs, want)
+  local err, scale = 0, 0
+  local function walk(g, w)
+    if type(w) == "table" then
+      for n = 1, #w do walk(g[n], w[n]) end
+    elseif w ~= w then
+      if g == g then err = math.huge end
+    else
+      err = math.max(err, g == g and math.abs(g - w) or math.huge)
+      if math.abs(w) < math.huge then scale = math.max(scale, math.abs(w)) end
+    end
+  end
+  local function values(x) return type(x) == "table" and x or x:totable() end
+  for n = 1, #want do walk(values(outs[n]), values(want[n])) end
+  return err / math.max(scale, 1e-30)
+end
+
 return R

@@ -5,6 +5,7 @@
 -- lengths (default 1,37,100); FL_GPU_VARIANTS picks variants.
 local fl = require "flashlight"
 local variants = require "variants"
+local R = require "variants.reference"
 
 local TOL = {bf16 = 1e-2, f16 = 2e-3}
 
@@ -12,21 +13,6 @@ local function lengths()
   local s, out = os.getenv("FL_GPU_N") or "1,37,100", {}
   for w in s:gmatch("%d+") do out[#out + 1] = tonumber(w) end
   return out
-end
-
--- max |got − want| / max |want| over every output
-local function rel_error(gots, wants)
-  local err, scale = 0, 0
-  local function walk(g, w)
-    if type(w) == "table" then
-      for n = 1, #w do walk(g[n], w[n]) end
-    elseif w == w and math.abs(w) < math.huge then
-      err = math.max(err, g == g and math.abs(g - w) or math.huge)
-      scale = math.max(scale, math.abs(w))
-    end
-  end
-  for n = 1, #wants do walk(gots[n], wants[n]) end
-  return err / math.max(scale, 1e-30)
 end
 
 describe("every variant as CUDA kernels #gpu", function()
@@ -54,7 +40,7 @@ describe("every variant as CUDA kernels #gpu", function()
               assert.matches("^cuda", t:device())
               got[k] = t:to("cpu"):to("f32"):totable()
             end
-            local err = rel_error(got, want)
+            local err = R.rel_error(got, want)
             lines[#lines + 1] = ("D=%d N=%d %s error %.1e (%.0f ms with compile)"):format(D, N, dt, err, ms)
             assert.is_true(err < TOL[dt], ("%s D=%d N=%d %s: error %.3g"):format(name, D, N, dt, err))
           end
