@@ -213,9 +213,37 @@ static int p_launch(lua_State *L) {
   return 1;
 }
 
+/* p:compiled() -> nil before the first launch, else {ms, cache = "miss"|
+ * "memory"|"disk", arch, kernels = {{name, registers, spill_stores,
+ * spill_loads}...}}: how its CUDA kernels were compiled. */
+static int p_compiled(lua_State *L) {
+  l_plan *u = check_plan(L, 1);
+  if (!u->has_exec) return 0;
+  const fl_module_image *im = &u->exec.image;
+  lua_createtable(L, 0, 4);
+  lua_pushnumber(L, im->ms);
+  lua_setfield(L, -2, "ms");
+  lua_pushstring(L, im->cache == FL_CACHE_MISS ? "miss" : im->cache == FL_CACHE_MEMORY ? "memory" : "disk");
+  lua_setfield(L, -2, "cache");
+  lua_pushstring(L, im->arch);
+  lua_setfield(L, -2, "arch");
+  lua_createtable(L, im->nkernels, 0);
+  for (int k = 0; k < im->nkernels; k++) {
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, im->kernels[k].name);
+    lua_setfield(L, -2, "name");
+    set_int(L, "registers", im->kernels[k].registers);
+    set_int(L, "spill_stores", im->kernels[k].spill_stores);
+    set_int(L, "spill_loads", im->kernels[k].spill_loads);
+    lua_rawseti(L, -2, k + 1);
+  }
+  lua_setfield(L, -2, "kernels");
+  return 1;
+}
+
 static const luaL_Reg plan_methods[] = {
   {"run", p_run}, {"kernels", p_kernels}, {"cuda", p_cuda}, {"launch", p_launch},
-  {"close", p_gc}, {NULL, NULL},
+  {"compiled", p_compiled}, {"close", p_gc}, {NULL, NULL},
 };
 
 static const luaL_Reg plan_meta[] = {

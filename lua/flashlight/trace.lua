@@ -257,7 +257,17 @@ end
 function Graph:explain()
   local lines = {}
   for _, st in ipairs(self.stages) do lines[#lines + 1] = st.log end
-  lines[#lines + 1] = "plan:\n" .. tostring(self:plan())
+  local plan = self:plan()
+  lines[#lines + 1] = "plan:\n" .. tostring(plan)
+  local c = plan:compiled()
+  if c then
+    local regs = {}
+    for _, k in ipairs(c.kernels) do
+      regs[#regs + 1] = ("%s %d registers, %d B spilled"):format(k.name, k.registers, k.spill_stores)
+    end
+    lines[#lines + 1] = ("cuda: compiled for %s in %.1f ms (cache: %s): %s\n"):format(c.arch, c.ms,
+      c.cache, table.concat(regs, "; "))
+  end
   return table.concat(lines)
 end
 

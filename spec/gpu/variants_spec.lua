@@ -40,6 +40,7 @@ describe("every variant as CUDA kernels #gpu", function()
               assert.matches("^cuda", t:device())
               got[k] = t:to("cpu"):to("f32"):totable()
             end
+            assert.matches("cuda: compiled for sm_%d+ in [%d.]+ ms %(cache: %a+%): fl_", g:explain())
             local err = R.rel_error(got, want)
             lines[#lines + 1] = ("D=%d N=%d %s error %.1e (%.0f ms with compile)"):format(D, N, dt, err, ms)
             assert.is_true(err < TOL[dt], ("%s D=%d N=%d %s: error %.3g"):format(name, D, N, dt, err))
