@@ -104,12 +104,6 @@ fl_dtype fl_cuda_storage(const fl_graph *g, int v, fl_dtype out_dtype) {
 
 static int64_t sym_size(const fl_graph *g, int s) { return g->syms[s].size; }
 
-static int64_t numel(const fl_graph *g, const fl_value *v) {
-  int64_t n = 1;
-  for (int d = 0; d < v->ndim; d++) n *= sym_size(g, v->dims[d]);
-  return n;
-}
-
 static int64_t red_numel(const fl_graph *g, const fl_value *v) {
   int64_t n = 1;
   for (int r = 0; r < v->nred; r++) n *= sym_size(g, v->red[r]);
@@ -158,7 +152,7 @@ static int emit_load(gen *G, const fl_expr *ex) {
     }
     char off[512];
     member_offset(G, ex->src, idx, off, sizeof off);
-    int extreme = src->comb == FL_COMB_MAX || src->comb == FL_COMB_MIN;
+    int extreme = fl_group_is_extreme(src);
     line(G, "const double t%d = %sa%d[%s]%s;", t, G->safe && extreme ? "fl_safe(" : "", ex->src, off,
          G->safe && extreme ? ")" : "");
     return t;
@@ -338,9 +332,8 @@ static void put_signature(gen *G, const fl_cuda_kernel *k) {
   line(G, "if (tid >= %lldLL) return;", (long long)k->threads);
 }
 
-/* Declares x<d> for value v's output dims from a flat C-order position. */
-static void unflatten(gen *G, const fl_value *v, const char *pos, int first_var, int ndim,
-                      const int *dims) {
+/* Declares x<first_var + d> for dims `dims` from a flat C-order position. */
+static void unflatten(gen *G, const char *pos, int first_var, int ndim, const int *dims) {
   int64_t stride = 1;
   for (int d = ndim - 1; d >= 0; d--) {
     int64_t size = sym_size(G->g, dims[d]);
@@ -348,7 +341,6 @@ static void unflatten(gen *G, const fl_value *v, const char *pos, int first_var,
          (long long)size);
     stride *= size;
   }
-  (void)v;
 }
 
 /* ---- a lone node ---- */
@@ -357,17 +349,17 @@ static void gen_node(gen *G, int v, fl_cuda_kernel *k) {
   const fl_graph *g = G->g;
   const fl_value *val = &g->vals[v];
   snprintf(k->name, sizeof k->name, "fl_node%d", v);
-  k->threads = numel(g, val);
+  k->threads = fl_value_numel(g, v);
   collect_loads(g, val->body, v, 1, k);
   add_param(k, v, 1);
   G->k = NULL;
   G->safe = 0;
   put_signature(G, k);
-  unflatten(G, val, "tid", 0, val->ndim, val->dims);
+  unflatten(G, "tid", 0, val->ndim, val->dims);
   line(G, "double acc = %s;", val->comb == FL_COMB_NONE ? "0.0" : comb_start(val->comb));
   line(G, "for (long long r = 0; r < %lldLL; ++r) {", (long long)red_numel(g, val));
   G->depth++;
-  unflatten(G, val, "r", val->ndim, val->nred, val->red);
+  unflatten(G, "r", val->ndim, val->nred, val->red);
   int t = emit_body(G, v, val->body);
   if (val->comb == FL_COMB_NONE) line(G, "acc = t%d;", t);
   else combine(G, "acc", val->comb, t);
@@ -396,7 +388,7 @@ static void member_vars(gen *G, int m, const char *x, const char *r) {
     line(G, "const long long x%d = (%s / %lldLL) %% %lldLL;", d, pos, (long long)stride, (long long)size);
     stride *= size;
   }
-  if (!val->tile_local) unflatten(G, val, r, val->ndim, val->nred, val->red);
+  if (!val->tile_local) unflatten(G, r, val->ndim, val->nred, val->red);
 }
 
 static int64_t extra_numel(const gen *G, int m) {
@@ -406,8 +398,6 @@ static int64_t extra_numel(const gen *G, int m) {
     if (fl_group_slot(G->g, &G->k->tiles.gr, m, d) < 0) n *= sym_size(G->g, val->dims[d]);
   return n;
 }
-
-static int is_extreme(const fl_value *v) { return v->comb == FL_COMB_MAX || v->comb == FL_COMB_MIN; }
 
 /* Fills the tile members for loop positions [r0, r1) at rr = r - r0. */
 static void fill_tiles(gen *G, const char *r0, const char *r1) {
@@ -494,7 +484,7 @@ static void gen_loop(gen *G, int64_t R) {
   for (int pass = 0; pass < 2; pass++)
     for (int m = k->first; m < k->first + k->n; m++) {
       const fl_value *v = &G->g->vals[m];
-      if (!fl_group_is_loop(v) || is_extreme(v) != (pass == 0)) continue;
+      if (!fl_group_is_loop(v) || fl_group_is_extreme(v) != (pass == 0)) continue;
       line(G, "{ double *mu = mu%d; (void)mu;", m);
       G->depth++;
       take_tile(G, m);
@@ -559,7 +549,7 @@ static void gen_group(gen *G, const fl_kernel *pk, fl_cuda_kernel *k) {
   for (int m = pk->first; m < pk->first + pk->n; m++)
     if (!g->vals[m].tile_local) add_param(k, m, 1);
   put_signature(G, k);
-  unflatten(G, NULL, "tid", 0, gr->ngrid, gr->grid);
+  unflatten(G, "tid", 0, gr->ngrid, gr->grid);
   for (int s = 0; s < gr->ngrid; s++) line(G, "const long long g%d = x%d;", s, s);
   int64_t R = red_numel(g, &g->vals[gr->loop]);
   for (int m = pk->first; m < pk->first + pk->n; m++) {

@@ -49,12 +49,6 @@ typedef struct buffers {
   uint64_t err;   /* the kernels' error flag */
 } buffers;
 
-static int64_t value_numel(const fl_graph *g, int v) {
-  int64_t n = 1;
-  for (int d = 0; d < g->vals[v].ndim; d++) n *= g->syms[g->vals[v].dims[d]].size;
-  return n;
-}
-
 static fl_status check_inputs(const fl_cuda_exec *x, const fl_graph *g, const fl_tensor *in,
                               fl_err *e) {
   for (int i = 0; i < g->ninputs; i++) {
@@ -64,9 +58,9 @@ static fl_status check_inputs(const fl_cuda_exec *x, const fl_graph *g, const fl
     if (in[i].dtype != v->dtype)
       return fl_fail(e, FL_EINVAL, "input '%s' is %s, the program was traced for %s", v->name,
                      fl_dtype_name(in[i].dtype), fl_dtype_name(v->dtype));
-    if (in[i].numel != value_numel(g, i))
+    if (in[i].numel != fl_value_numel(g, i))
       return fl_fail(e, FL_EINVAL, "input '%s' has %lld elements, the program was traced for %lld",
-                     v->name, (long long)in[i].numel, (long long)value_numel(g, i));
+                     v->name, (long long)in[i].numel, (long long)fl_value_numel(g, i));
   }
   return FL_OK;
 }
@@ -89,7 +83,7 @@ static fl_status alloc_buffers(fl_cuda_exec *x, const fl_graph *g, const fl_tens
   }
   for (int v = g->ninputs; v < g->nvals; v++) {
     if (b->ptr[v] || g->vals[v].tile_local) continue;
-    size_t bytes = (size_t)value_numel(g, v) * sizeof(double);
+    size_t bytes = (size_t)fl_value_numel(g, v) * sizeof(double);
     fl_status s = fl_cuda_alloc(x->ordinal, bytes ? bytes : 8, &b->ptr[v], e);
     if (s != FL_OK) return s;
     b->owned[v] = 1;

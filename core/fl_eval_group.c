@@ -42,10 +42,6 @@ typedef struct group_run {
   int have_block;
 } group_run;
 
-static int is_extreme(const fl_value *v) {
-  return v->comb == FL_COMB_MAX || v->comb == FL_COMB_MIN;
-}
-
 /* Sets the variables of member m for its extra position x and loop position r. */
 static void place(eval_ctx *c, group_run *gr, member *m, int64_t x, int64_t r) {
   const fl_value *val = &c->g->vals[m->v];
@@ -88,7 +84,7 @@ double fl_eval_group_load(eval_ctx *c, const fl_expr *x, const int64_t *idx) {
     }
   }
   double v = m->acc[off];
-  if (gr->safe && is_extreme(&c->g->vals[m->v]) && !isfinite(v)) return 0.0;
+  if (gr->safe && fl_group_is_extreme(&c->g->vals[m->v]) && !isfinite(v)) return 0.0;
   return v;
 }
 
@@ -131,9 +127,10 @@ static fl_status check_members(eval_ctx *c, group_run *gr) {
   for (int k = 0; k < gr->gr.n; k++) {
     const fl_value *v = &c->g->vals[gr->gr.first + k];
     int seen[FL_MAX_DIMS] = {0};
-    for (int d = 0; d < v->ndim; d++)
-      if (fl_group_slot(c->g, &gr->gr, gr->gr.first + k, d) >= 0)
-        seen[fl_group_slot(c->g, &gr->gr, gr->gr.first + k, d)] = 1;
+    for (int d = 0; d < v->ndim; d++) {
+      int slot = fl_group_slot(c->g, &gr->gr, gr->gr.first + k, d);
+      if (slot >= 0) seen[slot] = 1;
+    }
     for (int s = 0; s < gr->gr.ngrid; s++)
       if (!seen[s])
         return fl_fail(c->e, FL_EINVAL, "malformed group: '%s' lacks grid dimension %s", v->name,
@@ -195,17 +192,8 @@ static void classify_block(eval_ctx *c, group_run *gr) {
   memcpy(gr->block, block, sizeof block);
   gr->have_block = 1;
   t->values = c->data;
-  for (int64_t j = 0; j < gr->ntiles; j++) {
-    fl_tile_box box;
-    fl_tiles_box(t, block, j, &box);
-    signed char *e = gr->cls + j * (1 + t->nmask);
-    e[0] = (signed char)fl_tiles_classify(t, &box, e + 1);
-    fl_tile_counts *n = &gr->k->counts;
-    n->total++;
-    n->skipped += e[0] == FL_TILE_SKIP;
-    n->partial += e[0] == FL_TILE_PARTIAL;
-    n->full += e[0] == FL_TILE_FULL;
-  }
+  int64_t lo, hi;
+  fl_tiles_classify_block(t, block, gr->cls, &gr->k->counts, &lo, &hi);
   t->values = NULL;
 }
 
@@ -265,7 +253,7 @@ static void save_mu(eval_ctx *c, group_run *gr, member *m, int64_t r0) {
 static void take_all(eval_ctx *c, group_run *gr, int sums, int64_t r0, int64_t r1) {
   for (int k = 0; k < gr->gr.n; k++) {
     const fl_value *v = &c->g->vals[gr->m[k].v];
-    if (fl_group_is_loop(v) && is_extreme(v) != sums) take_tile(c, gr, &gr->m[k], r0, r1);
+    if (fl_group_is_loop(v) && fl_group_is_extreme(v) != sums) take_tile(c, gr, &gr->m[k], r0, r1);
   }
 }
 

@@ -2,6 +2,10 @@
 
 int fl_group_is_loop(const fl_value *v) { return !v->epilogue && !v->tile_local; }
 
+int fl_group_is_extreme(const fl_value *v) {
+  return v->comb == FL_COMB_MAX || v->comb == FL_COMB_MIN;
+}
+
 static int has_sym(const fl_value *v, int sym) {
   for (int d = 0; d < v->ndim; d++)
     if (v->dims[d] == sym) return 1;

@@ -23,5 +23,7 @@ void fl_group_at(const fl_graph *g, int first, fl_group *gr);
 int fl_group_slot(const fl_graph *g, const fl_group *gr, int v, int d);
 /* Is v a loop member: it takes in loop positions (not an epilogue, not a tile)? */
 int fl_group_is_loop(const fl_value *v);
+/* Is v a max or min member (its running value rescales the others)? */
+int fl_group_is_extreme(const fl_value *v);
 
 #endif

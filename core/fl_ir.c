@@ -204,3 +204,9 @@ fl_status fl_graph_output(fl_graph *g, int value, fl_err *e) {
   g->outputs[g->noutputs++] = value;
   return FL_OK;
 }
+
+int64_t fl_value_numel(const fl_graph *g, int v) {
+  int64_t n = 1;
+  for (int d = 0; d < g->vals[v].ndim; d++) n *= g->syms[g->vals[v].dims[d]].size;
+  return n;
+}

@@ -145,6 +145,9 @@ fl_status fl_graph_check_expr(const fl_graph *g, const fl_value *v, int x, int b
 fl_status fl_graph_set_body(fl_graph *g, int v, int x, fl_err *e);
 fl_status fl_graph_output(fl_graph *g, int value, fl_err *e);
 
+/* The number of positions of value v's output dims. */
+int64_t fl_value_numel(const fl_graph *g, int v);
+
 int fl_xop_arity(fl_xop op);
 const char *fl_xop_name(fl_xop op);
 int fl_xop_parse(const char *name, fl_xop *out);

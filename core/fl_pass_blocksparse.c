@@ -37,42 +37,6 @@ static void find_masks(fl_graph *g, fl_value *v, int x) {
   for (int i = 0; i < ex->nargs; i++) find_masks(g, v, ex->args[i]);
 }
 
-typedef struct counts {
-  int64_t total, skipped, partial, full;
-} counts;
-
-/* Classifies every tile, over blocks of the grid dims the masks read (the
- * others whole): what a plan of this graph will do. */
-static counts count_static(const fl_tiles *t) {
-  counts c = {0};
-  int64_t block[FL_MAX_DIMS], nblocks[FL_MAX_DIMS];
-  for (int s = 0; s < t->gr.ngrid; s++) {
-    nblocks[s] = t->uses[s] ? fl_tiles_blocks(t, s) : 1;
-    block[s] = t->uses[s] ? 0 : -1;
-  }
-  int64_t ntiles = fl_tiles_loop_tiles(t);
-  signed char truth[FL_MAX_GROUP_MASKS];
-  for (;;) {
-    for (int64_t j = 0; j < ntiles; j++) {
-      fl_tile_box box;
-      fl_tiles_box(t, block, j, &box);
-      fl_tile_class k = fl_tiles_classify(t, &box, truth);
-      c.total++;
-      c.skipped += k == FL_TILE_SKIP;
-      c.partial += k == FL_TILE_PARTIAL;
-      c.full += k == FL_TILE_FULL;
-    }
-    int s = t->gr.ngrid - 1;
-    while (s >= 0 && (!t->uses[s] || block[s] == nblocks[s] - 1)) {
-      if (t->uses[s]) block[s] = 0;
-      s--;
-    }
-    if (s < 0) break;
-    block[s]++;
-  }
-  return c;
-}
-
 static void log_group(fl_text *log, const fl_graph *g, const fl_tiles *t) {
   const fl_value *l = &g->vals[t->gr.loop];
   fl_text_put(log, "blocksparse: group %d (%s): ", l->group, l->name);
@@ -88,7 +52,8 @@ static void log_group(fl_text *log, const fl_graph *g, const fl_tiles *t) {
     fl_text_put(log, "): tiles classified at run time, from the data's range over each tile\n");
     return;
   }
-  counts c = count_static(t);
+  fl_tile_counts c = {0};
+  fl_tiles_schedule(t, NULL, NULL, &c); /* what a plan of this graph will fix */
   fl_text_put(log, " over indices: loop bounds from %lld tiles", (long long)c.total);
   fl_text_put(log, " (per block of the dims the mask reads): %lld skipped, %lld partial, %lld full\n",
               (long long)c.skipped, (long long)c.partial, (long long)c.full);

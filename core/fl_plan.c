@@ -35,48 +35,15 @@ void fl_plan_bounds(const fl_kernel *k, const int64_t *gpos, int64_t *lo, int64_
   *hi = k->bounds[2 * b + 1];
 }
 
-static void schedule_block(fl_kernel *k, const int64_t *block, int64_t b) {
-  const fl_tiles *t = &k->tiles;
-  int64_t lo = -1, hi = 0, stride = 1 + t->nmask;
-  for (int64_t j = 0; j < k->ntiles; j++) {
-    fl_tile_box box;
-    fl_tiles_box(t, block, j, &box);
-    signed char *e = k->table + (b * k->ntiles + j) * stride;
-    e[0] = (signed char)fl_tiles_classify(t, &box, e + 1);
-    k->counts.total++;
-    k->counts.skipped += e[0] == FL_TILE_SKIP;
-    k->counts.partial += e[0] == FL_TILE_PARTIAL;
-    k->counts.full += e[0] == FL_TILE_FULL;
-    if (e[0] != FL_TILE_SKIP) {
-      if (lo < 0) lo = j;
-      hi = j + 1;
-    }
-  }
-  k->bounds[2 * b] = lo < 0 ? 0 : lo;
-  k->bounds[2 * b + 1] = hi;
-}
-
 static fl_status schedule(fl_kernel *k, fl_err *e) {
   const fl_tiles *t = &k->tiles;
-  k->table_blocks = 1;
-  for (int s = 0; s < t->gr.ngrid; s++) {
-    k->nblocks[s] = t->uses[s] ? fl_tiles_blocks(t, s) : 1;
-    k->table_blocks *= k->nblocks[s];
-  }
+  for (int s = 0; s < t->gr.ngrid; s++) k->nblocks[s] = t->uses[s] ? fl_tiles_blocks(t, s) : 1;
+  k->table_blocks = fl_tiles_mask_blocks(t);
   if (k->table_blocks * k->ntiles > MAX_TABLE) return FL_OK; /* classified at run time */
   k->table = malloc((size_t)(k->table_blocks * k->ntiles * (1 + t->nmask)) + 1);
   k->bounds = malloc((size_t)k->table_blocks * 2 * sizeof *k->bounds);
   if (!k->table || !k->bounds) return fl_fail(e, FL_ENOMEM, "out of memory planning tiles");
-  int64_t block[FL_MAX_DIMS];
-  for (int s = 0; s < t->gr.ngrid; s++) block[s] = t->uses[s] ? 0 : -1;
-  for (int64_t b = 0; b < k->table_blocks; b++) {
-    schedule_block(k, block, b);
-    for (int s = t->gr.ngrid - 1; s >= 0; s--) {
-      if (!t->uses[s]) continue;
-      if (++block[s] < k->nblocks[s]) break;
-      block[s] = 0;
-    }
-  }
+  fl_tiles_schedule(t, k->table, k->bounds, &k->counts);
   return FL_OK;
 }
 
@@ -127,12 +94,6 @@ static int reads(const fl_graph *g, int x, int src) {
   return 0;
 }
 
-static int64_t numel(const fl_graph *g, const fl_value *v) {
-  int64_t n = 1;
-  for (int d = 0; d < v->ndim; d++) n *= g->syms[v->dims[d]].size;
-  return n;
-}
-
 /* Is node v a copy of a stored result of group kernel k, in another
  * layout, that nothing else reads? */
 static int foldable(const fl_graph *g, const fl_kernel *k, int v) {
@@ -141,7 +102,7 @@ static int foldable(const fl_graph *g, const fl_kernel *k, int v) {
   if (!k->is_group || val->group || val->nred || ld->op != FL_X_LOAD) return 0;
   int src = ld->src;
   if (src < k->first || src >= k->first + k->n || g->vals[src].tile_local) return 0;
-  if (numel(g, val) != numel(g, &g->vals[src])) return 0;
+  if (fl_value_numel(g, v) != fl_value_numel(g, src)) return 0;
   for (int d = 0; d < ld->nargs; d++)
     if (!index_only(g, ld->args[d])) return 0;
   for (int o = 0; o < g->noutputs; o++)

@@ -19,10 +19,6 @@
 
 #include "fl_tiles.h"
 
-typedef struct fl_tile_counts {
-  int64_t total, skipped, partial, full;
-} fl_tile_counts;
-
 typedef struct fl_kernel {
   int first, n;  /* the graph's values [first, first + n) */
   int is_group;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fl_group.h"
+
 /* ---- building expressions ---- */
 
 int fl_x_var(fl_graph *g, int var, fl_err *e) {
@@ -192,7 +194,7 @@ static int group_ready(const fl_graph *g, int v, const char *live, const char *d
  * values). */
 static int loop_phase(const fl_value *m) {
   if (m->tile_local) return 0;
-  return m->comb == FL_COMB_MAX || m->comb == FL_COMB_MIN ? 1 : 2;
+  return fl_group_is_extreme(m) ? 1 : 2;
 }
 
 /* Appends v's group to order: its loop members by phase, then the epilogue

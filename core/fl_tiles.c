@@ -46,10 +46,6 @@ void fl_tiles_free(fl_tiles *t) {
 
 /* ---- ranges of loads ---- */
 
-typedef struct range_ctx {
-  const fl_tiles *t;
-} range_ctx;
-
 static fl_interval of_tile_member(const fl_tiles *t, int v, const fl_interval *idx);
 
 /* The range of a value's numbers over a box of indices, read from them. */
@@ -83,7 +79,7 @@ static int data_range(const fl_tiles *t, int src, const fl_interval *idx, fl_int
 }
 
 static int range(void *ctx, int src, const fl_interval *idx, fl_interval *out) {
-  const fl_tiles *t = ((range_ctx *)ctx)->t;
+  const fl_tiles *t = ctx;
   const fl_value *v = &t->g->vals[src];
   if (v->group && v->group == t->g->vals[t->gr.first].group) {
     if (v->tile_local) *out = of_tile_member(t, src, idx);
@@ -98,8 +94,7 @@ static int range(void *ctx, int src, const fl_interval *idx, fl_interval *out) {
 static fl_interval of_tile_member(const fl_tiles *t, int v, const fl_interval *idx) {
   fl_interval vars[FL_MAX_VARS];
   for (int d = 0; d < t->g->vals[v].ndim; d++) vars[d] = idx[d];
-  range_ctx rc = {t};
-  return fl_interval_of(t->g, v, t->g->vals[v].body, vars, range, &rc);
+  return fl_interval_of(t->g, v, t->g->vals[v].body, vars, range, (void *)t);
 }
 
 /* ---- classifying ---- */
@@ -124,12 +119,12 @@ static int is_identity(fl_combiner k, fl_interval x) {
 
 fl_tile_class fl_tiles_classify(const fl_tiles *t, const fl_tile_box *box, signed char *truth) {
   const fl_graph *g = t->g;
-  range_ctx rc = {t};
+  void *rc = (void *)t;
   fl_interval vars[FL_MAX_VARS];
   int resolved = 1;
   for (int m = 0; m < t->nmask; m++) {
     member_box(t, t->mask_tv[m], box, vars);
-    truth[m] = (signed char)fl_interval_truth(fl_interval_of(g, t->mask_tv[m], t->mask[m], vars, range, &rc));
+    truth[m] = (signed char)fl_interval_truth(fl_interval_of(g, t->mask_tv[m], t->mask[m], vars, range, rc));
     resolved &= truth[m] >= 0;
   }
   int empty = 1;
@@ -137,7 +132,7 @@ fl_tile_class fl_tiles_classify(const fl_tiles *t, const fl_tile_box *box, signe
     int v = t->gr.first + k;
     if (!fl_group_is_loop(&g->vals[v])) continue;
     member_box(t, v, box, vars);
-    empty = is_identity(g->vals[v].comb, fl_interval_of(g, v, g->vals[v].body, vars, range, &rc));
+    empty = is_identity(g->vals[v].comb, fl_interval_of(g, v, g->vals[v].body, vars, range, rc));
   }
   if (empty) return FL_TILE_SKIP;
   return resolved && t->nmask ? FL_TILE_FULL : FL_TILE_PARTIAL;
@@ -195,5 +190,54 @@ void fl_tiles_box(const fl_tiles *t, const int64_t *block, int64_t tile, fl_tile
     box->loop[k] = agree ? (fl_interval){(double)a[k], (double)z[k], 0}
                          : (fl_interval){0, (double)(size - 1), 0};
     agree &= a[k] == z[k];
+  }
+}
+
+/* ---- schedules ---- */
+
+void fl_tiles_classify_block(const fl_tiles *t, const int64_t *block, signed char *out,
+                             fl_tile_counts *counts, int64_t *lo, int64_t *hi) {
+  signed char scratch[1 + FL_MAX_GROUP_MASKS];
+  int64_t ntiles = fl_tiles_loop_tiles(t), stride = 1 + t->nmask;
+  *lo = -1;
+  *hi = 0;
+  for (int64_t j = 0; j < ntiles; j++) {
+    fl_tile_box box;
+    fl_tiles_box(t, block, j, &box);
+    signed char *e = out ? out + j * stride : scratch;
+    e[0] = (signed char)fl_tiles_classify(t, &box, e + 1);
+    counts->total++;
+    counts->skipped += e[0] == FL_TILE_SKIP;
+    counts->partial += e[0] == FL_TILE_PARTIAL;
+    counts->full += e[0] == FL_TILE_FULL;
+    if (e[0] != FL_TILE_SKIP) {
+      if (*lo < 0) *lo = j;
+      *hi = j + 1;
+    }
+  }
+  if (*lo < 0) *lo = 0;
+}
+
+int64_t fl_tiles_mask_blocks(const fl_tiles *t) {
+  int64_t n = 1;
+  for (int s = 0; s < t->gr.ngrid; s++)
+    if (t->uses[s]) n *= fl_tiles_blocks(t, s);
+  return n;
+}
+
+void fl_tiles_schedule(const fl_tiles *t, signed char *table, int64_t *bounds,
+                       fl_tile_counts *counts) {
+  int64_t block[FL_MAX_DIMS], nb = fl_tiles_mask_blocks(t);
+  int64_t per_block = fl_tiles_loop_tiles(t) * (1 + t->nmask);
+  for (int s = 0; s < t->gr.ngrid; s++) block[s] = t->uses[s] ? 0 : -1;
+  for (int64_t b = 0; b < nb; b++) {
+    int64_t lo, hi;
+    fl_tiles_classify_block(t, block, table ? table + b * per_block : NULL, counts, &lo, &hi);
+    if (bounds) bounds[2 * b] = lo, bounds[2 * b + 1] = hi;
+    for (int s = t->gr.ngrid - 1; s >= 0; s--) { /* the next block, C order */
+      if (!t->uses[s]) continue;
+      if (++block[s] < fl_tiles_blocks(t, s)) break;
+      block[s] = 0;
+    }
   }
 }

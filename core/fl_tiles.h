@@ -61,6 +61,26 @@ fl_tile_class fl_tiles_classify(const fl_tiles *t, const fl_tile_box *box, signe
  * -1: the whole dim) and loop tile `tile` (the loop flattened). */
 void fl_tiles_box(const fl_tiles *t, const int64_t *block, int64_t tile, fl_tile_box *box);
 
+typedef struct fl_tile_counts {
+  int64_t total, skipped, partial, full;
+} fl_tile_counts;
+
+/* Classifies loop tiles [0, ntiles) of grid block `block` (as for
+ * fl_tiles_box), adding each to *counts; with `out`, writes per tile its
+ * class then its mask truths (1 + nmask bytes a tile). *lo and *hi get the
+ * first tile not skipped and one past the last (0, 0 when all are). */
+void fl_tiles_classify_block(const fl_tiles *t, const int64_t *block, signed char *out,
+                             fl_tile_counts *counts, int64_t *lo, int64_t *hi);
+
+/* Classifies every tile, block by block over the grid slots the masks read
+ * (the others whole), blocks in C order: what a plan fixes ahead. With
+ * `table` and `bounds`, keeps each block's classes (as classify_block
+ * writes them) and loop bounds (lo, hi pairs). The number of such blocks
+ * is fl_tiles_mask_blocks. */
+void fl_tiles_schedule(const fl_tiles *t, signed char *table, int64_t *bounds,
+                       fl_tile_counts *counts);
+int64_t fl_tiles_mask_blocks(const fl_tiles *t);
+
 /* The number of blocks along grid slot s, and of tiles along the loop. */
 int64_t fl_tiles_blocks(const fl_tiles *t, int s);
 int64_t fl_tiles_loop_tiles(const fl_tiles *t);

@@ -48,6 +48,11 @@ int l_plan_new(lua_State *L, const fl_graph *g, lua_Integer tile) {
   return 1;
 }
 
+/* The optional output dtype at arg: FL_DTYPE_COUNT (each its own) when absent. */
+static fl_dtype opt_out_dtype(lua_State *L, int arg) {
+  return lua_isnoneornil(L, arg) ? FL_DTYPE_COUNT : l_check_dtype(L, arg, lua_tostring(L, arg));
+}
+
 static int p_gc(lua_State *L) {
   l_plan *u = luaL_checkudata(L, 1, L_PLAN_MT);
   if (u->has_exec) fl_cuda_exec_free(&u->exec);
@@ -61,7 +66,7 @@ static int p_gc(lua_State *L) {
 static int p_run(lua_State *L) {
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
-  fl_dtype out_dt = lua_isnoneornil(L, 3) ? FL_DTYPE_COUNT : l_check_dtype(L, 3, lua_tostring(L, 3));
+  fl_dtype out_dt = opt_out_dtype(L, 3);
   fl_tensor *ins = l_tensor_list(L, 2, g->ninputs, "run");
   fl_tensor outs[FL_MAX_DIMS];
   fl_err e;
@@ -121,7 +126,7 @@ static void push_group(lua_State *L, const fl_graph *g, const fl_kernel *k) {
   lua_setfield(L, -2, "counts");
 }
 
-/* p:kernels() -> {{name, group, values = {names}, stores = {layout copies
+/* p:kernels() -> {{name, op, origin, group, values = {names}, stores = {layout copies
  * folded into its stores}, grid, loop, tile, tiles, masks, classified,
  * counts}...}: one entry a launched kernel. */
 static int p_kernels(lua_State *L) {
@@ -134,6 +139,10 @@ static int p_kernels(lua_State *L) {
     lua_createtable(L, 0, 12);
     lua_pushstring(L, lead->name);
     lua_setfield(L, -2, "name");
+    lua_pushstring(L, lead->op);
+    lua_setfield(L, -2, "op");
+    lua_pushstring(L, lead->origin);
+    lua_setfield(L, -2, "origin");
     set_int(L, "group", g->vals[k->first].group);
     lua_createtable(L, k->n, 0);
     for (int m = 0; m < k->n; m++) {
@@ -159,7 +168,7 @@ static int p_kernels(lua_State *L) {
 static int p_cuda(lua_State *L) {
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
-  fl_dtype out_dt = lua_isnoneornil(L, 2) ? FL_DTYPE_COUNT : l_check_dtype(L, 2, lua_tostring(L, 2));
+  fl_dtype out_dt = opt_out_dtype(L, 2);
   fl_cuda_program prog;
   fl_err e;
   if (fl_cuda_generate(&u->p, out_dt, &prog, &e) != FL_OK) return l_raise(L, &e);
@@ -193,7 +202,7 @@ static int p_cuda(lua_State *L) {
 static int p_launch(lua_State *L) {
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
-  fl_dtype out_dt = lua_isnoneornil(L, 3) ? FL_DTYPE_COUNT : l_check_dtype(L, 3, lua_tostring(L, 3));
+  fl_dtype out_dt = opt_out_dtype(L, 3);
   fl_tensor *ins = l_tensor_list(L, 2, g->ninputs, "launch");
   int ordinal = g->ninputs > 0 ? ins[0].device.index : 0;
   fl_err e;

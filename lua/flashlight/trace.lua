@@ -290,19 +290,8 @@ end
 -- tiles, masks, classified and counts (see lua/l_plan.c).
 function Graph:kernels()
   local ks = self:plan():kernels()
-  for _, k in ipairs(ks) do
-    local v = self.core:value(self:value_id(k.values[1]))
-    k.op, k.origin, k.group = v.op, v.origin, k.group > 0 and k.group or nil
-  end
+  for _, k in ipairs(ks) do k.group = k.group > 0 and k.group or nil end
   return ks
-end
-
--- The id of the value named `name`.
-function Graph:value_id(name)
-  local ninputs, nnodes = self.core:counts()
-  for id = 1, ninputs + nnodes do
-    if self.core:value(id).name == name then return id end
-  end
 end
 
 -- Checks runtime inputs against what the graph was traced for.
