@@ -1,4 +1,6 @@
 /* luaopen_flashlight: the module table, and the CUDA queries. */
+#include <time.h>
+
 #include "fl_cuda.h"
 #include "flashlight.h"
 #include "l_tensor.h"
@@ -8,6 +10,15 @@ void l_graph_register(lua_State *L);
 void l_plan_register(lua_State *L);
 void l_jit_register(lua_State *L);
 void l_front_open(lua_State *L);
+
+/* fl.clock() -> seconds on a monotonic wall clock, for timing (os.clock
+ * counts CPU time, not time spent waiting for a GPU). */
+static int f_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
 
 static int f_cuda_available(lua_State *L) {
   fl_err e;
@@ -57,7 +68,7 @@ static int f_device_info(lua_State *L) {
 
 static const luaL_Reg module_funcs[] = {
   {"cuda_available", f_cuda_available}, {"device_count", f_device_count},
-  {"device_info", f_device_info}, {NULL, NULL},
+  {"device_info", f_device_info}, {"clock", f_clock}, {NULL, NULL},
 };
 
 int luaopen_flashlight(lua_State *L) {
