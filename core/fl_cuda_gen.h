@@ -33,8 +33,10 @@ typedef struct fl_cuda_program {
   fl_cuda_kernel *k; /* in launch order */
 } fl_cuda_program;
 
-/* out_dtype: the graph outputs' dtype, or FL_DTYPE_COUNT for each its own. */
-fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_program *out, fl_err *e);
+/* out_dtype: the graph outputs' dtype, or FL_DTYPE_COUNT for each its own.
+ * scalar_only: no tensor-core kernels, every kernel the scalar one. */
+fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, int scalar_only, fl_cuda_program *out,
+                           fl_err *e);
 void fl_cuda_program_free(fl_cuda_program *p);
 
 /* The storage of value v in this program: its dtype, or FL_DTYPE_COUNT for

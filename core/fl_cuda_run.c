@@ -6,8 +6,8 @@
 
 #define BLOCK 128
 
-fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int ordinal, const char *arch,
-                             fl_cuda_exec *x, fl_err *e) {
+fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_only, int ordinal,
+                             const char *arch, fl_cuda_exec *x, fl_err *e) {
   memset(x, 0, sizeof *x);
   x->ordinal = ordinal;
   x->out_dtype = out_dtype;
@@ -19,7 +19,7 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int ordinal, 
     snprintf(dev_arch, sizeof dev_arch, "sm_%d%d", info.major, info.minor);
     arch = dev_arch;
   }
-  fl_status s = fl_cuda_generate(p, out_dtype, &x->prog, e);
+  fl_status s = fl_cuda_generate(p, out_dtype, scalar_only, &x->prog, e);
   if (s == FL_OK) s = fl_nvrtc_compile(x->prog.source, "flashlight.cu", arch, NULL, 0, &x->image, e);
   if (s == FL_OK) s = fl_cuda_module_load(ordinal, x->image.data, &x->module, e);
   if (s == FL_OK) {

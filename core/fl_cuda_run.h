@@ -18,10 +18,10 @@ typedef struct fl_cuda_exec {
   int loaded;
 } fl_cuda_exec;
 
-/* Generates, compiles for `arch` (NULL: the device's) and loads plan p's
- * kernels on device `ordinal`. */
-fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int ordinal, const char *arch,
-                             fl_cuda_exec *x, fl_err *e);
+/* Generates (scalar_only: as fl_cuda_generate), compiles for `arch` (NULL:
+ * the device's) and loads plan p's kernels on device `ordinal`. */
+fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_only, int ordinal,
+                             const char *arch, fl_cuda_exec *x, fl_err *e);
 /* Runs them: inputs are device tensors on x's device matching the graph;
  * outs receive new device tensors, one per graph output. */
 fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *inputs,

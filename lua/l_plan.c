@@ -171,7 +171,7 @@ static int p_cuda(lua_State *L) {
   fl_dtype out_dt = opt_out_dtype(L, 2);
   fl_cuda_program prog;
   fl_err e;
-  if (fl_cuda_generate(&u->p, out_dt, &prog, &e) != FL_OK) return l_raise(L, &e);
+  if (fl_cuda_generate(&u->p, out_dt, 0, &prog, &e) != FL_OK) return l_raise(L, &e);
   lua_pushstring(L, prog.source);
   lua_createtable(L, prog.nkernels, 0);
   for (int i = 0; i < prog.nkernels; i++) {
@@ -211,7 +211,7 @@ static int p_launch(lua_State *L) {
     u->has_exec = 0;
   }
   if (!u->has_exec) {
-    if (fl_cuda_exec_build(&u->p, out_dt, ordinal, NULL, &u->exec, &e) != FL_OK) return l_raise(L, &e);
+    if (fl_cuda_exec_build(&u->p, out_dt, 0, ordinal, NULL, &u->exec, &e) != FL_OK) return l_raise(L, &e);
     u->has_exec = 1;
     u->exec_dtype = out_dt;
     u->exec_ordinal = ordinal;
