@@ -46,6 +46,7 @@ void fl_cuda_exec_free(fl_cuda_exec *x) {
 typedef struct buffers {
   uint64_t *ptr;  /* per value: its device memory */
   char *owned;    /* per value: allocated for this run (intermediates) */
+  uint64_t out[FL_MAX_DIMS]; /* per output: where it goes */
   uint64_t err;   /* the kernels' error flag */
 } buffers;
 
@@ -65,21 +66,97 @@ static fl_status check_inputs(const fl_cuda_exec *x, const fl_graph *g, const fl
   return FL_OK;
 }
 
-static fl_status alloc_buffers(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *in,
+static void output_shape(const fl_graph *g, int o, int64_t *shape) {
+  const fl_value *v = &g->vals[g->outputs[o]];
+  for (int d = 0; d < v->ndim; d++) shape[d] = g->syms[v->dims[d]].size;
+}
+
+/* Given output o: on x's device, of the output's storage dtype and shape. */
+static fl_status check_given_one(const fl_cuda_exec *x, const fl_graph *g, int o,
+                                 const fl_tensor *t, fl_err *e) {
+  const fl_value *v = &g->vals[g->outputs[o]];
+  fl_dtype want = fl_cuda_storage(g, g->outputs[o], x->out_dtype);
+  if (t->device.kind != FL_CUDA || t->device.index != x->ordinal) {
+    char dev[32];
+    fl_device_format(t->device, dev, sizeof dev);
+    return fl_fail(e, FL_EINVAL, "output %d ('%s') is on %s, expected cuda:%d", o + 1, v->name,
+                   dev, x->ordinal);
+  }
+  if (t->dtype != want)
+    return fl_fail(e, FL_EINVAL, "output %d ('%s') is %s, expected %s", o + 1, v->name,
+                   fl_dtype_name(t->dtype), fl_dtype_name(want));
+  int64_t shape[FL_MAX_DIMS];
+  output_shape(g, o, shape);
+  int same = t->ndim == v->ndim && t->numel == fl_value_numel(g, g->outputs[o]);
+  for (int d = 0; same && d < v->ndim; d++) same = t->shape[d] == shape[d];
+  if (same) return FL_OK;
+  char got_s[200], want_s[200];
+  fl_shape_format(got_s, sizeof got_s, t->ndim, t->shape);
+  fl_shape_format(want_s, sizeof want_s, v->ndim, shape);
+  return fl_fail(e, FL_EINVAL, "output %d ('%s') has shape %s, expected %s", o + 1, v->name,
+                 got_s, want_s);
+}
+
+/* Both on one device (checked before): do their bytes overlap? */
+static int overlap(const fl_tensor *a, const fl_tensor *b) {
+  uint64_t na = fl_tensor_nbytes(a), nb = fl_tensor_nbytes(b);
+  return na && nb && a->dptr < b->dptr + nb && b->dptr < a->dptr + na;
+}
+
+/* The kernels read the inputs while they write the outputs, so a given
+ * output shares memory with no input and no other output. */
+static fl_status check_given(const fl_cuda_exec *x, const fl_graph *g, const fl_tensor *in,
+                             const fl_tensor *given, fl_err *e) {
+  for (int o = 0; o < g->noutputs; o++) {
+    fl_status s = check_given_one(x, g, o, &given[o], e);
+    if (s != FL_OK) return s;
+    for (int i = 0; i < g->ninputs; i++)
+      if (overlap(&given[o], &in[i]))
+        return fl_fail(e, FL_EINVAL, "output %d is the memory of input %d ('%s'); give it a "
+                       "tensor of its own", o + 1, i + 1, g->vals[i].name);
+    for (int p = 0; p < o; p++)
+      if (overlap(&given[o], &given[p]))
+        return fl_fail(e, FL_EINVAL, "outputs %d and %d are the same memory; give each a tensor "
+                       "of its own", p + 1, o + 1);
+  }
+  return FL_OK;
+}
+
+/* Output o's value is an input, or an earlier output's (`return a, a`): no
+ * kernel writes it where output o goes, a copy after the kernels does. */
+static int copied_output(const fl_graph *g, int o) {
+  if (g->outputs[o] < g->ninputs) return 1;
+  for (int p = 0; p < o; p++)
+    if (g->outputs[p] == g->outputs[o]) return 1;
+  return 0;
+}
+
+/* Output o's memory: given[o]'s, or outs[o], allocated. */
+static fl_status output_buffer(fl_cuda_exec *x, const fl_graph *g, int o, const fl_tensor *given,
                                fl_tensor *outs, buffers *b, fl_err *e) {
+  if (given) {
+    b->out[o] = given[o].dptr;
+    return FL_OK;
+  }
+  int64_t shape[FL_MAX_DIMS];
+  output_shape(g, o, shape);
+  fl_dtype dt = fl_cuda_storage(g, g->outputs[o], x->out_dtype);
+  fl_device dev = {FL_CUDA, x->ordinal};
+  fl_status s = fl_tensor_alloc(&outs[o], dt, dev, g->vals[g->outputs[o]].ndim, shape, e);
+  if (s == FL_OK) b->out[o] = outs[o].dptr;
+  return s;
+}
+
+static fl_status alloc_buffers(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *in,
+                               const fl_tensor *given, fl_tensor *outs, buffers *b, fl_err *e) {
   b->ptr = calloc((size_t)g->nvals + 1, sizeof *b->ptr);
   b->owned = calloc((size_t)g->nvals + 1, 1);
   if (!b->ptr || !b->owned) return fl_fail(e, FL_ENOMEM, "out of host memory");
   for (int i = 0; i < g->ninputs; i++) b->ptr[i] = in[i].dptr;
-  fl_device dev = {FL_CUDA, x->ordinal};
   for (int o = 0; o < g->noutputs; o++) {
-    const fl_value *v = &g->vals[g->outputs[o]];
-    int64_t shape[FL_MAX_DIMS];
-    for (int d = 0; d < v->ndim; d++) shape[d] = g->syms[v->dims[d]].size;
-    fl_dtype dt = fl_cuda_storage(g, g->outputs[o], x->out_dtype);
-    fl_status s = fl_tensor_alloc(&outs[o], dt, dev, v->ndim, shape, e);
+    fl_status s = output_buffer(x, g, o, given, outs, b, e);
     if (s != FL_OK) return s;
-    b->ptr[g->outputs[o]] = outs[o].dptr;
+    if (!copied_output(g, o)) b->ptr[g->outputs[o]] = b->out[o];
   }
   for (int v = g->ninputs; v < g->nvals; v++) {
     if (b->ptr[v] || g->vals[v].tile_local) continue;
@@ -91,6 +168,18 @@ static fl_status alloc_buffers(fl_cuda_exec *x, const fl_graph *g, const fl_tens
   fl_status s = fl_cuda_alloc(x->ordinal, sizeof(int), &b->err, e);
   if (s == FL_OK) s = fl_cuda_memset(x->ordinal, b->err, 0, 4, 1, e);
   return s;
+}
+
+static fl_status copy_outputs(const fl_cuda_exec *x, const fl_graph *g, const buffers *b,
+                              fl_err *e) {
+  for (int o = 0; o < g->noutputs; o++) {
+    if (!copied_output(g, o)) continue;
+    int v = g->outputs[o];
+    size_t bytes = (size_t)fl_value_numel(g, v) * fl_dtype_size(fl_cuda_storage(g, v, x->out_dtype));
+    fl_status s = fl_cuda_device_copy(x->ordinal, b->out[o], b->ptr[v], bytes, e);
+    if (s != FL_OK) return s;
+  }
+  return FL_OK;
 }
 
 static void free_buffers(const fl_cuda_exec *x, const fl_graph *g, buffers *b) {
@@ -119,20 +208,22 @@ static fl_status launch(fl_cuda_exec *x, int k, buffers *b, fl_err *e) {
 }
 
 fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *inputs,
-                           fl_tensor *outs, fl_err *e) {
+                           const fl_tensor *given, fl_tensor *outs, fl_err *e) {
   buffers b = {0};
-  memset(outs, 0, (size_t)g->noutputs * sizeof *outs);
+  if (!given) memset(outs, 0, (size_t)g->noutputs * sizeof *outs);
   fl_status s = check_inputs(x, g, inputs, e);
+  if (s == FL_OK && given) s = check_given(x, g, inputs, given, e);
   if (s == FL_OK) s = fl_cuda_use(x->ordinal, e);
-  if (s == FL_OK) s = alloc_buffers(x, g, inputs, outs, &b, e);
+  if (s == FL_OK) s = alloc_buffers(x, g, inputs, given, outs, &b, e);
   for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) s = launch(x, k, &b, e);
+  if (s == FL_OK) s = copy_outputs(x, g, &b, e);
   int flag = 0;
   if (s == FL_OK) s = fl_cuda_to_host(x->ordinal, &flag, b.err, sizeof flag, e);
   if (s == FL_OK && flag)
     s = fl_fail(e, FL_EINVAL, "a load's index fell outside its dimension (a gather or a "
                 "data-dependent index out of range)");
   free_buffers(x, g, &b);
-  if (s != FL_OK)
+  if (s != FL_OK && !given)
     for (int o = 0; o < g->noutputs; o++) fl_tensor_free(&outs[o]);
   return s;
 }

@@ -22,10 +22,16 @@ typedef struct fl_cuda_exec {
  * the device's) and loads plan p's kernels on device `ordinal`. */
 fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_only, int ordinal,
                              const char *arch, fl_cuda_exec *x, fl_err *e);
-/* Runs them: inputs are device tensors on x's device matching the graph;
- * outs receive new device tensors, one per graph output. */
+/* Runs them: inputs are device tensors on x's device matching the graph.
+ * given NULL: outs receive new device tensors, one per graph output. Else
+ * given holds one tensor per output, each on x's device, of the output's
+ * storage dtype (fl_cuda_storage) and shape, sharing memory with no input
+ * and no other output (checked before anything runs): the kernels write
+ * into them, outs is left alone (it may be NULL) and the caller keeps
+ * owning given's tensors. A run that fails after the checks may leave them
+ * partly written. */
 fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *inputs,
-                           fl_tensor *outs, fl_err *e);
+                           const fl_tensor *given, fl_tensor *outs, fl_err *e);
 void fl_cuda_exec_free(fl_cuda_exec *x);
 
 #endif

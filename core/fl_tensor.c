@@ -52,6 +52,14 @@ fl_status fl_shape_check(int ndim, const int64_t *shape, int64_t *numel, fl_err 
   return FL_OK;
 }
 
+void fl_shape_format(char *buf, size_t n, int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > FL_MAX_DIMS) ndim = 0;
+  size_t len = (size_t)snprintf(buf, n, "[");
+  for (int d = 0; d < ndim && len < n; d++)
+    len += (size_t)snprintf(buf + len, n - len, "%s%lld", d ? "," : "", (long long)shape[d]);
+  if (len < n) snprintf(buf + len, n - len, "]");
+}
+
 size_t fl_tensor_nbytes(const fl_tensor *t) {
   return (size_t)t->numel * fl_dtype_size(t->dtype);
 }

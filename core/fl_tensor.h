@@ -34,6 +34,8 @@ void fl_device_format(fl_device d, char *buf, size_t n);
 
 /* Checks ndim and sizes (each >= 0, product representable) and computes numel. */
 fl_status fl_shape_check(int ndim, const int64_t *shape, int64_t *numel, fl_err *e);
+/* Writes "[2,4,128,64]" into buf (ndim clamped to 0..FL_MAX_DIMS). */
+void fl_shape_format(char *buf, size_t n, int ndim, const int64_t *shape);
 
 /* Allocates uninitialised storage. On failure *t holds nothing to free. */
 fl_status fl_tensor_alloc(fl_tensor *t, fl_dtype dt, fl_device dev, int ndim,

@@ -22,6 +22,7 @@ typedef struct l_plan {
   int has_exec;
   fl_dtype exec_dtype;
   int exec_ordinal;
+  int exec_scalar_only;
 } l_plan;
 
 static l_plan *check_plan(lua_State *L, int arg) {
@@ -196,29 +197,94 @@ static int p_cuda(lua_State *L) {
   return 2;
 }
 
-/* p:launch({cuda tensors...} [, dtype]) -> {cuda tensors...}: runs the
- * plan's CUDA kernels on the inputs' device, compiling them on the first
- * call (NVRTC, cached in memory and on disk). */
-static int p_launch(lua_State *L) {
-  l_plan *u = check_plan(L, 1);
-  const fl_graph *g = u->p.g;
-  fl_dtype out_dt = opt_out_dtype(L, 3);
-  fl_tensor *ins = l_tensor_list(L, 2, g->ninputs, "launch");
-  int ordinal = g->ninputs > 0 ? ins[0].device.index : 0;
-  fl_err e;
-  if (u->has_exec && (u->exec_dtype != out_dt || u->exec_ordinal != ordinal)) {
+/* p:launch's option `kernels`: 1 for "scalar", 0 for "auto" or absent. */
+static int opt_scalar_only(lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  lua_getfield(L, arg, "kernels");
+  const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  int scalar = k && strcmp(k, "scalar") == 0;
+  if (!lua_isnil(L, -1) && !scalar && !(k && strcmp(k, "auto") == 0))
+    luaL_argerror(L, arg, lua_pushfstring(L, "option 'kernels' must be \"auto\" or \"scalar\", "
+                                          "got %s", k ? lua_pushfstring(L, "'%s'", k)
+                                                      : luaL_typename(L, -1)));
+  lua_pop(L, 1);
+  return scalar;
+}
+
+/* p:launch's option `out` (option table at arg, its value at out): the n
+ * open tensors it lists, in an array kept on the stack; NULL when absent. */
+static fl_tensor *opt_given(lua_State *L, int arg, int out, int n) {
+  if (lua_isnil(L, out)) return NULL;
+  if (!lua_istable(L, out))
+    luaL_argerror(L, arg, lua_pushfstring(L, "option 'out' must be a table of tensors, got %s",
+                                          luaL_typename(L, out)));
+  int got = (int)lua_rawlen(L, out);
+  if (got != n)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option 'out' must list %d tensor%s, one per output, "
+                                          "got %d", n, n == 1 ? "" : "s", got));
+  fl_tensor *ts = lua_newuserdatauv(L, sizeof(fl_tensor) * (size_t)(n ? n : 1), 0);
+  for (int o = 0; o < n; o++) {
+    lua_rawgeti(L, out, o + 1);
+    l_tensor *u = luaL_testudata(L, -1, L_TENSOR_MT);
+    if (!u || u->closed)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option 'out': entry %d is not an open tensor, "
+                                            "got %s", o + 1, luaL_typename(L, -1)));
+    ts[o] = u->t;
+    lua_pop(L, 1);
+  }
+  return ts;
+}
+
+/* The plan's kernels for these settings, built (again) when they change. */
+static fl_status plan_exec(l_plan *u, fl_dtype out_dt, int scalar_only, int ordinal, fl_err *e) {
+  if (u->has_exec && (u->exec_dtype != out_dt || u->exec_ordinal != ordinal ||
+                      u->exec_scalar_only != scalar_only)) {
     fl_cuda_exec_free(&u->exec);
     u->has_exec = 0;
   }
-  if (!u->has_exec) {
-    if (fl_cuda_exec_build(&u->p, out_dt, 0, ordinal, NULL, &u->exec, &e) != FL_OK) return l_raise(L, &e);
-    u->has_exec = 1;
-    u->exec_dtype = out_dt;
-    u->exec_ordinal = ordinal;
-  }
+  if (u->has_exec) return FL_OK;
+  fl_status s = fl_cuda_exec_build(&u->p, out_dt, scalar_only, ordinal, NULL, &u->exec, e);
+  if (s != FL_OK) return s;
+  u->has_exec = 1;
+  u->exec_dtype = out_dt;
+  u->exec_ordinal = ordinal;
+  u->exec_scalar_only = scalar_only;
+  return FL_OK;
+}
+
+/* p:launch({cuda tensors...} [, dtype [, {out = {cuda tensors...}, kernels =
+ * "auto"|"scalar"}]]) -> {cuda tensors...}: runs the plan's CUDA kernels on
+ * the inputs' device, compiling them on the first call (NVRTC, cached in
+ * memory and on disk). With `out`, the kernels write into those tensors
+ * (one per output, checked first) and they are the results, the same
+ * objects; "scalar" kernels skip the tensor-core ones. */
+static int p_launch(lua_State *L) {
+  static const char *const keys[] = {"out", "kernels", NULL};
+  l_plan *u = check_plan(L, 1);
+  const fl_graph *g = u->p.g;
+  fl_dtype out_dt = opt_out_dtype(L, 3);
+  lua_settop(L, 4);
+  l_opts_check(L, 4, keys);
+  int scalar_only = opt_scalar_only(L, 4);
+  if (lua_isnil(L, 4)) lua_pushnil(L);
+  else lua_getfield(L, 4, "out"); /* index 5 */
+  fl_tensor *given = opt_given(L, 4, 5, g->noutputs);
+  fl_tensor *ins = l_tensor_list(L, 2, g->ninputs, "launch");
+  int ordinal = g->ninputs > 0 ? ins[0].device.index
+                : given && g->noutputs > 0 ? given[0].device.index : 0;
+  fl_err e;
+  if (plan_exec(u, out_dt, scalar_only, ordinal, &e) != FL_OK) return l_raise(L, &e);
   fl_tensor outs[FL_MAX_DIMS];
-  if (fl_cuda_exec_run(&u->exec, g, ins, outs, &e) != FL_OK) return l_raise(L, &e);
-  l_tensor_push_list(L, outs, g->noutputs);
+  if (fl_cuda_exec_run(&u->exec, g, ins, given, outs, &e) != FL_OK) return l_raise(L, &e);
+  if (!given) {
+    l_tensor_push_list(L, outs, g->noutputs);
+    return 1;
+  }
+  lua_createtable(L, g->noutputs, 0);
+  for (int o = 0; o < g->noutputs; o++) {
+    lua_rawgeti(L, 5, o + 1);
+    lua_rawseti(L, -2, o + 1);
+  }
   return 1;
 }
 

@@ -50,9 +50,74 @@ function Program:graph_for(args)
   return g
 end
 
+-- `out` (the compile option, or a call's): a list of tensors.
+local function check_out_list(out, what)
+  if type(out) ~= "table" or rec.is_tensor(out) then
+    rec.fail("%s: out must be a list of tensors, one per output, got %s", what, type(out))
+  end
+  for o, t in pairs(out) do
+    if math.type(o) ~= "integer" or o < 1 or o > #out then
+      rec.fail("%s: out must be a list of tensors, it has the key %s", what, tostring(o))
+    end
+    if not rec.is_tensor(t) then
+      rec.fail("%s: out[%d] must be a tensor, got %s", what, o, type(t))
+    end
+  end
+end
+
+-- The out tensors against graph g's outputs for these inputs: one each, of
+-- its shape and dtype, on the inputs' device, none an input or another's
+-- (the kernels read the inputs while they write the outputs).
+local function check_out(g, out, args, device)
+  local ids = g:outputs()
+  if #out ~= #ids then
+    rec.fail("out: the program has %d output%s, got %d tensors", #ids, #ids == 1 and "" or "s", #out)
+  end
+  for o, id in ipairs(ids) do
+    local t, v = out[o], g:value(id)
+    if t:device() ~= device then
+      rec.fail("out: output %d is on %s, the inputs on %s", o, t:device(), device)
+    end
+    if t:dtype() ~= v.dtype then rec.fail("out: output %d is %s, expected %s", o, t:dtype(), v.dtype) end
+    local want, got = rec.shape_str(v.shape), rec.shape_str(t:shape())
+    if want ~= got then rec.fail("out: output %d has shape %s, expected %s", o, got, want) end
+    for k, a in ipairs(args) do
+      if rawequal(a, t) then rec.fail("out: output %d is input %d; give it a tensor of its own", o, k) end
+    end
+    for p = 1, o - 1 do
+      if rawequal(out[p], t) then rec.fail("out: outputs %d and %d are the same tensor", p, o) end
+    end
+  end
+end
+
+-- A call's options, a table after the inputs: prog(q, k, v, {out = {o}}).
+local function call_out(args, dflt)
+  local last = args[#args]
+  if type(last) ~= "table" then return dflt end
+  args[#args] = nil
+  for k in pairs(last) do
+    if k ~= "out" then rec.fail("unknown call option '%s' (known: out)", tostring(k)) end
+  end
+  if last.out == nil then return dflt end
+  check_out_list(last.out, "call")
+  return last.out
+end
+
+-- The CPU executor's results, copied into out.
+local function eval_into(g, args, out)
+  local res = g:eval(args)
+  if not out then return res end
+  for o, t in ipairs(out) do
+    t:copy_(res[o])
+    res[o]:free()
+  end
+  return out
+end
+
 function Program:__call(...)
   local args = table.pack(...)
   args.n = nil
+  local out = call_out(args, self.opts.out)
   local g = self:graph_for(args)
   local device = args[1] and args[1]:device() or "cpu"
   for k, a in ipairs(args) do
@@ -61,9 +126,10 @@ function Program:__call(...)
         device)
     end
   end
-  if device == "cpu" then return table.unpack(g:eval(args)) end
+  if out then check_out(g, out, args, device) end
+  if device == "cpu" then return table.unpack(eval_into(g, args, out)) end
   local plan = g:plan()
-  local ok, outs = pcall(plan.launch, plan, args)
+  local ok, outs = pcall(plan.launch, plan, args, nil, out and {out = out} or nil)
   if not ok then rec.fail("%s", tostring(outs):gsub("^[^:]*:%d+: ", "")) end
   return table.unpack(outs)
 end
@@ -122,6 +188,7 @@ function M.install(fl)
       end
     end
     check_passes(opts.passes)
+    if opts.out ~= nil then check_out_list(opts.out, "compile") end
     return setmetatable({fn = fn, opts = opts, cache = {}}, Program)
   end
 end
