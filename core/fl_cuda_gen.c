@@ -8,6 +8,7 @@
 #include <stdarg.h>
 
 #include "fl_cuda_expr.h"
+#include "fl_cuda_mma.h"
 #include "fl_text.h"
 
 #define LOOP_TILE 16 /* loop positions a thread takes in at a time */
@@ -95,6 +96,7 @@ static void collect_loads(const fl_graph *g, int x, int first, int n, fl_cuda_ke
   for (int i = 0; i < ex->nargs; i++) collect_loads(g, ex->args[i], first, n, k);
 }
 
+/* Group kernels take `fix` before err: NULL, or the positions to compute. */
 static void put_signature(gen *G, const fl_cuda_kernel *k) {
   fl_text_put(G->c.b, "extern \"C\" __global__ void %s(", k->name);
   for (int i = 0; i < k->nparams; i++) {
@@ -102,10 +104,11 @@ static void put_signature(gen *G, const fl_cuda_kernel *k) {
     fl_text_put(G->c.b, "%s%s *__restrict__ v%d, ", k->writes[i] ? "" : "const ",
                 fl_cuda_ctype(fl_cuda_storage(G->g, v, G->out_dtype)), v);
   }
-  fl_text_put(G->c.b, "int *err) {\n");
+  fl_text_put(G->c.b, "%sint *err) {\n", k->fix ? "const int *fix, " : "");
   G->c.depth = 1;
   line(G, "const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;");
   line(G, "if (tid >= %lldLL) return;", (long long)k->threads);
+  if (k->fix) line(G, "if (fix && !fix[tid]) return;");
 }
 
 /* Declares x<first_var + d> for dims `dims` from a flat C-order position. */
@@ -310,11 +313,11 @@ static void gen_settle(gen *G, int m, int64_t R) {
   line(G, "}");
 }
 
-static void gen_group(gen *G, const fl_kernel *pk, fl_cuda_kernel *k) {
-  const fl_graph *g = G->g;
+/* A group kernel's name, grid positions and parameters: what it reads
+ * from outside the group, then its members (written). */
+static void group_params(const fl_graph *g, const fl_kernel *pk, const char *suffix, fl_cuda_kernel *k) {
   const fl_group *gr = &pk->tiles.gr;
-  G->k = pk;
-  snprintf(k->name, sizeof k->name, "fl_group%d", g->vals[pk->first].group);
+  snprintf(k->name, sizeof k->name, "fl_group%d%s", g->vals[pk->first].group, suffix);
   k->threads = 1;
   for (int s = 0; s < gr->ngrid; s++) k->threads *= sym_size(g, gr->grid[s]);
   for (int m = pk->first; m < pk->first + pk->n; m++) {
@@ -324,6 +327,14 @@ static void gen_group(gen *G, const fl_kernel *pk, fl_cuda_kernel *k) {
   }
   for (int m = pk->first; m < pk->first + pk->n; m++)
     if (!g->vals[m].tile_local) add_param(k, m, 1);
+}
+
+static void gen_group(gen *G, const fl_kernel *pk, fl_cuda_kernel *k) {
+  const fl_graph *g = G->g;
+  const fl_group *gr = &pk->tiles.gr;
+  G->k = pk;
+  group_params(g, pk, "", k);
+  k->fix = 2;
   put_signature(G, k);
   unflatten(G, "tid", 0, gr->ngrid, gr->grid);
   for (int s = 0; s < gr->ngrid; s++) line(G, "const long long g%d = x%d;", s, s);
@@ -375,32 +386,60 @@ static void gen_group(gen *G, const fl_kernel *pk, fl_cuda_kernel *k) {
 
 /* ---- the program ---- */
 
+/* A group as a tensor-core kernel (and its scalar kernel for the rows
+ * it flags), or as its scalar kernel, saying why in `why`. */
+static fl_status gen_group_kernels(gen *G, const fl_kernel *pk, int scalar_only, fl_cuda_program *out,
+                                   int *any_mma, fl_err *e) {
+  fl_mma_group mg;
+  const char *why = "scalar kernels asked for";
+  if (!scalar_only && fl_cuda_mma_match(G->p, pk, &mg, &why)) {
+    fl_cuda_kernel *k = &out->k[out->nkernels++];
+    group_params(G->g, pk, "_mma", k);
+    fl_status s = fl_cuda_mma_print(G->p, &mg, G->out_dtype, G->c.b, k, e);
+    if (s != FL_OK) return s;
+    *any_mma = 1;
+    if (!mg.fixup) return FL_OK;
+    why = "";
+  }
+  fl_cuda_kernel *k = &out->k[out->nkernels++];
+  snprintf(k->why, sizeof k->why, "%s", why);
+  gen_group(G, pk, k);
+  return FL_OK;
+}
+
 fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, int scalar_only, fl_cuda_program *out,
                            fl_err *e) {
-  (void)scalar_only;
   const fl_graph *g = p->g;
   memset(out, 0, sizeof *out);
   int n = p->n;
-  for (int i = 0; i < p->n; i++) n += p->k[i].nfold;
+  for (int i = 0; i < p->n; i++) n += p->k[i].nfold + p->k[i].is_group;
   out->k = calloc((size_t)n + 1, sizeof *out->k);
   if (!out->k) return fl_fail(e, FL_ENOMEM, "out of memory printing CUDA");
   fl_text b = {0};
-  fl_text_put(&b, "%s", fl_cuda_prelude);
   gen G = {.p = p, .g = g, .out_dtype = out_dtype};
   G.c = (fl_cx){.g = g, .b = &b, .rolled = 1, .member = load_member, .user = &G};
-  for (int i = 0; i < p->n; i++) {
+  fl_status s = FL_OK;
+  int any_mma = 0;
+  for (int i = 0; i < p->n && s == FL_OK; i++) {
     const fl_kernel *pk = &p->k[i];
-    if (pk->is_group) gen_group(&G, pk, &out->k[out->nkernels++]);
+    int first = out->nkernels;
+    if (pk->is_group) s = gen_group_kernels(&G, pk, scalar_only, out, &any_mma, e);
     else gen_node(&G, pk->first, &out->k[out->nkernels++]);
     for (int f = 0; f < pk->nfold; f++) gen_node(&G, pk->fold[f], &out->k[out->nkernels++]);
+    for (int k = first; k < out->nkernels; k++) out->k[k].plan_kernel = i;
   }
   for (int i = 0; i < out->nkernels && !G.c.err; i++)
     if (out->k[i].nparams >= FL_CUDA_MAX_PARAMS) G.c.err = "a kernel reads too many values";
-  out->source = fl_text_take(&b);
-  if (G.c.err || !out->source) {
+  char *body = fl_text_take(&b);
+  fl_text all = {0};
+  fl_text_put(&all, "%s%s%s", fl_cuda_prelude, any_mma ? fl_cuda_mma_prelude() : "", body ? body : "");
+  free(body);
+  out->source = fl_text_take(&all);
+  if (s != FL_OK || G.c.err || !out->source) {
     fl_cuda_program_free(out);
+    if (s != FL_OK) return s;
     return G.c.err ? fl_fail(e, FL_EINVAL, "cannot print CUDA: %s", G.c.err)
-                 : fl_fail(e, FL_ENOMEM, "out of memory printing CUDA");
+                   : fl_fail(e, FL_ENOMEM, "out of memory printing CUDA");
   }
   return FL_OK;
 }

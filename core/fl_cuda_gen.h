@@ -21,7 +21,14 @@
 
 typedef struct fl_cuda_kernel {
   char name[32];
-  int64_t threads;           /* launch at least this many; the rest return at once */
+  int64_t threads;           /* scalar kernels: one a position, in blocks of 128 */
+  unsigned grid[3], block[3]; /* tensor-core kernels (block[0] > 0): their launch shape */
+  int smem;                  /* dynamic shared memory, bytes */
+  int plan_kernel;           /* the plan's kernel it runs */
+  int schedule;              /* takes the tile classes and loop bounds after its values */
+  char why[96];              /* a group's scalar kernel: why not a tensor-core one */
+  int fix;                   /* 1: sets an int a grid position for rows to recompute;
+                                2: takes them (NULL: every position) */
   int nparams;
   int param[FL_CUDA_MAX_PARAMS]; /* value ids, in the kernel's parameter order */
   char writes[FL_CUDA_MAX_PARAMS];

@@ -6,6 +6,18 @@
 
 #define BLOCK 128
 
+static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
+  x->plan = p;
+  x->sched = calloc((size_t)p->n + 1, sizeof *x->sched);
+  if (!x->sched) return fl_fail(e, FL_ENOMEM, "out of memory loading kernels");
+  fl_status s = FL_OK;
+  for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
+    const fl_cuda_kernel *kd = &x->prog.k[k];
+    if (kd->schedule) s = fl_cuda_sched_build(&p->k[kd->plan_kernel], x->ordinal, &x->sched[kd->plan_kernel], e);
+  }
+  return s;
+}
+
 fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_only, int ordinal,
                              const char *arch, fl_cuda_exec *x, fl_err *e) {
   memset(x, 0, sizeof *x);
@@ -27,13 +39,19 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_on
     x->fn = calloc((size_t)x->prog.nkernels + 1, sizeof *x->fn);
     if (!x->fn) s = fl_fail(e, FL_ENOMEM, "out of memory loading kernels");
   }
-  for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++)
+  for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
     s = fl_cuda_function_get(&x->module, x->prog.k[k].name, &x->fn[k], e);
+    if (s == FL_OK && x->prog.k[k].smem > 48 * 1024)
+      s = fl_cuda_function_set_shared(&x->fn[k], x->prog.k[k].smem, e);
+  }
+  if (s == FL_OK) s = build_schedules(p, x, e);
   if (s != FL_OK) fl_cuda_exec_free(x);
   return s;
 }
 
 void fl_cuda_exec_free(fl_cuda_exec *x) {
+  for (int k = 0; x->sched && k < x->plan->n; k++) fl_cuda_sched_free(&x->sched[k], x->ordinal);
+  free(x->sched);
   if (x->loaded) fl_cuda_module_unload(&x->module);
   fl_module_image_free(&x->image);
   fl_cuda_program_free(&x->prog);
@@ -48,6 +66,8 @@ typedef struct buffers {
   char *owned;    /* per value: allocated for this run (intermediates) */
   uint64_t out[FL_MAX_DIMS]; /* per output: where it goes */
   uint64_t err;   /* the kernels' error flag */
+  uint64_t fix;   /* the rows a tensor-core kernel flagged, for the scalar kernel after it */
+  int fix_kernel; /* the plan kernel that flagged them */
 } buffers;
 
 static fl_status check_inputs(const fl_cuda_exec *x, const fl_graph *g, const fl_tensor *in,
@@ -186,20 +206,56 @@ static void free_buffers(const fl_cuda_exec *x, const fl_graph *g, buffers *b) {
   for (int v = 0; b->owned && v < g->nvals; v++)
     if (b->owned[v]) fl_cuda_free(x->ordinal, b->ptr[v]);
   if (b->err) fl_cuda_free(x->ordinal, b->err);
+  if (b->fix) fl_cuda_free(x->ordinal, b->fix);
   free(b->ptr);
   free(b->owned);
 }
 
+static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
+  return fl_cuda_storage(g, v, ((const fl_cuda_exec *)ctx)->out_dtype);
+}
+
+/* A tensor-core kernel's flags: one int a grid position, zeroed. */
+static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
+  if (b->fix) fl_cuda_free(x->ordinal, b->fix);
+  b->fix = 0;
+  size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
+  fl_status s = fl_cuda_alloc(x->ordinal, n * sizeof(int), &b->fix, e);
+  if (s == FL_OK) s = fl_cuda_memset(x->ordinal, b->fix, 0, 4, n, e);
+  return s;
+}
+
+/* Its extra arguments: schedule (tile classes, bounds) and fixup flags. */
+static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, uint64_t *args, int *n,
+                            fl_err *e) {
+  fl_status s = FL_OK;
+  if (kd->schedule) {
+    fl_cuda_sched *sc = &x->sched[kd->plan_kernel];
+    if (sc->per_run)
+      s = fl_cuda_sched_run(&x->plan->k[kd->plan_kernel], x->ordinal, b->ptr, storage_of, x, sc, e);
+    args[(*n)++] = sc->tab;
+    args[(*n)++] = sc->bnd;
+  }
+  if (kd->fix == 1 && s == FL_OK) s = fix_buffer(x, kd, b, e);
+  if (kd->fix) {
+    int after_mma = kd->fix == 2 && b->fix && b->fix_kernel == kd->plan_kernel;
+    args[(*n)++] = kd->fix == 1 || after_mma ? b->fix : 0;
+    if (kd->fix == 1) b->fix_kernel = kd->plan_kernel;
+  }
+  return s;
+}
+
 static fl_status launch(fl_cuda_exec *x, int k, buffers *b, fl_err *e) {
   const fl_cuda_kernel *kd = &x->prog.k[k];
-  uint64_t args[FL_CUDA_MAX_PARAMS + 1];
-  void *params[FL_CUDA_MAX_PARAMS + 1];
-  for (int a = 0; a < kd->nparams; a++) {
-    args[a] = b->ptr[kd->param[a]];
-    params[a] = &args[a];
-  }
-  args[kd->nparams] = b->err;
-  params[kd->nparams] = &args[kd->nparams];
+  uint64_t args[FL_CUDA_MAX_PARAMS + 4];
+  void *params[FL_CUDA_MAX_PARAMS + 4];
+  int n = 0;
+  for (int a = 0; a < kd->nparams; a++) args[n++] = b->ptr[kd->param[a]];
+  fl_status s = extra_args(x, kd, b, args, &n, e);
+  if (s != FL_OK) return s;
+  args[n++] = b->err;
+  for (int a = 0; a < n; a++) params[a] = &args[a];
+  if (kd->block[0]) return fl_cuda_launch(&x->fn[k], kd->grid, kd->block, kd->smem, NULL, params, e);
   int64_t blocks = (kd->threads + BLOCK - 1) / BLOCK;
   if (blocks == 0) return FL_OK;
   if (blocks > 0x7fffffff) return fl_fail(e, FL_EINVAL, "kernel %s: too many threads", kd->name);

@@ -6,6 +6,7 @@
 
 #include "fl_cuda.h"
 #include "fl_cuda_gen.h"
+#include "fl_cuda_sched.h"
 #include "fl_nvrtc.h"
 
 typedef struct fl_cuda_exec {
@@ -16,6 +17,8 @@ typedef struct fl_cuda_exec {
   int ordinal;
   fl_dtype out_dtype;
   int loaded;
+  const fl_plan *plan;
+  fl_cuda_sched *sched; /* per plan kernel */
 } fl_cuda_exec;
 
 /* Generates (scalar_only: as fl_cuda_generate), compiles for `arch` (NULL:

@@ -210,3 +210,11 @@ int64_t fl_value_numel(const fl_graph *g, int v) {
   for (int d = 0; d < g->vals[v].ndim; d++) n *= g->syms[g->vals[v].dims[d]].size;
   return n;
 }
+
+int fl_expr_reads(const fl_graph *g, int x, int src) {
+  const fl_expr *ex = &g->exprs[x];
+  if (ex->op == FL_X_LOAD && ex->src == src) return 1;
+  for (int i = 0; i < ex->nargs; i++)
+    if (fl_expr_reads(g, ex->args[i], src)) return 1;
+  return 0;
+}

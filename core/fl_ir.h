@@ -145,6 +145,8 @@ fl_status fl_graph_check_expr(const fl_graph *g, const fl_value *v, int x, int b
 fl_status fl_graph_set_body(fl_graph *g, int v, int x, fl_err *e);
 fl_status fl_graph_output(fl_graph *g, int value, fl_err *e);
 
+/* Does expression x load value src? */
+int fl_expr_reads(const fl_graph *g, int x, int src);
 /* The number of positions of value v's output dims. */
 int64_t fl_value_numel(const fl_graph *g, int v);
 

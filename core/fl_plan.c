@@ -86,14 +86,6 @@ static int index_only(const fl_graph *g, int x) {
   }
 }
 
-static int reads(const fl_graph *g, int x, int src) {
-  const fl_expr *ex = &g->exprs[x];
-  if (ex->op == FL_X_LOAD && ex->src == src) return 1;
-  for (int i = 0; i < ex->nargs; i++)
-    if (reads(g, ex->args[i], src)) return 1;
-  return 0;
-}
-
 /* Is node v a copy of a stored result of group kernel k, in another
  * layout, that nothing else reads? */
 static int foldable(const fl_graph *g, const fl_kernel *k, int v) {
@@ -108,8 +100,8 @@ static int foldable(const fl_graph *g, const fl_kernel *k, int v) {
   for (int o = 0; o < g->noutputs; o++)
     if (g->outputs[o] == src) return 0;
   for (int u = g->ninputs; u < g->nvals; u++)
-    if (u != v && (reads(g, g->vals[u].body, src) ||
-                   (g->vals[u].resc != FL_RESCALE_NONE && reads(g, g->vals[u].resc_arg, src))))
+    if (u != v && (fl_expr_reads(g, g->vals[u].body, src) ||
+                   (g->vals[u].resc != FL_RESCALE_NONE && fl_expr_reads(g, g->vals[u].resc_arg, src))))
       if (u < k->first || u >= k->first + k->n) return 0;
   return k->nfold < FL_MAX_DIMS;
 }

@@ -181,6 +181,12 @@ static int p_cuda(lua_State *L) {
     lua_pushstring(L, k->name);
     lua_setfield(L, -2, "name");
     set_int(L, "threads", k->threads);
+    lua_pushstring(L, k->block[0] ? "tensor cores" : "scalar");
+    lua_setfield(L, -2, "kind");
+    if (k->why[0]) {
+      lua_pushstring(L, k->why);
+      lua_setfield(L, -2, "why");
+    }
     lua_createtable(L, k->nparams, 0);
     lua_createtable(L, k->nparams, 0);
     for (int a = 0; a < k->nparams; a++) {

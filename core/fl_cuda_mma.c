@@ -1,0 +1,769 @@
+/* Printing a fused attention group as a tensor-core kernel (see
+ * core/fl_cuda_mma.h). The fixed parts (shared-memory tiles, the two
+ * products, the pipeline) are printed around the group's own expressions,
+ * which fl_cuda_expr prints in float. Each thread holds two query rows
+ * (lane / 4 and lane / 4 + 8 of its warp's 16) and, of every 8 keys or
+ * head-dim positions, two neighbours ((lane % 4) * 2 and + 1): the layout
+ * of the m16n8k16 accumulator, element h of an 8-wide tile nt being row
+ * h / 2, position nt * 8 + (lane % 4) * 2 + h % 2. */
+#include "fl_cuda_mma.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "fl_text.h"
+
+#define line(P, ...) fl_cx_line(&(P)->c, __VA_ARGS__)
+
+/* Device helpers of the tensor-core kernels, printed once a program. */
+static const char MMA_PRELUDE[] =
+  "__device__ __forceinline__ unsigned fl_smem(const void *p) {\n"
+  "  unsigned r; asm(\"{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }\" : \"=r\"(r) : \"l\"(p)); return r;\n}\n"
+  "__device__ __forceinline__ void fl_cp16(unsigned dst, const void *src, int bytes) {\n"
+  "  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\" :: \"r\"(dst), \"l\"(src), \"r\"(bytes));\n}\n"
+  "__device__ __forceinline__ void fl_cp_commit() { asm volatile(\"cp.async.commit_group;\"); }\n"
+  "__device__ __forceinline__ void fl_cp_wait() { asm volatile(\"cp.async.wait_group 0;\" ::: \"memory\"); }\n"
+  "__device__ __forceinline__ void fl_ldm4(unsigned *r, unsigned a) {\n"
+  "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\"\n"
+  "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(a));\n}\n"
+  "__device__ __forceinline__ void fl_ldm4t(unsigned *r, unsigned a) {\n"
+  "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\"\n"
+  "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(a));\n}\n"
+  "#define FL_MMA(T) \\\n"
+  "__device__ __forceinline__ void fl_mma_##T(float *c, const unsigned *a, unsigned b0, unsigned b1) { \\\n"
+  "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.\" #T \".\" #T \".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\" \\\n"
+  "               : \"+f\"(c[0]), \"+f\"(c[1]), \"+f\"(c[2]), \"+f\"(c[3]) \\\n"
+  "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1)); \\\n"
+  "}\n"
+  "FL_MMA(bf16)\nFL_MMA(f16)\n"
+  "__device__ __forceinline__ unsigned fl_pack_bf16(float lo, float hi) {\n"
+  "  unsigned r; asm(\"cvt.rn.bf16x2.f32 %0, %1, %2;\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo)); return r;\n}\n"
+  "__device__ __forceinline__ unsigned fl_pack_f16(float lo, float hi) {\n"
+  "  unsigned r; asm(\"cvt.rn.f16x2.f32 %0, %1, %2;\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo)); return r;\n}\n"
+  "__device__ __forceinline__ float fl_quad_max(float v) {\n"
+  "  v = fl_max(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fl_max(v, __shfl_xor_sync(0xffffffffu, v, 2));\n}\n"
+  "__device__ __forceinline__ float fl_quad_min(float v) {\n"
+  "  v = fl_min(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fl_min(v, __shfl_xor_sync(0xffffffffu, v, 2));\n}\n"
+  "__device__ __forceinline__ float fl_quad_sum(float v) {\n"
+  "  v += __shfl_xor_sync(0xffffffffu, v, 1); return v + __shfl_xor_sync(0xffffffffu, v, 2);\n}\n"
+  "/* the first step at or after s not skipped (tab: a block's classes, a plan tile per spt steps) */\n"
+  "__device__ __forceinline__ long long fl_next_step(const signed char *tab, long long s, long long hi, int spt, int stride) {\n"
+  "  while (tab && s < hi && tab[(s / spt) * stride] == 0) ++s;\n"
+  "  return s;\n}\n\n";
+
+const char *fl_cuda_mma_prelude(void) { return MMA_PRELUDE; }
+
+typedef struct printer {
+  const fl_graph *g;
+  const fl_mma_group *m;
+  const fl_tiles *t;
+  fl_dtype out_dtype;
+  fl_cx c;
+  int safe;         /* running maxima read non-finite as 0 */
+  const char *row;  /* the row half of the context: "h >> 1" or "r" */
+  int elem;         /* in an element context ([nt][h] or [et][h]) */
+  int known;        /* mask conditions known (a full tile) */
+  int cur;          /* the score whose body is printed, or -1 */
+} printer;
+
+static int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
+
+static int index_in(const int *list, int n, int v) {
+  for (int i = 0; i < n; i++)
+    if (list[i] == v) return i;
+  return -1;
+}
+
+/* ---- hooks for the expression printer ---- */
+
+static void put_vars(printer *P, int v, const char *row, const char *key, const char *reg, int locals);
+
+/* Register epilogue v at the current element, in a scope of its own. */
+static int register_epilogue(printer *P, int v) {
+  int scope = P->c.scope, t = P->c.tmp++;
+  line(P, "float t%d;", t);
+  line(P, "{");
+  P->c.depth++;
+  put_vars(P, v, "ra[h >> 1]", "0", "e", 0);
+  int x = fl_cx_emit(&P->c, v, P->g->vals[v].body);
+  line(P, "t%d = t%d;", t, x);
+  P->c.depth--;
+  line(P, "}");
+  P->c.scope = scope;
+  return t;
+}
+
+static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
+  printer *P = c->user;
+  const fl_mma_group *m = P->m;
+  (void)idx;
+  int i, t = c->tmp;
+  if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem)
+    line(P, "const float t%d = s%d[nt][h];", t, i);
+  else if ((i = index_in(m->x, m->nx, ex->src)) >= 0)
+    line(P, "const float t%d = %smx%d[%s]%s;", t, P->safe ? "fl_safe(" : "", i, P->row, P->safe ? ")" : "");
+  else if ((i = index_in(m->s, m->ns, ex->src)) >= 0)
+    line(P, "const float t%d = ls%d[%s];", t, i, P->row);
+  else if ((i = index_in(m->a, m->na, ex->src)) >= 0 && P->elem)
+    line(P, "const float t%d = oa%d[et][h];", t, i);
+  else if ((i = index_in(m->e, m->ne, ex->src)) >= 0 && !m->e_reg[i])
+    line(P, "const float t%d = ep%d[%s];", t, i, P->row);
+  else if (i >= 0 && P->elem)
+    return register_epilogue(P, ex->src);
+  else if (ex->src >= m->k->first && ex->src < m->k->first + m->k->n) {
+    c->err = "a member read where the tensor-core kernel does not hold it";
+    return -1;
+  } else {
+    return -1;
+  }
+  return c->tmp++;
+}
+
+static int hook_reduce(fl_cx *c, int x) {
+  printer *P = c->user;
+  if (P->cur < 0 || x != P->m->tv_reduce[P->cur]) return -1;
+  line(P, "const float t%d = s%d[nt][h];", c->tmp, P->cur);
+  return c->tmp++;
+}
+
+static const char *hook_known(fl_cx *c, int x) {
+  static char name[16];
+  printer *P = c->user;
+  if (!P->known || P->cur < 0) return NULL;
+  for (int k = 0; k < P->t->nmask; k++)
+    if (P->t->mask_tv[k] == P->m->tv[P->cur] && P->t->mask[k] == x) {
+      snprintf(name, sizeof name, "mk%d", k);
+      return name;
+    }
+  return NULL;
+}
+
+/* ---- variables ---- */
+
+/* Declares member v's variables: grid dims from the block, the query dim
+ * `row`, loop dims `key`, the register dim `reg`; locals 0 if `locals`. */
+static void put_vars(printer *P, int v, const char *row, const char *key, const char *reg, int locals) {
+  const fl_value *val = &P->g->vals[v];
+  int n = val->ndim + val->nred + (locals ? val->nloc : 0);
+  for (int d = 0; d < n; d++) {
+    int role = fl_cuda_mma_var_role(P->g, &P->m->k->tiles.gr, v, d);
+    char gp[16];
+    snprintf(gp, sizeof gp, "gp%d", role);
+    int wide = d < val->ndim && sym_size(P, val->dims[d]) > 1;
+    const char *x = role == P->m->row_slot ? row : role >= 0 ? gp : role == -1 ? key : role == -2 && wide ? reg : "0";
+    line(P, "const long long x%d = %s;", d, x);
+  }
+}
+
+/* Prints `dst += offset of load ld of member v` (variables in scope). */
+static void put_offset(printer *P, int v, int ld, const char *dst) {
+  const fl_expr *ex = &P->g->exprs[ld];
+  const fl_value *src = &P->g->vals[ex->src];
+  int64_t st[FL_MAX_DIMS];
+  fl_cx_strides(P->g, src, st);
+  for (int d = 0; d < ex->nargs; d++) {
+    int t = fl_cx_emit(&P->c, v, ex->args[d]);
+    line(P, "%s += fl_index(t%d, %lldLL, err) * %lldLL;", dst, t, (long long)sym_size(P, src->dims[d]),
+         (long long)st[d]);
+  }
+}
+
+/* ---- shared-memory tiles ---- */
+
+static int64_t op_rows(const fl_mma_group *m, const fl_mma_operand *o) {
+  return o->role == FL_MMA_Q ? FL_MMA_ROWS : m->step;
+}
+
+static int64_t op_limit(const fl_mma_group *m, const fl_mma_operand *o) {
+  return o->role == FL_MMA_Q ? m->rows : m->keys;
+}
+
+/* Loads operand o's rows [r0, r0 + rows) into its tile (cp.async, rows
+ * past the end zero-filled). */
+static void put_load(printer *P, int o, const char *r0) {
+  const fl_mma_group *m = P->m;
+  const fl_mma_operand *op = &m->op[o];
+  int64_t rows = op_rows(m, op), chunks = op->width / 8, total = rows * chunks;
+  line(P, "#pragma unroll");
+  line(P, "for (int it = 0; it < %lld; ++it) {", (long long)((total + FL_MMA_THREADS - 1) / FL_MMA_THREADS));
+  P->c.depth++;
+  line(P, "const int c = tid + it * %d;", FL_MMA_THREADS);
+  if (total % FL_MMA_THREADS) line(P, "if (c < %lld) {", (long long)total);
+  line(P, "const int r = c / %lld, ch = c %% %lld;", (long long)chunks, (long long)chunks);
+  line(P, "const long long pos = (%s) + r;", r0);
+  line(P, "const bool ok = pos < %lldLL;", (long long)op_limit(m, op));
+  if (op->affine) {
+    line(P, "const long long off = ob%d + (ok ? pos : 0) * %lldLL + ch * 8;", o, (long long)op->stride);
+  } else {
+    line(P, "long long off = ch * 8;");
+    line(P, "{");
+    P->c.depth++;
+    line(P, "const long long rp = ok ? pos : 0;");
+    put_vars(P, op->member, op->role == FL_MMA_Q ? "rp" : "0", "rp", "0", 1);
+    put_offset(P, op->member, op->load, "off");
+    P->c.depth--;
+    line(P, "}");
+  }
+  line(P, "fl_cp16(so%d + (unsigned)(r * %d + ch * 8) * 2u, v%d + off, ok ? 16 : 0);", o, op->width + 8,
+       P->g->exprs[op->load].src);
+  if (total % FL_MMA_THREADS) line(P, "}");
+  P->c.depth--;
+  line(P, "}");
+}
+
+static void put_loads(printer *P, fl_mma_role role, const char *r0) {
+  for (int o = 0; o < P->m->nops; o++)
+    if (P->m->op[o].role == role) put_load(P, o, r0);
+  line(P, "fl_cp_commit();");
+}
+
+/* ---- the element loop: h over a thread's 4 of a 16 x 8 tile, nt over tiles ---- */
+
+static void open_elements(printer *P) {
+  const fl_mma_group *m = P->m;
+  line(P, "#pragma unroll");
+  line(P, "for (int nt = 0; nt < %lld; ++nt) {", (long long)(m->step / 8));
+  line(P, "#pragma unroll");
+  line(P, "for (int h = 0; h < 4; ++h) {");
+  P->c.depth++;
+  line(P, "const long long kr = key0 + nt * 8 + (lane & 3) * 2 + (h & 1);");
+  line(P, "const bool valid = kr < %lldLL;", (long long)m->keys);
+  line(P, "const long long kc = valid ? kr : %lldLL, rw = rc[h >> 1];", (long long)m->keys - 1);
+  line(P, "(void)kc; (void)rw;");
+  P->elem = 1;
+  P->row = "h >> 1";
+}
+
+static void close_elements(printer *P) {
+  P->c.depth--;
+  line(P, "}");
+  line(P, "}");
+  P->elem = 0;
+}
+
+/* Member v's expression x for the current element, in a scope of its own:
+ * prints `pre t<...> post` with the temporary. */
+static void put_member_expr(printer *P, int v, int x, const char *fmt) {
+  line(P, "{");
+  P->c.depth++;
+  put_vars(P, v, "rw", "kc", "0", 0);
+  int t = fl_cx_emit(&P->c, v, x);
+  char tn[16];
+  snprintf(tn, sizeof tn, "t%d", t);
+  line(P, fmt, tn);
+  P->c.depth--;
+  line(P, "}");
+}
+
+/* ---- one step: the scores ---- */
+
+static void put_scores(printer *P) {
+  const fl_mma_group *m = P->m;
+  const char *T = m->dt == FL_BF16 ? "bf16" : "f16";
+  for (int i = 0; i < m->ntv; i++) {
+    const fl_mma_operand *q = &m->op[m->tv_q[i]], *k = &m->op[m->tv_k[i]];
+    line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
+    line(P, "#pragma unroll");
+    line(P, "for (int nt = 0; nt < %lld; ++nt) s%d[nt][0] = s%d[nt][1] = s%d[nt][2] = s%d[nt][3] = 0.0f;",
+         (long long)(m->step / 8), i, i, i, i);
+    line(P, "#pragma unroll");
+    line(P, "for (int kk = 0; kk < %d; ++kk) {", q->width / 16);
+    P->c.depth++;
+    if (m->q_regs) {
+      line(P, "const unsigned *qa = qf%d[kk];", m->tv_q[i]);
+    } else {
+      line(P, "unsigned qa[4];");
+      line(P, "fl_ldm4(qa, so%d + (unsigned)((warp * 16 + (lane & 15)) * %d + kk * 16 + (lane >> 4) * 8) * 2u);",
+           m->tv_q[i], q->width + 8);
+    }
+    line(P, "#pragma unroll");
+    line(P, "for (int np = 0; np < %lld; ++np) {", (long long)(m->step / 16));
+    line(P, "  unsigned b[4];");
+    line(P, "  fl_ldm4(b, so%d + (unsigned)((np * 16 + (lane & 7) + ((lane >> 4) << 3)) * %d + kk * 16 + ((lane >> 3) & 1) * 8) * 2u);",
+         m->tv_k[i], k->width + 8);
+    line(P, "  fl_mma_%s(s%d[2 * np], qa, b[0], b[1]);", T, i);
+    line(P, "  fl_mma_%s(s%d[2 * np + 1], qa, b[2], b[3]);", T, i);
+    line(P, "}");
+    P->c.depth--;
+    line(P, "}");
+  }
+}
+
+static int has_masks(const printer *P, int i) {
+  for (int k = 0; k < P->t->nmask; k++)
+    if (P->t->mask_tv[k] == P->m->tv[i]) return 1;
+  return 0;
+}
+
+static void put_score_bodies(printer *P, int known) {
+  const fl_mma_group *m = P->m;
+  P->known = known;
+  open_elements(P);
+  for (int i = 0; i < m->ntv; i++) {
+    if (known && !has_masks(P, i)) continue;
+    P->cur = i;
+    char fmt[48];
+    snprintf(fmt, sizeof fmt, "s%d[nt][h] = %%s;", i);
+    put_member_expr(P, m->tv[i], P->g->vals[m->tv[i]].body, fmt);
+  }
+  P->cur = -1;
+  close_elements(P);
+  P->known = 0;
+}
+
+/* ---- one step: the running state ---- */
+
+static const fl_value *val(const printer *P, int v) { return &P->g->vals[v]; }
+
+/* Prints, per row r of the thread, `dst[r] = ` member v's expression x. */
+static void put_row_expr(printer *P, int v, int x, const char *dst, const char *row) {
+  line(P, "#pragma unroll");
+  line(P, "for (int r = 0; r < 2; ++r) {");
+  P->c.depth++;
+  P->row = "r";
+  put_vars(P, v, row, "0", "0", 0);
+  int t = fl_cx_emit(&P->c, v, x);
+  line(P, "%s[r] = t%d;", dst, t);
+  P->c.depth--;
+  line(P, "}");
+}
+
+static void put_extremes(printer *P) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->nx; i++) {
+    const char *fn = val(P, m->x[i])->comb == FL_COMB_MAX ? "max" : "min";
+    const char *id = val(P, m->x[i])->comb == FL_COMB_MAX ? "-FL_INFF" : "FL_INFF";
+    line(P, "{");
+    P->c.depth++;
+    line(P, "float xm[2] = {%s, %s};", id, id);
+    open_elements(P);
+    char fmt[64];
+    snprintf(fmt, sizeof fmt, "if (valid) xm[h >> 1] = fl_%s(xm[h >> 1], %%s);", fn);
+    put_member_expr(P, m->x[i], val(P, m->x[i])->body, fmt);
+    close_elements(P);
+    line(P, "mx%d[0] = fl_%s(mx%d[0], fl_quad_%s(xm[0]));", i, fn, i, fn);
+    line(P, "mx%d[1] = fl_%s(mx%d[1], fl_quad_%s(xm[1]));", i, fn, i, fn);
+    P->c.depth--;
+    line(P, "}");
+  }
+}
+
+/* The members that rescale: row sums then weighted sums, as one list. */
+static int rescaled(const printer *P, int j, char *kind, int *i) {
+  const fl_mma_group *m = P->m;
+  int n = 0;
+  for (int a = 0; a < m->ns; a++)
+    if (val(P, m->s[a])->resc != FL_RESCALE_NONE && n++ == j) return *kind = 'S', *i = a, m->s[a];
+  for (int a = 0; a < m->na; a++)
+    if (val(P, m->a[a])->resc != FL_RESCALE_NONE && n++ == j) return *kind = 'A', *i = a, m->a[a];
+  return -1;
+}
+
+static void put_mu(printer *P, const char *prefix) {
+  char kind, dst[16];
+  int i, v;
+  P->safe = 1;
+  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++) {
+    snprintf(dst, sizeof dst, "%s%d", prefix, j);
+    line(P, "float %s[2];", dst);
+    put_row_expr(P, v, val(P, v)->resc_arg, dst, "rc[r]");
+  }
+  P->safe = 0;
+}
+
+static void put_rescale(printer *P) {
+  char kind;
+  int i, v;
+  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++) {
+    const fl_value *x = val(P, v);
+    char f[96];
+    if (x->resc == FL_RESCALE_EXP) snprintf(f, sizeof f, "fl_exp(mb%d[r] - ma%d[r])", j, j);
+    else if (x->resc == FL_RESCALE_EXP2) snprintf(f, sizeof f, "fl_exp2(mb%d[r] - ma%d[r])", j, j);
+    else snprintf(f, sizeof f, "fl_pow(ma%d[r] / mb%d[r], (float)%.17g)", j, j, x->resc_pow);
+    line(P, "float f%d[2];", j);
+    line(P, "#pragma unroll");
+    line(P, "for (int r = 0; r < 2; ++r) f%d[r] = mb%d[r] == ma%d[r] ? 1.0f : %s;", j, j, j, f);
+    if (kind == 'S') {
+      line(P, "#pragma unroll");
+      line(P, "for (int r = 0; r < 2; ++r) if (ls%d[r] != 0.0f) ls%d[r] *= f%d[r];", i, i, j);
+    } else {
+      line(P, "#pragma unroll");
+      line(P, "for (int et = 0; et < %d; ++et)", P->m->op[P->m->a_v[i]].width / 8);
+      line(P, "#pragma unroll");
+      line(P, "  for (int h = 0; h < 4; ++h) if (oa%d[et][h] != 0.0f) oa%d[et][h] *= f%d[h >> 1];", i, i, j);
+    }
+  }
+}
+
+static void put_sums_and_weights(printer *P) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(m->step / 8));
+  if (m->ns + m->na == 0) return;
+  P->safe = 1;
+  open_elements(P);
+  char fmt[64];
+  for (int i = 0; i < m->ns; i++) {
+    snprintf(fmt, sizeof fmt, "if (valid) ls%d[h >> 1] += %%s;", i);
+    put_member_expr(P, m->s[i], val(P, m->s[i])->body, fmt);
+  }
+  for (int i = 0; i < m->na; i++) {
+    snprintf(fmt, sizeof fmt, "p%d[nt][h] = valid ? %%s : 0.0f;", i);
+    put_member_expr(P, m->a[i], m->a_p[i], fmt);
+  }
+  close_elements(P);
+  P->safe = 0;
+}
+
+static void put_products(printer *P) {
+  const fl_mma_group *m = P->m;
+  const char *T = m->dt == FL_BF16 ? "bf16" : "f16";
+  for (int i = 0; i < m->na; i++) {
+    const fl_mma_operand *v = &m->op[m->a_v[i]];
+    line(P, "#pragma unroll");
+    line(P, "for (int kk = 0; kk < %lld; ++kk) {", (long long)(m->step / 16));
+    P->c.depth++;
+    line(P, "const unsigned pa[4] = {fl_pack_%s(p%d[2 * kk][0], p%d[2 * kk][1]), fl_pack_%s(p%d[2 * kk][2], p%d[2 * kk][3]),",
+         T, i, i, T, i, i);
+    line(P, "  fl_pack_%s(p%d[2 * kk + 1][0], p%d[2 * kk + 1][1]), fl_pack_%s(p%d[2 * kk + 1][2], p%d[2 * kk + 1][3])};",
+         T, i, i, T, i, i);
+    line(P, "#pragma unroll");
+    line(P, "for (int ep = 0; ep < %d; ++ep) {", v->width / 16);
+    line(P, "  unsigned b[4];");
+    line(P, "  fl_ldm4t(b, so%d + (unsigned)((kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * %d + ep * 16 + (lane >> 4) * 8) * 2u);",
+         m->a_v[i], v->width + 8);
+    line(P, "  fl_mma_%s(oa%d[2 * ep], pa, b[0], b[1]);", T, i);
+    line(P, "  fl_mma_%s(oa%d[2 * ep + 1], pa, b[2], b[3]);", T, i);
+    line(P, "}");
+    P->c.depth--;
+    line(P, "}");
+  }
+}
+
+/* ---- after the loop ---- */
+
+static int needed(const printer *P, int v) {
+  const fl_graph *g = P->g;
+  for (int o = 0; o < g->noutputs; o++)
+    if (g->outputs[o] == v) return 1;
+  for (int u = g->ninputs; u < g->nvals; u++) {
+    if (u >= P->m->k->first && u < P->m->k->first + P->m->k->n) continue;
+    const fl_value *x = &g->vals[u];
+    if (fl_expr_reads(g, x->body, v) || (x->resc != FL_RESCALE_NONE && fl_expr_reads(g, x->resc_arg, v))) return 1;
+  }
+  return 0;
+}
+
+/* The C-order position in the grid of the row `row` (for the fixup flags). */
+static void put_flat(printer *P, const char *dst, const char *row) {
+  const fl_group *gr = &P->m->k->tiles.gr;
+  fl_text_put(P->c.b, "%*sconst long long %s = 0", 2 * P->c.depth, "", dst);
+  for (int s = 0; s < gr->ngrid; s++) {
+    int64_t stride = 1;
+    for (int u = s + 1; u < gr->ngrid; u++) stride *= sym_size(P, gr->grid[u]);
+    if (s == P->m->row_slot) fl_text_put(P->c.b, " + (%s) * %lldLL", row, (long long)stride);
+    else fl_text_put(P->c.b, " + gp%d * %lldLL", s, (long long)stride);
+  }
+  fl_text_put(P->c.b, ";\n");
+}
+
+static void put_fixup(printer *P) {
+  char kind;
+  int i, v;
+  if (!P->m->fixup) return;
+  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++) {
+    char dst[16];
+    snprintf(dst, sizeof dst, "mf%d", j);
+    line(P, "float %s[2];", dst);
+    put_row_expr(P, v, val(P, v)->resc_arg, dst, "rc[r]");
+    line(P, "#pragma unroll");
+    line(P, "for (int r = 0; r < 2; ++r) if (!fl_finite(mf%d[r]) && (lane & 3) == 0 && ra[r] < %lldLL) {", j,
+         (long long)P->m->rows);
+    P->c.depth++;
+    put_flat(P, "fp", "ra[r]");
+    line(P, "fix[fp] = 1;");
+    P->c.depth--;
+    line(P, "}");
+  }
+}
+
+/* Stores value v's element (variables in scope) from expression `what`. */
+static void put_store(printer *P, int v, const char *what) {
+  const fl_value *x = val(P, v);
+  int64_t st[FL_MAX_DIMS];
+  fl_cx_strides(P->g, x, st);
+  fl_text_put(P->c.b, "%*sfl_st(v%d, 0", 2 * P->c.depth, "", v);
+  for (int d = 0; d < x->ndim; d++) fl_text_put(P->c.b, " + x%d * %lldLL", d, (long long)st[d]);
+  fl_text_put(P->c.b, ", %s);\n", what);
+}
+
+static void put_row_store(printer *P, int v, const char *arr) {
+  line(P, "#pragma unroll");
+  line(P, "for (int r = 0; r < 2; ++r) if ((lane & 3) == 0 && ra[r] < %lldLL) {", (long long)P->m->rows);
+  P->c.depth++;
+  put_vars(P, v, "ra[r]", "0", "0", 0);
+  char what[32];
+  snprintf(what, sizeof what, "%s[r]", arr);
+  put_store(P, v, what);
+  P->c.depth--;
+  line(P, "}");
+}
+
+static int64_t register_size(const printer *P, int v) {
+  const fl_value *x = val(P, v);
+  for (int d = 0; d < x->ndim; d++)
+    if (fl_cuda_mma_var_role(P->g, &P->m->k->tiles.gr, v, d) == -2) return sym_size(P, x->dims[d]);
+  return 1;
+}
+
+/* A weighted sum or a register epilogue, element by element of the accumulator layout. */
+static void put_register_store(printer *P, int v, int acc) {
+  int64_t E = register_size(P, v);
+  line(P, "#pragma unroll");
+  line(P, "for (int et = 0; et < %lld; ++et)", (long long)((E + 7) / 8));
+  line(P, "#pragma unroll");
+  line(P, "for (int h = 0; h < 4; ++h) {");
+  P->c.depth++;
+  line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
+  line(P, "if (e < %lldLL && ra[h >> 1] < %lldLL) {", (long long)E, (long long)P->m->rows);
+  P->c.depth++;
+  P->elem = 1;
+  P->row = "h >> 1";
+  put_vars(P, v, "ra[h >> 1]", "0", "e", 0);
+  char what[32];
+  if (acc >= 0) {
+    snprintf(what, sizeof what, "oa%d[et][h]", acc);
+  } else {
+    int t = fl_cx_emit(&P->c, v, val(P, v)->body);
+    snprintf(what, sizeof what, "t%d", t);
+  }
+  put_store(P, v, what);
+  P->elem = 0;
+  P->c.depth--;
+  line(P, "}");
+  P->c.depth--;
+  line(P, "}");
+}
+
+static void put_finish(printer *P) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->ns; i++)
+    line(P, "ls%d[0] = fl_quad_sum(ls%d[0]), ls%d[1] = fl_quad_sum(ls%d[1]);", i, i, i, i);
+  put_fixup(P);
+  for (int i = 0; i < m->ne; i++) {
+    if (m->e_reg[i]) continue;
+    char dst[16];
+    snprintf(dst, sizeof dst, "ep%d", i);
+    line(P, "float %s[2];", dst);
+    put_row_expr(P, m->e[i], val(P, m->e[i])->body, dst, "rc[r]");
+  }
+  char arr[16];
+  for (int i = 0; i < m->nx; i++)
+    if (needed(P, m->x[i])) snprintf(arr, sizeof arr, "mx%d", i), put_row_store(P, m->x[i], arr);
+  for (int i = 0; i < m->ns; i++)
+    if (needed(P, m->s[i])) snprintf(arr, sizeof arr, "ls%d", i), put_row_store(P, m->s[i], arr);
+  for (int i = 0; i < m->na; i++)
+    if (needed(P, m->a[i])) put_register_store(P, m->a[i], i);
+  for (int i = 0; i < m->ne; i++) {
+    if (!needed(P, m->e[i])) continue;
+    if (m->e_reg[i]) put_register_store(P, m->e[i], -1);
+    else snprintf(arr, sizeof arr, "ep%d", i), put_row_store(P, m->e[i], arr);
+  }
+}
+
+/* ---- the kernel ---- */
+
+static int64_t smem_bytes(const fl_mma_group *m, int o) {
+  return op_rows(m, &m->op[o]) * (m->op[o].width + 8) * 2;
+}
+
+static void put_prologue(printer *P) {
+  const fl_mma_group *m = P->m;
+  const fl_group *gr = &m->k->tiles.gr;
+  line(P, "extern __shared__ __align__(16) unsigned char fl_sm[];");
+  line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
+  line(P, "const long long row0 = (long long)(gridDim.x - 1 - blockIdx.x) * %d;", FL_MMA_ROWS);
+  line(P, "long long rest = blockIdx.y;");
+  for (int s = gr->ngrid - 1; s >= 0; s--) {
+    if (s == m->row_slot) continue;
+    int64_t n = sym_size(P, gr->grid[s]);
+    line(P, "const long long gp%d = rest %% %lldLL;", s, (long long)n);
+    line(P, "rest /= %lldLL;", (long long)n);
+  }
+  line(P, "const long long ra[2] = {row0 + warp * 16 + (lane >> 2), row0 + warp * 16 + (lane >> 2) + 8};");
+  line(P, "const long long rc[2] = {ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < %lldLL ? ra[1] : %lldLL};",
+       (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
+  int64_t off = 0;
+  for (int o = 0; o < m->nops; o++) {
+    line(P, "const unsigned so%d = fl_smem(fl_sm) + %lldu;", o, (long long)off);
+    off += smem_bytes(m, o);
+    if (!m->op[o].affine) continue;
+    line(P, "long long ob%d = 0;", o);
+    line(P, "{");
+    P->c.depth++;
+    put_vars(P, m->op[o].member, "0", "0", "0", 1);
+    char dst[16];
+    snprintf(dst, sizeof dst, "ob%d", o);
+    put_offset(P, m->op[o].member, m->op[o].load, dst);
+    P->c.depth--;
+    line(P, "}");
+  }
+}
+
+/* The block's tile classes and loop bounds, in steps. */
+static void put_schedule(printer *P, int64_t *spt_out) {
+  const fl_mma_group *m = P->m;
+  const fl_tiles *t = P->t;
+  int64_t pt = fl_tiles_loop_width(t), nsteps = (m->keys + m->step - 1) / m->step;
+  int64_t spt = pt >= m->keys ? nsteps : pt / m->step;
+  *spt_out = spt;
+  fl_text_put(P->c.b, "%*slong long blk = 0", 2 * P->c.depth, "");
+  for (int s = 0; s < t->gr.ngrid; s++) {
+    if (!t->uses[s]) continue;
+    const char *pos = s == m->row_slot ? "row0" : NULL;
+    char gp[16];
+    snprintf(gp, sizeof gp, "gp%d", s);
+    fl_text_put(P->c.b, "; blk = blk * %lldLL + (%s) / %lldLL", (long long)fl_tiles_blocks(t, s), pos ? pos : gp,
+                (long long)t->block[s]);
+  }
+  fl_text_put(P->c.b, ";\n");
+  line(P, "const signed char *tb = tab ? tab + blk * %lldLL : 0;",
+       (long long)(fl_tiles_loop_tiles(t) * (1 + t->nmask)));
+  line(P, "long long lo = 0, hi = %lldLL;", (long long)nsteps);
+  line(P, "if (tab) {");
+  line(P, "  lo = bnd[2 * blk] * %lldLL;", (long long)spt);
+  line(P, "  hi = bnd[2 * blk + 1] * %lldLL < %lldLL ? bnd[2 * blk + 1] * %lldLL : %lldLL;", (long long)spt,
+       (long long)nsteps, (long long)spt, (long long)nsteps);
+  line(P, "}");
+}
+
+static void put_state(printer *P) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->nx; i++) {
+    const char *id = val(P, m->x[i])->comb == FL_COMB_MAX ? "-FL_INFF" : "FL_INFF";
+    line(P, "float mx%d[2] = {%s, %s};", i, id, id);
+  }
+  for (int i = 0; i < m->ns; i++) line(P, "float ls%d[2] = {0.0f, 0.0f};", i);
+  for (int i = 0; i < m->na; i++) {
+    int et = m->op[m->a_v[i]].width / 8;
+    line(P, "float oa%d[%d][4];", i, et);
+    line(P, "#pragma unroll");
+    line(P, "for (int et = 0; et < %d; ++et) oa%d[et][0] = oa%d[et][1] = oa%d[et][2] = oa%d[et][3] = 0.0f;", et,
+         i, i, i, i);
+  }
+}
+
+static void put_q_fragments(printer *P) {
+  const fl_mma_group *m = P->m;
+  if (!m->q_regs) return;
+  for (int o = 0; o < m->nops; o++) {
+    if (m->op[o].role != FL_MMA_Q) continue;
+    int w = m->op[o].width;
+    line(P, "unsigned qf%d[%d][4];", o, w / 16);
+    line(P, "#pragma unroll");
+    line(P, "for (int kk = 0; kk < %d; ++kk)", w / 16);
+    line(P, "  fl_ldm4(qf%d[kk], so%d + (unsigned)((warp * 16 + (lane & 15)) * %d + kk * 16 + (lane >> 4) * 8) * 2u);",
+         o, o, w + 8);
+  }
+}
+
+static void put_step(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  const fl_tiles *t = P->t;
+  char r0[64];
+  line(P, "while (st < hi) {");
+  P->c.depth++;
+  line(P, "const long long key0 = st * %lldLL;", (long long)m->step);
+  line(P, "fl_cp_wait();");
+  line(P, "__syncthreads();");
+  put_loads(P, FL_MMA_V, "key0");
+  if (t->nmask) {
+    line(P, "const signed char *te = tb ? tb + (st / %lldLL) * %d : 0;", (long long)spt, 1 + t->nmask);
+    line(P, "const bool full = te && te[0] == %d;", FL_TILE_FULL);
+    for (int k = 0; k < t->nmask; k++) line(P, "const bool mk%d = te && te[%d] > 0;", k, 1 + k);
+  }
+  put_scores(P);
+  if (t->nmask) {
+    line(P, "if (full) {");
+    P->c.depth++;
+    put_score_bodies(P, 1);
+    P->c.depth--;
+    line(P, "} else {");
+    P->c.depth++;
+    put_score_bodies(P, 0);
+    P->c.depth--;
+    line(P, "}");
+  } else {
+    put_score_bodies(P, 0);
+  }
+  put_mu(P, "mb");
+  put_extremes(P);
+  put_mu(P, "ma");
+  put_rescale(P);
+  put_sums_and_weights(P);
+  line(P, "fl_cp_wait();");
+  line(P, "__syncthreads();");
+  line(P, "const long long nx = fl_next_step(tb, st + 1, hi, %lld, %d);", (long long)spt, 1 + t->nmask);
+  snprintf(r0, sizeof r0, "nx * %lldLL", (long long)m->step);
+  line(P, "if (nx < hi) {");
+  P->c.depth++;
+  put_loads(P, FL_MMA_K, r0);
+  P->c.depth--;
+  line(P, "}");
+  put_products(P);
+  line(P, "st = nx;");
+  P->c.depth--;
+  line(P, "}");
+}
+
+static void put_signature(printer *P, const fl_cuda_kernel *kd) {
+  fl_text_put(P->c.b, "extern \"C\" __global__ void __launch_bounds__(%d, 2) %s(", FL_MMA_THREADS, kd->name);
+  for (int i = 0; i < kd->nparams; i++) {
+    int v = kd->param[i];
+    fl_text_put(P->c.b, "%s%s *__restrict__ v%d, ", kd->writes[i] ? "" : "const ",
+                fl_cuda_ctype(fl_cuda_storage(P->g, v, P->out_dtype)), v);
+  }
+  fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, int *fix, int *err) {\n");
+}
+
+fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
+                            fl_cuda_kernel *kd, fl_err *e) {
+  printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .cur = -1};
+  P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .member = hook_member, .reduce = hook_reduce,
+                .known = hook_known, .user = &P, .depth = 1};
+  put_signature(&P, kd);
+  put_prologue(&P);
+  int64_t spt;
+  put_schedule(&P, &spt);
+  put_state(&P);
+  line(&P, "long long st = fl_next_step(tb, lo, hi, %lld, %d);", (long long)spt, 1 + P.t->nmask);
+  char r0[64];
+  snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
+  put_loads(&P, FL_MMA_Q, "row0");
+  line(&P, "if (st < hi) {");
+  P.c.depth++;
+  put_loads(&P, FL_MMA_K, r0);
+  P.c.depth--;
+  line(&P, "}");
+  line(&P, "fl_cp_wait();");
+  line(&P, "__syncthreads();");
+  put_q_fragments(&P);
+  put_step(&P, spt);
+  put_finish(&P);
+  fl_text_put(b, "}\n\n");
+  if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
+  kd->block[0] = FL_MMA_THREADS;
+  kd->block[1] = kd->block[2] = 1;
+  kd->grid[0] = (unsigned)((m->rows + FL_MMA_ROWS - 1) / FL_MMA_ROWS);
+  int64_t rest = 1;
+  for (int s = 0; s < m->k->tiles.gr.ngrid; s++)
+    if (s != m->row_slot) rest *= p->g->syms[m->k->tiles.gr.grid[s]].size;
+  if (rest > 65535 || m->rows / FL_MMA_ROWS >= 0x7fffffff)
+    return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
+  kd->grid[1] = (unsigned)rest;
+  kd->grid[2] = 1;
+  kd->smem = 0;
+  for (int o = 0; o < m->nops; o++) kd->smem += (int)smem_bytes(m, o);
+  kd->schedule = 1;
+  kd->fix = 1;
+  return FL_OK;
+}

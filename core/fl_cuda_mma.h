@@ -1,0 +1,77 @@
+/* Tensor-core kernels for fused attention groups (FlashAttention-class).
+ *
+ * A group qualifies when its scores are products of two bf16/f16 inputs
+ * over a contiguous head dim (`sum(d) q[.., i, d] * k[.., j, d]`), its
+ * loop members are row maxima/minima, row sums, or sums of a weight times
+ * a third input over a register dim (`sum(j) p * v[.., j, e]`), and its
+ * epilogue reads those. Then one CUDA block takes 64 query rows (16 a
+ * warp): mma.sync m16n8k16 with f32 accumulation for both products,
+ * ldmatrix from padded shared-memory tiles, cp.async with the next tile's
+ * keys loaded while the current weights multiply the values, the variant's
+ * body in float between the products (exp through ex2.approx), row state
+ * reduced across the four threads that share a row with warp shuffles,
+ * and the plan's tile classes: skipped tiles never loaded, full tiles with
+ * their mask conditions known.
+ *
+ * Rows whose final rescale argument is not finite (a row every key
+ * masked) are flagged; the group's scalar kernel then recomputes exactly
+ * those rows, with the executor's semantics. */
+#ifndef FL_CUDA_MMA_H
+#define FL_CUDA_MMA_H
+
+#include "fl_cuda_expr.h"
+#include "fl_cuda_gen.h"
+#include "fl_plan.h"
+
+#define FL_MMA_ROWS 64   /* query rows a block */
+#define FL_MMA_THREADS 128
+#define FL_MMA_MAX 8     /* members of each kind */
+
+typedef enum fl_mma_role { FL_MMA_Q, FL_MMA_K, FL_MMA_V } fl_mma_role;
+
+/* A tile loaded into shared memory: rows (query rows, or keys) of a
+ * contiguous last dim. */
+typedef struct fl_mma_operand {
+  int member, load; /* the load, in that member's body */
+  fl_mma_role role;
+  int row_var;      /* the member's variable along rows */
+  int width;        /* positions along the last dim */
+  int affine;       /* offset = base + row * stride (else computed a row) */
+  int64_t stride;
+} fl_mma_operand;
+
+typedef struct fl_mma_group {
+  const fl_kernel *k;
+  fl_dtype dt;      /* of every operand */
+  int row_slot;     /* the grid slot of the query rows */
+  int64_t rows;     /* query positions (the row slot's size) */
+  int64_t keys;     /* loop positions */
+  int64_t step;     /* keys a step: 64, 32 or 16 */
+  int q_regs;       /* Q fragments kept in registers */
+  int nops;
+  fl_mma_operand op[3 * FL_MMA_MAX];
+  int ntv, tv[FL_MMA_MAX], tv_reduce[FL_MMA_MAX], tv_q[FL_MMA_MAX], tv_k[FL_MMA_MAX];
+  int nx, x[FL_MMA_MAX];   /* row max/min members */
+  int ns, s[FL_MMA_MAX];   /* row sum members */
+  int na, a[FL_MMA_MAX], a_p[FL_MMA_MAX], a_v[FL_MMA_MAX]; /* sums of weight · v */
+  int ne, e[FL_MMA_MAX], e_reg[FL_MMA_MAX]; /* epilogue members; over the register dim? */
+  int fixup;               /* some member rescales: rows may need the scalar kernel */
+} fl_mma_group;
+
+/* Does kernel k of plan p qualify? On no, *why says what stops it. */
+int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, fl_mma_group *m, const char **why);
+
+/* Prints group m's kernel (kd holds its name and parameters, as the scalar
+ * kernel's) and sets kd's launch shape. The kernel takes, after the
+ * parameters, the tile classes and loop bounds of its schedule (or NULL:
+ * every tile, partial), the fixup flags and the error flag. */
+fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
+                            fl_cuda_kernel *kd, fl_err *e);
+/* The device helpers the kernels need, once a program. */
+const char *fl_cuda_mma_prelude(void);
+
+/* The role of member m's variable `var`: grid slot (>= 0), or -1 loop,
+ * -2 register dim, -3 local. */
+int fl_cuda_mma_var_role(const fl_graph *g, const fl_group *gr, int m, int var);
+
+#endif

@@ -1,0 +1,340 @@
+/* Which fused groups get a tensor-core kernel: the shape of attention,
+ * read off the group's members (see core/fl_cuda_mma.h). */
+#include "fl_cuda_mma.h"
+
+#include <string.h>
+
+typedef struct matcher {
+  const fl_graph *g;
+  const fl_kernel *k;
+  fl_mma_group *m;
+  const char *why;
+} matcher;
+
+static int fail(matcher *M, const char *why) {
+  if (!M->why) M->why = why;
+  return 0;
+}
+
+int fl_cuda_mma_var_role(const fl_graph *g, const fl_group *gr, int m, int var) {
+  const fl_value *v = &g->vals[m];
+  if (var < v->ndim) {
+    int s = fl_group_slot(g, gr, m, var);
+    return s >= 0 ? s : v->tile_local ? -1 : -2;
+  }
+  return var < v->ndim + v->nred ? -1 : -3;
+}
+
+static int uses_var(const fl_graph *g, int x, int var) {
+  const fl_expr *ex = &g->exprs[x];
+  if (ex->op == FL_X_VAR) return ex->var == var;
+  for (int i = 0; i < ex->nargs; i++)
+    if (uses_var(g, ex->args[i], var)) return 1;
+  return 0;
+}
+
+static int is_var(const fl_graph *g, int x, int var) {
+  return g->exprs[x].op == FL_X_VAR && g->exprs[x].var == var;
+}
+
+static int count_reduce(const fl_graph *g, int x, int *found) {
+  const fl_expr *ex = &g->exprs[x];
+  int n = ex->op == FL_X_REDUCE;
+  if (n) *found = x;
+  for (int i = 0; i < ex->nargs; i++) n += count_reduce(g, ex->args[i], found);
+  return n;
+}
+
+/* What kind member `src` is: 'T'ile, 'X' (row max/min), 'S' (row sum),
+ * 'A' (weighted sum), 'E' (row epilogue), 'R' (register epilogue), 0 for
+ * not classified yet. */
+static char kind_of(const fl_mma_group *m, int src) {
+  for (int i = 0; i < m->ntv; i++) if (m->tv[i] == src) return 'T';
+  for (int i = 0; i < m->nx; i++) if (m->x[i] == src) return 'X';
+  for (int i = 0; i < m->ns; i++) if (m->s[i] == src) return 'S';
+  for (int i = 0; i < m->na; i++) if (m->a[i] == src) return 'A';
+  for (int i = 0; i < m->ne; i++) if (m->e[i] == src) return m->e_reg[i] ? 'R' : 'E';
+  return 0;
+}
+
+/* Do the loads of group members in x read only kinds in `allowed`? */
+static int reads_only(const matcher *M, int x, const char *allowed) {
+  const fl_expr *ex = &M->g->exprs[x];
+  if (ex->op == FL_X_LOAD && ex->src >= M->k->first && ex->src < M->k->first + M->k->n) {
+    char c = kind_of(M->m, ex->src);
+    if (!c || !strchr(allowed, c)) return 0;
+  }
+  for (int i = 0; i < ex->nargs; i++)
+    if (!reads_only(M, ex->args[i], allowed)) return 0;
+  return 1;
+}
+
+/* Are expressions a (in member ma) and b (in mb) the same, variables
+ * compared by their roles in the group? */
+static int same_expr(const matcher *M, int ma, int a, int mb, int b) {
+  const fl_graph *g = M->g;
+  const fl_expr *x = &g->exprs[a], *y = &g->exprs[b];
+  if (x->op != y->op || x->nargs != y->nargs) return 0;
+  if (x->op == FL_X_CONST) return x->value == y->value;
+  if (x->op == FL_X_VAR)
+    return fl_cuda_mma_var_role(g, &M->k->tiles.gr, ma, x->var) ==
+           fl_cuda_mma_var_role(g, &M->k->tiles.gr, mb, y->var);
+  if (x->op == FL_X_LOAD && x->src != y->src) return 0;
+  if (x->op == FL_X_REDUCE) return 0;
+  for (int i = 0; i < x->nargs; i++)
+    if (!same_expr(M, ma, x->args[i], mb, y->args[i])) return 0;
+  return 1;
+}
+
+static int mma_dtype(fl_dtype d) { return d == FL_BF16 || d == FL_F16; }
+
+/* The operand loaded by `load` in member `member`, rows along `row_var`,
+ * the last index variable `last`: its index in m->op, or -1. */
+static int operand(matcher *M, int member, int load, fl_mma_role role, int row_var, int last) {
+  const fl_graph *g = M->g;
+  fl_mma_group *m = M->m;
+  const fl_expr *ld = &g->exprs[load];
+  const fl_value *src = &g->vals[ld->src];
+  if (ld->op != FL_X_LOAD || ld->src >= g->ninputs) return fail(M, "an operand of a product is not an input"), -1;
+  if (!mma_dtype(src->dtype)) return fail(M, "the inputs are not bf16 or f16"), -1;
+  if (m->dt == FL_DTYPE_COUNT) m->dt = src->dtype;
+  if (src->dtype != m->dt) return fail(M, "the inputs of the products differ in dtype"), -1;
+  int n = ld->nargs;
+  if (!is_var(g, ld->args[n - 1], last)) return fail(M, "a product's operand is not contiguous along its dim"), -1;
+  fl_mma_operand op = {.member = member, .load = load, .role = role, .row_var = row_var, .affine = 1};
+  op.width = (int)g->syms[src->dims[n - 1]].size;
+  if (op.width % 16 || op.width > 256) return fail(M, "a head dim is not a multiple of 16 up to 256"), -1;
+  int64_t st[FL_MAX_DIMS];
+  fl_cx_strides(g, src, st);
+  int seen = 0;
+  for (int d = 0; d < n - 1; d++) {
+    if (uses_var(g, ld->args[d], last)) return fail(M, "a product's operand reads its dim twice"), -1;
+    if (row_var < 0 || !uses_var(g, ld->args[d], row_var)) continue;
+    if (is_var(g, ld->args[d], row_var) && !seen++) op.stride = st[d];
+    else op.affine = 0;
+  }
+  for (int i = 0; i < m->nops; i++) {
+    const fl_mma_operand *o = &m->op[i];
+    if (o->role == role && g->exprs[o->load].src == ld->src && same_expr(M, o->member, o->load, member, load))
+      return i;
+  }
+  if (m->nops == 3 * FL_MMA_MAX) return fail(M, "too many operands"), -1;
+  m->op[m->nops] = op;
+  return m->nops++;
+}
+
+/* The one loop dim of a member (its variable), or -1. */
+static int key_var(const matcher *M, int member) {
+  const fl_value *v = &M->g->vals[member];
+  int var = -1;
+  for (int d = 0; d < v->ndim + v->nred; d++)
+    if (fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, member, d) == -1) {
+      if (var >= 0) return -1;
+      var = d;
+    }
+  return var;
+}
+
+static int row_var_of(const matcher *M, int member) {
+  const fl_value *v = &M->g->vals[member];
+  for (int d = 0; d < v->ndim; d++)
+    if (fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, member, d) == M->m->row_slot) return d;
+  return -1;
+}
+
+/* The query rows' slot: a grid dim the first score's Q reads and its K
+ * does not (with grouped heads, the head in its group is another): the
+ * one the plan blocks, else the last. */
+static int find_row_slot(matcher *M, int member, int qload, int kload) {
+  const fl_graph *g = M->g;
+  const fl_value *v = &g->vals[member];
+  int slot = -1;
+  for (int d = 0; d < v->ndim; d++) {
+    int r = fl_cuda_mma_var_role(g, &M->k->tiles.gr, member, d);
+    if (r < 0 || !uses_var(g, qload, d) || uses_var(g, kload, d)) continue;
+    if (slot < 0 || M->k->tiles.block[r] >= M->k->tiles.block[slot]) slot = r;
+  }
+  if (slot < 0) return fail(M, "no query dim");
+  M->m->row_slot = slot;
+  return 1;
+}
+
+static int match_score(matcher *M, int t) {
+  const fl_graph *g = M->g;
+  fl_mma_group *m = M->m;
+  int rx = -1;
+  if (count_reduce(g, g->vals[t].body, &rx) != 1) return fail(M, "a score is not one product");
+  const fl_expr *red = &g->exprs[rx];
+  const fl_expr *mul = &g->exprs[red->args[0]];
+  if (red->comb != FL_COMB_SUM || red->nbind != 1 || mul->op != FL_X_MUL)
+    return fail(M, "a score's reduction is not a product over one dim");
+  int kv = key_var(M, t);
+  if (kv < 0) return fail(M, "a score is not over one loop dim");
+  int a = mul->args[0], b = mul->args[1];
+  if (g->exprs[a].op != FL_X_LOAD || g->exprs[b].op != FL_X_LOAD) return fail(M, "a score's product is not of two loads");
+  if (uses_var(g, a, kv)) { int x = a; a = b; b = x; }
+  if (uses_var(g, a, kv) || !uses_var(g, b, kv)) return fail(M, "a score's operands are not one query and one key");
+  if (m->ntv == 0 && !find_row_slot(M, t, a, b)) return 0;
+  int rv = row_var_of(M, t);
+  if (rv < 0 || uses_var(g, b, rv)) return fail(M, "a score's key operand reads the query dim");
+  int q = operand(M, t, a, FL_MMA_Q, rv, red->var);
+  int k = q < 0 ? -1 : operand(M, t, b, FL_MMA_K, kv, red->var);
+  if (k < 0) return 0;
+  if (m->op[q].width != m->op[k].width) return fail(M, "a score's operands differ in width");
+  m->tv[m->ntv] = t;
+  m->tv_reduce[m->ntv] = rx;
+  m->tv_q[m->ntv] = q;
+  m->tv_k[m->ntv++] = k;
+  return 1;
+}
+
+/* The register dims of member v (of more than one position; a kept dim
+ * of size 1 is index 0): how many, and the last one's variable. */
+static int register_dims(const matcher *M, int v, int *var) {
+  const fl_value *val = &M->g->vals[v];
+  int n = 0;
+  for (int d = 0; d < val->ndim; d++)
+    if (fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, v, d) == -2 && M->g->syms[val->dims[d]].size > 1)
+      n++, *var = d;
+  return n;
+}
+
+static int rescale_ok(const matcher *M, const fl_value *v) {
+  return v->resc == FL_RESCALE_NONE || reads_only(M, v->resc_arg, "X");
+}
+
+static int match_weighted(matcher *M, int v) {
+  const fl_graph *g = M->g;
+  fl_mma_group *m = M->m;
+  int rv = -1;
+  register_dims(M, v, &rv);
+  const fl_expr *mul = &g->exprs[g->vals[v].body];
+  if (mul->op != FL_X_MUL) return fail(M, "a sum over a head dim is not a weight times values");
+  int p = mul->args[0], ld = mul->args[1];
+  if (g->exprs[ld].op != FL_X_LOAD || !is_var(g, g->exprs[ld].args[g->exprs[ld].nargs - 1], rv)) {
+    int x = p; p = ld; ld = x;
+  }
+  if (uses_var(g, p, rv) || !reads_only(M, p, "TX")) return fail(M, "a weight reads the head dim or running sums");
+  int kv = key_var(M, v), row = row_var_of(M, v);
+  if (kv < 0 || (row >= 0 && uses_var(g, ld, row))) return fail(M, "the values read the query dim");
+  int o = operand(M, v, ld, FL_MMA_V, kv, rv);
+  if (o < 0) return 0;
+  m->a[m->na] = v;
+  m->a_p[m->na] = p;
+  m->a_v[m->na++] = o;
+  return 1;
+}
+
+static int match_loop_member(matcher *M, int v) {
+  const fl_value *val = &M->g->vals[v];
+  fl_mma_group *m = M->m;
+  int rv = -1, nreg = register_dims(M, v, &rv);
+  if (m->nx == FL_MMA_MAX || m->ns == FL_MMA_MAX || m->na == FL_MMA_MAX) return fail(M, "too many members");
+  if (fl_group_is_extreme(val) && nreg == 0 && val->resc == FL_RESCALE_NONE && reads_only(M, val->body, "T")) {
+    m->x[m->nx++] = v;
+    return 1;
+  }
+  if (val->comb != FL_COMB_SUM || !rescale_ok(M, val)) return fail(M, "a loop member is not a max, a sum or a weighted sum");
+  if (val->resc != FL_RESCALE_NONE) m->fixup = 1;
+  if (nreg == 0) {
+    if (!reads_only(M, val->body, "TX")) return fail(M, "a row sum reads other sums");
+    m->s[m->ns++] = v;
+    return 1;
+  }
+  if (nreg > 1) return fail(M, "a sum has two register dims");
+  return match_weighted(M, v);
+}
+
+/* An epilogue over register dim `rv` reads the weighted sums at that dim. */
+static int reads_at_register(const matcher *M, int v, int x, int rv) {
+  const fl_graph *g = M->g;
+  const fl_expr *ex = &g->exprs[x];
+  char kind = ex->op == FL_X_LOAD ? kind_of(M->m, ex->src) : 0;
+  if (kind == 'A' || kind == 'R') {
+    int arv = -1;
+    register_dims(M, ex->src, &arv);
+    if (!is_var(g, ex->args[arv], rv)) return 0;
+    if (g->syms[g->vals[ex->src].dims[arv]].size != g->syms[g->vals[v].dims[rv]].size) return 0;
+  }
+  for (int i = 0; i < ex->nargs; i++)
+    if (!reads_at_register(M, v, ex->args[i], rv)) return 0;
+  return 1;
+}
+
+/* Row epilogues are kept in registers for later ones; a register
+ * epilogue is computed where it is read (at the same register position). */
+static int match_epilogue(matcher *M, int v) {
+  fl_mma_group *m = M->m;
+  int rv = -1, nreg = register_dims(M, v, &rv);
+  int body = M->g->vals[v].body;
+  if (m->ne == FL_MMA_MAX) return fail(M, "too many epilogue members");
+  if (nreg > 1) return fail(M, "an epilogue has two register dims");
+  if (nreg == 0 && !reads_only(M, body, "XSE")) return fail(M, "a row epilogue reads a head dim");
+  if (nreg == 1 && (!reads_only(M, body, "XSAER") || !reads_at_register(M, v, body, rv)))
+    return fail(M, "an epilogue reads the sums elsewhere than at its own head dim");
+  m->e_reg[m->ne] = nreg;
+  m->e[m->ne++] = v;
+  return 1;
+}
+
+static int64_t regs_estimate(const fl_mma_group *m, int64_t step, int q_regs) {
+  int64_t r = 40 + m->ntv * step / 2;
+  for (int i = 0; i < m->na; i++) r += m->op[m->a_v[i]].width / 2;
+  for (int i = 0; q_regs && i < m->ntv; i++) r += m->op[m->tv_q[i]].width / 4;
+  return r;
+}
+
+/* Keys a step and whether Q stays in registers: an estimate of the live
+ * registers, kept low enough that ptxas (which needs ~80 more) does not spill. */
+static int choose_sizes(matcher *M) {
+  fl_mma_group *m = M->m;
+  int64_t pt = fl_tiles_loop_width(&M->k->tiles);
+  static const struct { int64_t step; int q; } opts[] = {{64, 1}, {64, 0}, {32, 0}, {16, 0}};
+  for (unsigned i = 0; i < sizeof opts / sizeof *opts; i++) {
+    if (pt < m->keys && pt % opts[i].step) continue;
+    m->step = opts[i].step;
+    m->q_regs = opts[i].q;
+    if (regs_estimate(m, m->step, m->q_regs) <= 150) break;
+  }
+  if (!m->step) return fail(M, "the loop's tiles are not a multiple of 16 keys");
+  return 1;
+}
+
+static int check_grid(matcher *M) {
+  const fl_tiles *t = &M->k->tiles;
+  fl_mma_group *m = M->m;
+  m->rows = M->g->syms[t->gr.grid[m->row_slot]].size;
+  for (int s = 0; s < t->gr.ngrid; s++) {
+    if (s == m->row_slot) {
+      if (t->block[s] != FL_MMA_ROWS && t->block[s] < m->rows) return fail(M, "query rows not in blocks of 64");
+    } else if (t->block[s] != 1) {
+      return fail(M, "a grid dim other than the query's is blocked");
+    }
+  }
+  return 1;
+}
+
+int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, fl_mma_group *m, const char **why) {
+  memset(m, 0, sizeof *m);
+  m->k = k;
+  m->dt = FL_DTYPE_COUNT;
+  m->row_slot = -1;
+  matcher M = {.g = p->g, .k = k, .m = m};
+  const fl_graph *g = p->g;
+  int ok = k->is_group && k->tiles.gr.nloop == 1 && k->tiles.gr.loop >= 0;
+  if (!ok) fail(&M, "not a group with one loop dim");
+  for (int v = k->first; ok && v < k->first + k->n; v++)
+    if (g->vals[v].tile_local) ok = m->ntv < FL_MMA_MAX ? match_score(&M, v) : fail(&M, "too many scores");
+  if (ok && m->ntv == 0) ok = fail(&M, "no scores (products over a head dim)");
+  for (int v = k->first; ok && v < k->first + k->n; v++) {
+    const fl_value *val = &g->vals[v];
+    if (val->tile_local) continue;
+    ok = val->epilogue ? match_epilogue(&M, v) : match_loop_member(&M, v);
+  }
+  if (ok) {
+    m->keys = g->syms[k->tiles.gr.loop_sym[0]].size;
+    ok = check_grid(&M) && choose_sizes(&M);
+  }
+  *why = ok ? NULL : M.why;
+  return ok;
+}

@@ -1,0 +1,26 @@
+/* The tile classes and loop bounds a tensor-core kernel reads (see
+ * core/fl_plan.h): with masks over indices, the plan's table, uploaded
+ * once; with masks over data (document ids), classified before each run
+ * from the data, read back from the device; without a table (no masks,
+ * or one too large to keep) none: every tile runs, masked. */
+#ifndef FL_CUDA_SCHED_H
+#define FL_CUDA_SCHED_H
+
+#include "fl_cuda.h"
+#include "fl_plan.h"
+
+typedef struct fl_cuda_sched {
+  uint64_t tab, bnd; /* device memory, or 0 */
+  int per_run;       /* classified before each run */
+} fl_cuda_sched;
+
+/* Uploads kernel k's table if it has one ahead of the run. */
+fl_status fl_cuda_sched_build(const fl_kernel *k, int ordinal, fl_cuda_sched *s, fl_err *e);
+/* Classifies a data-dependent kernel's tiles from the values on the
+ * device (ptr: per value its device memory, stored as storage(v)). */
+fl_status fl_cuda_sched_run(const fl_kernel *k, int ordinal, const uint64_t *ptr,
+                            fl_dtype (*storage)(const fl_graph *g, int v, void *ctx), void *ctx,
+                            fl_cuda_sched *s, fl_err *e);
+void fl_cuda_sched_free(fl_cuda_sched *s, int ordinal);
+
+#endif
