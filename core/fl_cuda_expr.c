@@ -86,6 +86,8 @@ const char fl_cuda_prelude[] =
   "__device__ __forceinline__ float fl_sigmoid(float x) { return 1.0f / (1.0f + fl_exp(-x)); }\n"
   "__device__ __forceinline__ float fl_idiv(float a, float b) { return floorf(a / b); }\n"
   "__device__ __forceinline__ float fl_mod(float a, float b) { return a - b * floorf(a / b); }\n"
+  /* a correctly rounded reciprocal, folded for constants: a multiply, not a division */
+  "__device__ __forceinline__ float fl_div(float a, float b) { return a * __frcp_rn(b); }\n"
   "template <typename T> __device__ __forceinline__ long long fl_index(T v, long long size, int *err) {\n"
   "  long long i = (long long)v;\n"
   "  if (!(v == fl_floor(v) && v >= (T)0 && v < (T)size)) { atomicExch(err, 1); return 0; }\n"
@@ -264,6 +266,8 @@ static int emit_op(fl_cx *c, const fl_expr *ex) {
       fl_cx_line(c, "const %s t%d = %s;", r, t, c->f32 ? "FL_NANF" : "FL_NAN");
     } else if (call) {
       fl_cx_line(c, "const %s t%d = %s(t%d, t%d);", r, t, op, a, b);
+    } else if (c->f32 && ex->op == FL_X_DIV) {
+      fl_cx_line(c, "const float t%d = fl_div(t%d, t%d);", t, a, b);
     } else {
       fl_cx_line(c, "const %s t%d = (%s)(t%d %s t%d);", r, t, r, a, op, b);
     }

@@ -31,7 +31,7 @@ static const char MMA_PRELUDE[] =
   "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(a));\n}\n"
   "#define FL_MMA(T) \\\n"
   "__device__ __forceinline__ void fl_mma_##T(float *c, const unsigned *a, unsigned b0, unsigned b1) { \\\n"
-  "  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.\" #T \".\" #T \".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\" \\\n"
+  "  asm(\"mma.sync.aligned.m16n8k16.row.col.f32.\" #T \".\" #T \".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\" \\\n"
   "               : \"+f\"(c[0]), \"+f\"(c[1]), \"+f\"(c[2]), \"+f\"(c[3]) \\\n"
   "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b0), \"r\"(b1)); \\\n"
   "}\n"
@@ -328,21 +328,28 @@ static void put_row_expr(printer *P, int v, int x, const char *dst, const char *
   line(P, "}");
 }
 
+/* A row's maximum (minimum) over the step: fmaxf per element, NaNs counted
+ * aside (fmaxf drops them; the executor's max keeps them), then across
+ * the four threads of the row, then into the running value. */
 static void put_extremes(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->nx; i++) {
-    const char *fn = val(P, m->x[i])->comb == FL_COMB_MAX ? "max" : "min";
-    const char *id = val(P, m->x[i])->comb == FL_COMB_MAX ? "-FL_INFF" : "FL_INFF";
+    int max = val(P, m->x[i])->comb == FL_COMB_MAX;
+    const char *id = max ? "-FL_INFF" : "FL_INFF", *fn = max ? "max" : "min";
     line(P, "{");
     P->c.depth++;
-    line(P, "float xm[2] = {%s, %s};", id, id);
+    line(P, "float xm[2] = {%s, %s}, xn[2] = {0.0f, 0.0f};", id, id);
     open_elements(P);
-    char fmt[64];
-    snprintf(fmt, sizeof fmt, "if (valid) xm[h >> 1] = fl_%s(xm[h >> 1], %%s);", fn);
+    char fmt[128];
+    snprintf(fmt, sizeof fmt, "if (valid) { const float u = %%s; xm[h >> 1] = f%sf(xm[h >> 1], u); if (u != u) xn[h >> 1] = 1.0f; }",
+             fn);
     put_member_expr(P, m->x[i], val(P, m->x[i])->body, fmt);
     close_elements(P);
-    line(P, "mx%d[0] = fl_%s(mx%d[0], fl_quad_%s(xm[0]));", i, fn, i, fn);
-    line(P, "mx%d[1] = fl_%s(mx%d[1], fl_quad_%s(xm[1]));", i, fn, i, fn);
+    line(P, "#pragma unroll");
+    line(P, "for (int r = 0; r < 2; ++r) {");
+    line(P, "  const float q = fl_quad_max(xn[r]) > 0.0f ? FL_NANF : fl_quad_%s(xm[r]);", fn);
+    line(P, "  mx%d[r] = fl_%s(mx%d[r], q);", i, fn, i);
+    line(P, "}");
     P->c.depth--;
     line(P, "}");
   }
