@@ -14,10 +14,13 @@ local NEG_INF = -math.huge
 --   sink(b, h)            an extra logit in the softmax denominator
 --   weight = "sigmoid"    sigmoid(score) instead of softmax
 --   lse = true            also return the log-sum-exp L [B][H][Nq]
+--   rows                  compute only some query rows (see R.with_rows);
+--                         default R.rows, which is nil: every row
 -- Returns O [B][H][Nq][E] (and L).
 function R.attention(q, k, v, opts)
   opts = opts or {}
   local scale = opts.scale or 1 / math.sqrt(#q[1][1][1])
+  local only = R.selection(opts.rows or R.rows)
   local O, L = {}, {}
   for b = 1, #q do
     O[b], L[b] = {}, {}
@@ -26,6 +29,10 @@ function R.attention(q, k, v, opts)
       local kb, vb = k[b][kh], v[b][kh]
       O[b][h], L[b][h] = {}, {}
       for i = 1, #q[b][h] do
+        if only and not only(b, h, i) then
+          O[b][h][i], L[b][h][i] = {}, {}
+          goto next_row
+        end
         local qi, s, m = q[b][h][i], {}, NEG_INF
         for j = 1, #kb do
           local acc = 0.0
@@ -54,11 +61,52 @@ function R.attention(q, k, v, opts)
           row[e] = opts.weight == "sigmoid" and acc or acc / z
         end
         O[b][h][i], L[b][h][i] = row, math.log(z) + m
+        ::next_row::
       end
     end
   end
   if opts.lse then return O, L end
   return O
+end
+
+-- Selected query rows, for sequences too long to compute every row in plain
+-- Lua. A selection is a list of query positions (1-based, as i above) with
+-- optional fields heads and batches (lists of h and b; default all):
+--   {1, 4096, 17, 2050, heads = {2}, batches = {1}}
+-- While R.rows holds one, R.attention computes only those (b, h, i) and
+-- gives every other row, of O and of L, as an empty table. R.zip and
+-- R.swap23 carry empty rows along and R.rel_error compares nothing inside
+-- them, so a variant's reference needs no change: R.with_rows(sel,
+-- V.reference, x, p) returns its outputs with only the selected rows filled.
+-- The rows it fills are the very rows the full computation gives (same
+-- operations, same order). nil: every row.
+R.rows = nil
+
+-- A selection as a predicate (b, h, i) -> selected?, or nil for nil.
+function R.selection(sel)
+  if sel == nil then return nil end
+  if type(sel) == "function" then return sel end
+  assert(type(sel) == "table", "a row selection is a list of query positions")
+  local function set(list)
+    if list == nil then return nil end
+    local out = {}
+    for _, n in ipairs(list) do out[n] = true end
+    return out
+  end
+  local rows, heads, batches = set(sel), set(sel.heads), set(sel.batches)
+  return function(b, h, i)
+    return rows[i] == true and (not heads or heads[h] == true) and (not batches or batches[b] == true)
+  end
+end
+
+-- Calls f(...) with R.rows = sel, and puts R.rows back however f ends.
+function R.with_rows(sel, f, ...)
+  local saved = R.rows
+  R.rows = sel
+  local r = table.pack(pcall(f, ...))
+  R.rows = saved
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
 end
 
 -- The inputs as nested tables, what the references take.

@@ -1,12 +1,84 @@
--- Runs a few variants' generated kernels once on the GPU, for
--- compute-sanitizer: compute-sanitizer --tool memcheck dist/flua spec/gpu/sanitize.lua
+-- Runs a few variants' generated kernels on the GPU through the default path
+-- (tensor-core kernels for fused attention groups), for compute-sanitizer:
+--
+--   compute-sanitizer --tool memcheck  --error-exitcode 1 dist/flua spec/gpu/sanitize.lua
+--   compute-sanitizer --tool racecheck --error-exitcode 1 dist/flua spec/gpu/sanitize.lua
+--
+-- Plain (full), causal, document and differential attention at N = 100 and
+-- 200 (neither divides the tiles: the last query and key tiles are partial)
+-- and D = 64 and 128, B = 1, H = 2, bf16. Each output is poisoned (NaN)
+-- first and compared with the CPU executor (double inside); a wrong result,
+-- or a position no kernel wrote, raises an error: exit status 1.
+--
+-- FL_SANITIZE_VARIANTS, FL_SANITIZE_N, FL_SANITIZE_D and FL_SANITIZE_DTYPES
+-- (comma-separated) change the lists.
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
 local variants = require "variants"
-for _, name in ipairs({"full", "causal", "document", "differential"}) do
-  local V = variants.load(name)
-  local inputs = V.inputs(1, 2, 37, 64, {dtype = "bf16", seed = 1}, V.small)
-  for k, t in ipairs(inputs) do inputs[k] = t:to("cuda") end
-  local o = fl.compile(V.make(V.small))(table.unpack(inputs))
-  print(name, o:shape()[3], o:to("cpu"):to("f32"):get(1, 1, 1, 1))
+local R = require "variants.reference"
+
+io.stdout:setvbuf("line")
+local TOL = {bf16 = 1e-2, f16 = 2e-3, f32 = 1e-4}
+
+local function list(name, default)
+  local out = {}
+  for w in (os.getenv(name) or default):gmatch("[^,%s]+") do out[#out + 1] = tonumber(w) or w end
+  return out
 end
+
+local NAMES = os.getenv("FL_SANITIZE_VARIANTS") or "full,causal,document,differential"
+local LENGTHS = list("FL_SANITIZE_N", "100,200")
+local DIMS = list("FL_SANITIZE_D", "64,128")
+local DTYPES = list("FL_SANITIZE_DTYPES", "bf16")
+local B, H = 1, 2
+
+assert(fl.cuda_available(), "sanitize: no GPU here")
+
+local failures, cases = {}, 0
+for _, V in ipairs(variants.all(NAMES)) do
+  for _, N in ipairs(LENGTHS) do
+    for _, D in ipairs(DIMS) do
+      for _, dt in ipairs(DTYPES) do
+        cases = cases + 1
+        local what = ("%s N=%d D=%d %s"):format(V.name, N, D, dt)
+        local ok, err = pcall(function()
+          local cpu = V.inputs(B, H, N, D, {dtype = dt, seed = N * 131 + D}, V.small)
+          local gpu = {}
+          for k, t in ipairs(cpu) do gpu[k] = t:to("cuda") end
+          local g = fl.trace(V.make(V.small), table.unpack(cpu))
+          for _, p in ipairs(fl.passes) do g:run(p) end
+          local plan = g:plan()
+          local out = {}
+          for k, id in ipairs(g:outputs()) do
+            local v = g:value(id)
+            out[k] = fl.full(v.shape, 0 / 0, {dtype = v.dtype, device = "cuda"})
+          end
+          local t0 = fl.clock()
+          local res = plan:launch(gpu, nil, {out = out, kernels = "auto"})
+          local ms = (fl.clock() - t0) * 1e3
+          local got, want = {}, {}
+          for k, t in ipairs(res) do
+            assert(rawequal(t, out[k]), "launch did not return the tensors given as opts.out")
+            got[k] = t:to("cpu"):to("f32"):totable()
+          end
+          for k, t in ipairs(g:eval(cpu, "f32")) do want[k] = t:totable() end
+          local e = R.rel_error(got, want)
+          local names = {}
+          for _, kern in ipairs((plan:compiled() or {kernels = {}}).kernels) do names[#names + 1] = kern.name end
+          print(("%-30s error %.1e  %7.0f ms  %s"):format(what, e, ms, table.concat(names, "+")))
+          if not (e < TOL[dt]) then error(("error %.3g (tolerance %g)"):format(e, TOL[dt]), 0) end
+        end)
+        if not ok then
+          failures[#failures + 1] = what .. ": " .. tostring(err)
+          print(what .. ": FAILED: " .. tostring(err))
+        end
+        collectgarbage()
+      end
+    end
+  end
+end
+
+if #failures > 0 then
+  error(("sanitize: %d of %d cases failed:\n%s"):format(#failures, cases, table.concat(failures, "\n")), 0)
+end
+print(("sanitize: %d cases, all equal the CPU executor"):format(cases))
