@@ -62,8 +62,8 @@ end
 print("flashlight " .. fl.version)
 if on_gpu then
   local info = fl.device_info()
-  print(("GPU: %s (%s): the kernels are CUDA generated from each plan (NVRTC), for now the " ..
-    "plan's scalar kernels"):format(info.name, info.arch))
+  print(("GPU: %s (%s): the kernels are CUDA generated from each plan (NVRTC): fused " ..
+    "attention groups on tensor cores, the rest scalar kernels"):format(info.name, info.arch))
 else
   print("no GPU (" .. why .. "): the kernels run on the CPU executor")
 end
