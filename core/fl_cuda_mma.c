@@ -257,9 +257,25 @@ static void put_member_expr(printer *P, int v, int x, const char *fmt) {
 
 /* ---- one step: the scores ---- */
 
+/* For n over [0, count): B fragments of two 8-wide tiles from operand o's
+ * tile (ldmatrix `ldm`, the element offset `at` of the lane's row, with
+ * the padded row width printed in), then acc[2n] and acc[2n + 1] += a · b. */
+static void put_mma_pairs(printer *P, const char *n, int64_t count, const char *a, const char *acc,
+                          const char *ldm, int o, int width, const char *at) {
+  const char *T = P->m->dt == FL_BF16 ? "bf16" : "f16";
+  char off[160];
+  snprintf(off, sizeof off, at, width + 8);
+  line(P, "#pragma unroll");
+  line(P, "for (int %s = 0; %s < %lld; ++%s) {", n, n, (long long)count, n);
+  line(P, "  unsigned b[4];");
+  line(P, "  %s(b, so%d + (unsigned)(%s) * 2u);", ldm, o, off);
+  line(P, "  fl_mma_%s(%s[2 * %s], %s, b[0], b[1]);", T, acc, n, a);
+  line(P, "  fl_mma_%s(%s[2 * %s + 1], %s, b[2], b[3]);", T, acc, n, a);
+  line(P, "}");
+}
+
 static void put_scores(printer *P) {
   const fl_mma_group *m = P->m;
-  const char *T = m->dt == FL_BF16 ? "bf16" : "f16";
   for (int i = 0; i < m->ntv; i++) {
     const fl_mma_operand *q = &m->op[m->tv_q[i]], *k = &m->op[m->tv_k[i]];
     line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
@@ -276,14 +292,10 @@ static void put_scores(printer *P) {
       line(P, "fl_ldm4(qa, so%d + (unsigned)((warp * 16 + (lane & 15)) * %d + kk * 16 + (lane >> 4) * 8) * 2u);",
            m->tv_q[i], q->width + 8);
     }
-    line(P, "#pragma unroll");
-    line(P, "for (int np = 0; np < %lld; ++np) {", (long long)(m->step / 16));
-    line(P, "  unsigned b[4];");
-    line(P, "  fl_ldm4(b, so%d + (unsigned)((np * 16 + (lane & 7) + ((lane >> 4) << 3)) * %d + kk * 16 + ((lane >> 3) & 1) * 8) * 2u);",
-         m->tv_k[i], k->width + 8);
-    line(P, "  fl_mma_%s(s%d[2 * np], qa, b[0], b[1]);", T, i);
-    line(P, "  fl_mma_%s(s%d[2 * np + 1], qa, b[2], b[3]);", T, i);
-    line(P, "}");
+    char acc[16];
+    snprintf(acc, sizeof acc, "s%d", i);
+    put_mma_pairs(P, "np", m->step / 16, "qa", acc, "fl_ldm4", m->tv_k[i], k->width,
+                  "(np * 16 + (lane & 7) + ((lane >> 4) << 3)) * %d + kk * 16 + ((lane >> 3) & 1) * 8");
     P->c.depth--;
     line(P, "}");
   }
@@ -433,14 +445,10 @@ static void put_products(printer *P) {
          T, i, i, T, i, i);
     line(P, "  fl_pack_%s(p%d[2 * kk + 1][0], p%d[2 * kk + 1][1]), fl_pack_%s(p%d[2 * kk + 1][2], p%d[2 * kk + 1][3])};",
          T, i, i, T, i, i);
-    line(P, "#pragma unroll");
-    line(P, "for (int ep = 0; ep < %d; ++ep) {", v->width / 16);
-    line(P, "  unsigned b[4];");
-    line(P, "  fl_ldm4t(b, so%d + (unsigned)((kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * %d + ep * 16 + (lane >> 4) * 8) * 2u);",
-         m->a_v[i], v->width + 8);
-    line(P, "  fl_mma_%s(oa%d[2 * ep], pa, b[0], b[1]);", T, i);
-    line(P, "  fl_mma_%s(oa%d[2 * ep + 1], pa, b[2], b[3]);", T, i);
-    line(P, "}");
+    char acc[16];
+    snprintf(acc, sizeof acc, "oa%d", i);
+    put_mma_pairs(P, "ep", v->width / 16, "pa", acc, "fl_ldm4t", m->a_v[i], v->width,
+                  "(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * %d + ep * 16 + (lane >> 4) * 8");
     P->c.depth--;
     line(P, "}");
   }
