@@ -9,6 +9,7 @@
 
 #include "fl_cuda_expr.h"
 #include "fl_cuda_mma.h"
+#include "fl_cuda_wgmma.h"
 #include "fl_text.h"
 
 #define LOOP_TILE 16 /* loop positions a thread takes in at a time */
@@ -388,16 +389,21 @@ static void gen_group(gen *G, const fl_kernel *pk, fl_cuda_kernel *k) {
 
 /* A group as a tensor-core kernel (and its scalar kernel for the rows
  * it flags), or as its scalar kernel, saying why in `why`. */
-static fl_status gen_group_kernels(gen *G, const fl_kernel *pk, int scalar_only, fl_cuda_program *out,
+static fl_status gen_group_kernels(gen *G, const fl_kernel *pk, fl_cuda_path path, fl_cuda_program *out,
                                    int *any_mma, fl_err *e) {
   fl_mma_group mg;
-  const char *why = "scalar kernels asked for";
-  if (!scalar_only && fl_cuda_mma_match(G->p, pk, &mg, &why)) {
+  const char *why = "scalar kernels asked for", *why_not_hopper = NULL;
+  /* FL_PATH_AUTO, unsettled, is taken as mma */
+  int ok = path == FL_PATH_HOPPER && fl_cuda_mma_match(G->p, pk, 1, &mg, &why_not_hopper);
+  if (!ok && path != FL_PATH_SCALAR) ok = fl_cuda_mma_match(G->p, pk, 0, &mg, &why);
+  if (ok) {
     fl_cuda_kernel *k = &out->k[out->nkernels++];
     group_params(G->g, pk, "_mma", k);
     fl_status s = fl_cuda_mma_print(G->p, &mg, G->out_dtype, G->c.b, k, e);
     if (s != FL_OK) return s;
-    *any_mma = 1;
+    k->path = mg.hopper ? FL_PATH_HOPPER : FL_PATH_MMA;
+    if (why_not_hopper) snprintf(k->why, sizeof k->why, "not wgmma: %s", why_not_hopper);
+    *any_mma |= mg.hopper ? 3 : 1;
     if (!mg.fixup) return FL_OK;
     why = "";
   }
@@ -407,7 +413,11 @@ static fl_status gen_group_kernels(gen *G, const fl_kernel *pk, int scalar_only,
   return FL_OK;
 }
 
-fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, int scalar_only, fl_cuda_program *out,
+const char *fl_cuda_path_name(fl_cuda_path path) {
+  return path == FL_PATH_HOPPER ? "hopper" : path == FL_PATH_MMA ? "mma" : "scalar";
+}
+
+fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, fl_cuda_program *out,
                            fl_err *e) {
   const fl_graph *g = p->g;
   memset(out, 0, sizeof *out);
@@ -423,7 +433,7 @@ fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, int scalar_only
   for (int i = 0; i < p->n && s == FL_OK; i++) {
     const fl_kernel *pk = &p->k[i];
     int first = out->nkernels;
-    if (pk->is_group) s = gen_group_kernels(&G, pk, scalar_only, out, &any_mma, e);
+    if (pk->is_group) s = gen_group_kernels(&G, pk, path, out, &any_mma, e);
     else gen_node(&G, pk->first, &out->k[out->nkernels++]);
     for (int f = 0; f < pk->nfold; f++) gen_node(&G, pk->fold[f], &out->k[out->nkernels++]);
     for (int k = first; k < out->nkernels; k++) out->k[k].plan_kernel = i;
@@ -432,7 +442,8 @@ fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, int scalar_only
     if (out->k[i].nparams >= FL_CUDA_MAX_PARAMS) G.c.err = "a kernel reads too many values";
   char *body = fl_text_take(&b);
   fl_text all = {0};
-  fl_text_put(&all, "%s%s%s", fl_cuda_prelude, any_mma ? fl_cuda_mma_prelude() : "", body ? body : "");
+  fl_text_put(&all, "%s%s%s%s", fl_cuda_prelude, any_mma ? fl_cuda_mma_prelude() : "",
+              any_mma & 2 ? fl_cuda_wgmma_prelude() : "", body ? body : "");
   free(body);
   out->source = fl_text_take(&all);
   if (s != FL_OK || G.c.err || !out->source) {

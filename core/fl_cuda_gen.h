@@ -19,6 +19,11 @@
 
 #define FL_CUDA_MAX_PARAMS 64
 
+/* The kernels a fused group gets: its scalar kernel only, mma.sync
+ * tensor-core kernels (sm_80 and up), or wgmma ones (sm_90a; a group
+ * wgmma cannot take gets mma.sync). */
+typedef enum fl_cuda_path { FL_PATH_SCALAR, FL_PATH_MMA, FL_PATH_HOPPER, FL_PATH_AUTO } fl_cuda_path;
+
 typedef struct fl_cuda_kernel {
   char name[32];
   int64_t threads;           /* scalar kernels: one a position, in blocks of 128 */
@@ -26,8 +31,10 @@ typedef struct fl_cuda_kernel {
   int smem;                  /* dynamic shared memory, bytes */
   int plan_kernel;           /* the plan's kernel it runs */
   int schedule;              /* takes the tile classes and loop bounds after its values */
-  char why[96];              /* a group's scalar kernel: why not a tensor-core one */
-  int fix;                   /* 1: sets an int a grid position for rows to recompute;
+  fl_cuda_path path;         /* the kind of kernel: scalar, mma.sync or wgmma */
+  char why[96];              /* a group's kernel: why not a faster kind */
+  int fix;                   /* 1: sets an int a grid position for rows to recompute,
+                                and the int after them when it sets any;
                                 2: takes them (NULL: every position) */
   int nparams;
   int param[FL_CUDA_MAX_PARAMS]; /* value ids, in the kernel's parameter order */
@@ -41,9 +48,11 @@ typedef struct fl_cuda_program {
 } fl_cuda_program;
 
 /* out_dtype: the graph outputs' dtype, or FL_DTYPE_COUNT for each its own.
- * scalar_only: no tensor-core kernels, every kernel the scalar one. */
-fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, int scalar_only, fl_cuda_program *out,
+ * path: the fastest kind of kernel a group may get. */
+fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, fl_cuda_program *out,
                            fl_err *e);
+/* "scalar", "mma" or "hopper". */
+const char *fl_cuda_path_name(fl_cuda_path path);
 void fl_cuda_program_free(fl_cuda_program *p);
 
 /* The storage of value v in this program: its dtype, or FL_DTYPE_COUNT for

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fl_cuda_wgmma.h"
 #include "fl_text.h"
 
 #define line(P, ...) fl_cx_line(&(P)->c, __VA_ARGS__)
@@ -40,10 +41,13 @@ static const char MMA_PRELUDE[] =
   "  unsigned r; asm(\"cvt.rn.bf16x2.f32 %0, %1, %2;\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo)); return r;\n}\n"
   "__device__ __forceinline__ unsigned fl_pack_f16(float lo, float hi) {\n"
   "  unsigned r; asm(\"cvt.rn.f16x2.f32 %0, %1, %2;\" : \"=r\"(r) : \"f\"(hi), \"f\"(lo)); return r;\n}\n"
+  "/* max and min that keep NaNs, as the executor's do, in one instruction */\n"
+  "__device__ __forceinline__ float fl_maxn(float a, float b) { float r; asm(\"max.NaN.f32 %0, %1, %2;\" : \"=f\"(r) : \"f\"(a), \"f\"(b)); return r; }\n"
+  "__device__ __forceinline__ float fl_minn(float a, float b) { float r; asm(\"min.NaN.f32 %0, %1, %2;\" : \"=f\"(r) : \"f\"(a), \"f\"(b)); return r; }\n"
   "__device__ __forceinline__ float fl_quad_max(float v) {\n"
-  "  v = fl_max(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fl_max(v, __shfl_xor_sync(0xffffffffu, v, 2));\n}\n"
+  "  v = fl_maxn(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fl_maxn(v, __shfl_xor_sync(0xffffffffu, v, 2));\n}\n"
   "__device__ __forceinline__ float fl_quad_min(float v) {\n"
-  "  v = fl_min(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fl_min(v, __shfl_xor_sync(0xffffffffu, v, 2));\n}\n"
+  "  v = fl_minn(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fl_minn(v, __shfl_xor_sync(0xffffffffu, v, 2));\n}\n"
   "__device__ __forceinline__ float fl_quad_sum(float v) {\n"
   "  v += __shfl_xor_sync(0xffffffffu, v, 1); return v + __shfl_xor_sync(0xffffffffu, v, 2);\n}\n"
   "/* the first step at or after s not skipped (tab: a block's classes, a plan tile per spt steps) */\n"
@@ -63,6 +67,7 @@ typedef struct printer {
   const char *row;  /* the row half of the context: "h >> 1" or "r" */
   int elem;         /* in an element context ([nt][h] or [et][h]) */
   int known;        /* mask conditions known (a full tile) */
+  int edge;         /* the step may hold keys past the end */
   int cur;          /* the score whose body is printed, or -1 */
 } printer;
 
@@ -178,12 +183,54 @@ static int64_t op_limit(const fl_mma_group *m, const fl_mma_operand *o) {
   return o->role == FL_MMA_Q ? m->rows : m->keys;
 }
 
+/* The shared-memory address of operand o's tile: the one in use (so<o>),
+ * or (wgmma keys and values, two tiles each) the other one. */
+static void tile_at(const printer *P, int o, int next, char *buf, size_t n);
+
 /* Loads operand o's rows [r0, r0 + rows) into its tile (cp.async, rows
- * past the end zero-filled). */
-static void put_load(printer *P, int o, const char *r0) {
+ * past the end zero-filled), the other one if `next`. */
+/* The shared-memory offset of chunk `ch` of row `r` in operand o's tile. */
+static void chunk_at(const printer *P, int o, const char *r, const char *ch, char *buf, size_t n) {
+  const fl_mma_operand *op = &P->m->op[o];
+  if (P->m->hopper) fl_cuda_wgmma_chunk_at(buf, n, op_rows(P->m, op), r, ch);
+  else snprintf(buf, n, "((%s) * %d + (%s) * 8) * 2", r, op->width + 8, ch);
+}
+
+/* An affine operand whose chunks fall evenly on the threads: each thread
+ * takes one chunk column and every rpi-th row, so its addresses (global
+ * and shared) step by constants. */
+static int put_even_load(printer *P, int o, const char *r0, int next) {
+  const fl_mma_group *m = P->m;
+  const fl_mma_operand *op = &m->op[o];
+  int64_t rows = op_rows(m, op), chunks = op->width / 8, rpi = FL_MMA_THREADS / chunks;
+  if (!op->affine || FL_MMA_THREADS % chunks || (rows * chunks) % FL_MMA_THREADS || (m->hopper && rpi % 8))
+    return 0;
+  char at[200], base[64];
+  chunk_at(P, o, "rt", "ch", at, sizeof at);
+  tile_at(P, o, next, base, sizeof base);
+  int src = P->g->exprs[op->load].src;
+  line(P, "{");
+  P->c.depth++;
+  line(P, "const int rt = tid / %lld, ch = tid %% %lld;", (long long)chunks, (long long)chunks);
+  line(P, "const long long p0 = (%s) + rt, left = %lldLL - p0;", r0, (long long)op_limit(m, op));
+  line(P, "const auto *src = v%d + ob%d + p0 * %lldLL + ch * 8;", src, o, (long long)op->stride);
+  line(P, "const unsigned dst = %s + (unsigned)(%s);", base, at);
+  line(P, "#pragma unroll");
+  line(P, "for (int it = 0; it < %lld; ++it) {", (long long)(rows / rpi));
+  line(P, "  const bool ok = it * %lld < left;", (long long)rpi);
+  line(P, "  fl_cp16(dst + it * %lldu, ok ? src + it * %lldLL : v%d + ob%d, ok ? 16 : 0);",
+       (long long)(m->hopper ? rpi * 128 : rpi * (op->width + 8) * 2), (long long)(rpi * op->stride), src, o);
+  line(P, "}");
+  P->c.depth--;
+  line(P, "}");
+  return 1;
+}
+
+static void put_load(printer *P, int o, const char *r0, int next) {
   const fl_mma_group *m = P->m;
   const fl_mma_operand *op = &m->op[o];
   int64_t rows = op_rows(m, op), chunks = op->width / 8, total = rows * chunks;
+  if (put_even_load(P, o, r0, next)) return;
   line(P, "#pragma unroll");
   line(P, "for (int it = 0; it < %lld; ++it) {", (long long)((total + FL_MMA_THREADS - 1) / FL_MMA_THREADS));
   P->c.depth++;
@@ -204,17 +251,19 @@ static void put_load(printer *P, int o, const char *r0) {
     P->c.depth--;
     line(P, "}");
   }
-  line(P, "fl_cp16(so%d + (unsigned)(r * %d + ch * 8) * 2u, v%d + off, ok ? 16 : 0);", o, op->width + 8,
-       P->g->exprs[op->load].src);
+  char at[200];
+  chunk_at(P, o, "r", "ch", at, sizeof at);
+  char base[64];
+  tile_at(P, o, next, base, sizeof base);
+  line(P, "fl_cp16(%s + (unsigned)(%s), v%d + off, ok ? 16 : 0);", base, at, P->g->exprs[op->load].src);
   if (total % FL_MMA_THREADS) line(P, "}");
   P->c.depth--;
   line(P, "}");
 }
 
-static void put_loads(printer *P, fl_mma_role role, const char *r0) {
+static void put_loads(printer *P, fl_mma_role role, const char *r0, int next) {
   for (int o = 0; o < P->m->nops; o++)
-    if (P->m->op[o].role == role) put_load(P, o, r0);
-  line(P, "fl_cp_commit();");
+    if (P->m->op[o].role == role) put_load(P, o, r0, next);
 }
 
 /* ---- the element loop: h over a thread's 4 of a 16 x 8 tile, nt over tiles ---- */
@@ -226,8 +275,9 @@ static void open_elements(printer *P) {
   line(P, "#pragma unroll");
   line(P, "for (int h = 0; h < 4; ++h) {");
   P->c.depth++;
-  line(P, "const long long kr = key0 + nt * 8 + (lane & 3) * 2 + (h & 1);");
-  line(P, "const bool valid = kr < %lldLL;", (long long)m->keys);
+  line(P, "const int kj = nt * 8 + (lane & 3) * 2 + (h & 1);");
+  line(P, "const bool valid = %s;", P->edge ? "kj < kv" : "true");
+  line(P, "const long long kr = key0 + kj;");
   line(P, "const long long kc = valid ? kr : %lldLL, rw = rc[h >> 1];", (long long)m->keys - 1);
   line(P, "(void)kc; (void)rw;");
   P->elem = 1;
@@ -278,6 +328,12 @@ static void put_scores(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->ntv; i++) {
     const fl_mma_operand *q = &m->op[m->tv_q[i]], *k = &m->op[m->tv_k[i]];
+    char acc[16];
+    snprintf(acc, sizeof acc, "s%d", i);
+    if (m->hopper) {
+      fl_cuda_wgmma_put_scores(&P->c, m->dt, acc, m->tv_q[i], m->tv_k[i], q->width, m->step);
+      continue;
+    }
     line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
     line(P, "#pragma unroll");
     line(P, "for (int nt = 0; nt < %lld; ++nt) s%d[nt][0] = s%d[nt][1] = s%d[nt][2] = s%d[nt][3] = 0.0f;",
@@ -292,8 +348,6 @@ static void put_scores(printer *P) {
       line(P, "fl_ldm4(qa, so%d + (unsigned)((warp * 16 + (lane & 15)) * %d + kk * 16 + (lane >> 4) * 8) * 2u);",
            m->tv_q[i], q->width + 8);
     }
-    char acc[16];
-    snprintf(acc, sizeof acc, "s%d", i);
     put_mma_pairs(P, "np", m->step / 16, "qa", acc, "fl_ldm4", m->tv_k[i], k->width,
                   "(np * 16 + (lane & 7) + ((lane >> 4) << 3)) * %d + kk * 16 + ((lane >> 3) & 1) * 8");
     P->c.depth--;
@@ -340,9 +394,9 @@ static void put_row_expr(printer *P, int v, int x, const char *dst, const char *
   line(P, "}");
 }
 
-/* A row's maximum (minimum) over the step: fmaxf per element, NaNs counted
- * aside (fmaxf drops them; the executor's max keeps them), then across
- * the four threads of the row, then into the running value. */
+/* A row's maximum (minimum) over the step, NaNs kept (max.NaN), keys past
+ * the end left out, then across the four threads of the row, then into
+ * the running value. */
 static void put_extremes(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->nx; i++) {
@@ -350,18 +404,14 @@ static void put_extremes(printer *P) {
     const char *id = max ? "-FL_INFF" : "FL_INFF", *fn = max ? "max" : "min";
     line(P, "{");
     P->c.depth++;
-    line(P, "float xm[2] = {%s, %s}, xn[2] = {0.0f, 0.0f};", id, id);
+    line(P, "float xm[2] = {%s, %s};", id, id);
     open_elements(P);
     char fmt[128];
-    snprintf(fmt, sizeof fmt, "if (valid) { const float u = %%s; xm[h >> 1] = f%sf(xm[h >> 1], u); if (u != u) xn[h >> 1] = 1.0f; }",
-             fn);
+    snprintf(fmt, sizeof fmt, "xm[h >> 1] = fl_%sn(xm[h >> 1], valid ? %%s : %s);", fn, id);
     put_member_expr(P, m->x[i], val(P, m->x[i])->body, fmt);
     close_elements(P);
     line(P, "#pragma unroll");
-    line(P, "for (int r = 0; r < 2; ++r) {");
-    line(P, "  const float q = fl_quad_max(xn[r]) > 0.0f ? FL_NANF : fl_quad_%s(xm[r]);", fn);
-    line(P, "  mx%d[r] = fl_%s(mx%d[r], q);", i, fn, i);
-    line(P, "}");
+    line(P, "for (int r = 0; r < 2; ++r) mx%d[r] = fl_%sn(mx%d[r], fl_quad_%s(xm[r]));", i, fn, i, fn);
     P->c.depth--;
     line(P, "}");
   }
@@ -402,27 +452,36 @@ static void put_rescale(printer *P) {
     line(P, "float f%d[2];", j);
     line(P, "#pragma unroll");
     line(P, "for (int r = 0; r < 2; ++r) f%d[r] = mb%d[r] == ma%d[r] ? 1.0f : %s;", j, j, j, f);
+    /* zeros stay zeros (0 · inf would be NaN); with every factor finite a
+     * plain multiply does that */
     if (kind == 'S') {
       line(P, "#pragma unroll");
       line(P, "for (int r = 0; r < 2; ++r) if (ls%d[r] != 0.0f) ls%d[r] *= f%d[r];", i, i, j);
     } else {
-      line(P, "#pragma unroll");
-      line(P, "for (int et = 0; et < %d; ++et)", P->m->op[P->m->a_v[i]].width / 8);
-      line(P, "#pragma unroll");
-      line(P, "  for (int h = 0; h < 4; ++h) if (oa%d[et][h] != 0.0f) oa%d[et][h] *= f%d[h >> 1];", i, i, j);
+      int et = P->m->op[P->m->a_v[i]].width / 8;
+      line(P, "if (__all_sync(0xffffffffu, fl_finite(f%d[0]) && fl_finite(f%d[1]))) {", j, j);
+      line(P, "  #pragma unroll");
+      line(P, "  for (int et = 0; et < %d; ++et)", et);
+      line(P, "    #pragma unroll");
+      line(P, "    for (int h = 0; h < 4; ++h) oa%d[et][h] *= f%d[h >> 1];", i, j);
+      line(P, "} else {");
+      line(P, "  #pragma unroll");
+      line(P, "  for (int et = 0; et < %d; ++et)", et);
+      line(P, "    #pragma unroll");
+      line(P, "    for (int h = 0; h < 4; ++h) if (oa%d[et][h] != 0.0f) oa%d[et][h] *= f%d[h >> 1];", i, i, j);
+      line(P, "}");
     }
   }
 }
 
 static void put_sums_and_weights(printer *P) {
   const fl_mma_group *m = P->m;
-  for (int i = 0; i < m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(m->step / 8));
   if (m->ns + m->na == 0) return;
   P->safe = 1;
   open_elements(P);
   char fmt[64];
   for (int i = 0; i < m->ns; i++) {
-    snprintf(fmt, sizeof fmt, "if (valid) ls%d[h >> 1] += %%s;", i);
+    snprintf(fmt, sizeof fmt, "ls%d[h >> 1] += valid ? %%s : 0.0f;", i);
     put_member_expr(P, m->s[i], val(P, m->s[i])->body, fmt);
   }
   for (int i = 0; i < m->na; i++) {
@@ -438,6 +497,13 @@ static void put_products(printer *P) {
   const char *T = m->dt == FL_BF16 ? "bf16" : "f16";
   for (int i = 0; i < m->na; i++) {
     const fl_mma_operand *v = &m->op[m->a_v[i]];
+    char acc[16], pw[16];
+    snprintf(acc, sizeof acc, "oa%d", i);
+    if (m->hopper) {
+      snprintf(pw, sizeof pw, "p%d", i);
+      fl_cuda_wgmma_put_product(&P->c, m->dt, acc, pw, m->a_v[i], v->width, m->step);
+      continue;
+    }
     line(P, "#pragma unroll");
     line(P, "for (int kk = 0; kk < %lld; ++kk) {", (long long)(m->step / 16));
     P->c.depth++;
@@ -445,8 +511,6 @@ static void put_products(printer *P) {
          T, i, i, T, i, i);
     line(P, "  fl_pack_%s(p%d[2 * kk + 1][0], p%d[2 * kk + 1][1]), fl_pack_%s(p%d[2 * kk + 1][2], p%d[2 * kk + 1][3])};",
          T, i, i, T, i, i);
-    char acc[16];
-    snprintf(acc, sizeof acc, "oa%d", i);
     put_mma_pairs(P, "ep", v->width / 16, "pa", acc, "fl_ldm4t", m->a_v[i], v->width,
                   "(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * %d + ep * 16 + (lane >> 4) * 8");
     P->c.depth--;
@@ -466,6 +530,13 @@ static int needed(const printer *P, int v) {
     if (fl_expr_reads(g, x->body, v) || (x->resc != FL_RESCALE_NONE && fl_expr_reads(g, x->resc_arg, v))) return 1;
   }
   return 0;
+}
+
+static int64_t grid_positions(const printer *P) {
+  const fl_group *gr = &P->m->k->tiles.gr;
+  int64_t n = 1;
+  for (int s = 0; s < gr->ngrid; s++) n *= sym_size(P, gr->grid[s]);
+  return n;
 }
 
 /* The C-order position in the grid of the row `row` (for the fixup flags). */
@@ -496,6 +567,7 @@ static void put_fixup(printer *P) {
     P->c.depth++;
     put_flat(P, "fp", "ra[r]");
     line(P, "fix[fp] = 1;");
+    line(P, "fix[%lld] = 1; /* any */", (long long)grid_positions(P));
     P->c.depth--;
     line(P, "}");
   }
@@ -587,8 +659,26 @@ static void put_finish(printer *P) {
 
 /* ---- the kernel ---- */
 
+/* Padded rows (mma.sync), or swizzled panels (wgmma: no padding). */
 static int64_t smem_bytes(const fl_mma_group *m, int o) {
-  return op_rows(m, &m->op[o]) * (m->op[o].width + 8) * 2;
+  return op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
+}
+
+/* wgmma kernels keep two tiles of keys and values: the next step's load
+ * while this one computes. */
+static int buffers(const fl_mma_group *m, int o) { return m->hopper && m->op[o].role != FL_MMA_Q ? 2 : 1; }
+
+static void tile_at(const printer *P, int o, int next, char *buf, size_t n) {
+  if (next && buffers(P->m, o) == 2) snprintf(buf, n, "(sb%d + (cur ^ 1) * %lldu)", o, (long long)smem_bytes(P->m, o));
+  else snprintf(buf, n, "so%d", o);
+}
+
+/* Tiles have landed (and, for wgmma, are visible to the async proxy) in
+ * every thread. */
+static void put_landed(printer *P) {
+  line(P, "fl_cp_wait();");
+  if (P->m->hopper) line(P, "fl_proxy_fence();");
+  line(P, "__syncthreads();");
 }
 
 static void put_prologue(printer *P) {
@@ -608,9 +698,11 @@ static void put_prologue(printer *P) {
   line(P, "const long long rc[2] = {ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
   int64_t off = 0;
+  line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
   for (int o = 0; o < m->nops; o++) {
-    line(P, "const unsigned so%d = fl_smem(fl_sm) + %lldu;", o, (long long)off);
-    off += smem_bytes(m, o);
+    line(P, "const unsigned sb%d = sm0 + %lldu;", o, (long long)off);
+    if (buffers(m, o) == 1) line(P, "const unsigned so%d = sb%d;", o, o);
+    off += smem_bytes(m, o) * buffers(m, o);
     if (!m->op[o].affine) continue;
     line(P, "long long ob%d = 0;", o);
     line(P, "{");
@@ -681,23 +773,10 @@ static void put_q_fragments(printer *P) {
   }
 }
 
-static void put_step(printer *P, int64_t spt) {
-  const fl_mma_group *m = P->m;
-  const fl_tiles *t = P->t;
-  char r0[64];
-  line(P, "while (st < hi) {");
-  P->c.depth++;
-  line(P, "const long long key0 = st * %lldLL;", (long long)m->step);
-  line(P, "fl_cp_wait();");
-  line(P, "__syncthreads();");
-  put_loads(P, FL_MMA_V, "key0");
-  if (t->nmask) {
-    line(P, "const signed char *te = tb ? tb + (st / %lldLL) * %d : 0;", (long long)spt, 1 + t->nmask);
-    line(P, "const bool full = te && te[0] == %d;", FL_TILE_FULL);
-    for (int k = 0; k < t->nmask; k++) line(P, "const bool mk%d = te && te[%d] > 0;", k, 1 + k);
-  }
-  put_scores(P);
-  if (t->nmask) {
+/* Between the products: the variant's body on the scores, the row state,
+ * the weights; keys past the end only in an edge step. */
+static void put_between(printer *P) {
+  if (P->t->nmask) {
     line(P, "if (full) {");
     P->c.depth++;
     put_score_bodies(P, 1);
@@ -715,17 +794,72 @@ static void put_step(printer *P, int64_t spt) {
   put_mu(P, "ma");
   put_rescale(P);
   put_sums_and_weights(P);
-  line(P, "fl_cp_wait();");
-  line(P, "__syncthreads();");
-  line(P, "const long long nx = fl_next_step(tb, st + 1, hi, %lld, %d);", (long long)spt, 1 + t->nmask);
-  snprintf(r0, sizeof r0, "nx * %lldLL", (long long)m->step);
+}
+
+/* The step's tile classes: full (mask code left out), and the mask
+ * conditions known true on the whole tile. */
+static void put_classes(printer *P, int64_t spt) {
+  const fl_tiles *t = P->t;
+  if (!t->nmask) return;
+  line(P, "const signed char *te = tb ? tb + (st / %lldLL) * %d : 0;", (long long)spt, 1 + t->nmask);
+  line(P, "const bool full = te && te[0] == %d;", FL_TILE_FULL);
+  for (int k = 0; k < t->nmask; k++) line(P, "const bool mk%d = te && te[%d] > 0;", k, 1 + k);
+}
+
+static void put_next_loads(printer *P, int64_t spt, fl_mma_role first, fl_mma_role second) {
+  char r0[64];
+  line(P, "const long long nx = fl_next_step(tb, st + 1, hi, %lld, %d);", (long long)spt, 1 + P->t->nmask);
+  snprintf(r0, sizeof r0, "nx * %lldLL", (long long)P->m->step);
   line(P, "if (nx < hi) {");
   P->c.depth++;
-  put_loads(P, FL_MMA_K, r0);
+  put_loads(P, first, r0, 1);
+  if (second != first) put_loads(P, second, r0, 1);
   P->c.depth--;
   line(P, "}");
+  line(P, "fl_cp_commit();");
+}
+
+/* One step of keys: mma.sync loads the values while the scores multiply
+ * and the next keys while the weights do; wgmma loads both of the next
+ * step into the other tiles while this one computes. */
+static void put_step(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  line(P, "while (st < hi) {");
+  P->c.depth++;
+  line(P, "const long long key0 = st * %lldLL;", (long long)m->step);
+  line(P, "const int kv = %lldLL - key0 < %lldLL ? (int)(%lldLL - key0) : %lld; /* keys of the step inside */",
+       (long long)m->keys, (long long)m->step, (long long)m->keys, (long long)m->step);
+  put_landed(P);
+  if (m->hopper) {
+    for (int o = 0; o < m->nops; o++)
+      if (buffers(m, o) == 2)
+        line(P, "const unsigned so%d = sb%d + cur * %lldu;", o, o, (long long)smem_bytes(m, o));
+    put_next_loads(P, spt, FL_MMA_K, FL_MMA_V);
+  } else {
+    put_loads(P, FL_MMA_V, "key0", 0);
+    line(P, "fl_cp_commit();");
+  }
+  put_classes(P, spt);
+  put_scores(P);
+  for (int i = 0; i < m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(m->step / 8));
+  line(P, "if (kv == %lld) {", (long long)m->step);
+  P->c.depth++;
+  put_between(P);
+  P->c.depth--;
+  line(P, "} else {");
+  P->c.depth++;
+  P->edge = 1;
+  put_between(P);
+  P->edge = 0;
+  P->c.depth--;
+  line(P, "}");
+  if (!m->hopper) {
+    put_landed(P);
+    put_next_loads(P, spt, FL_MMA_K, FL_MMA_K);
+  }
   put_products(P);
   line(P, "st = nx;");
+  if (m->hopper) line(P, "cur ^= 1;");
   P->c.depth--;
   line(P, "}");
 }
@@ -745,6 +879,10 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .cur = -1};
   P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .member = hook_member, .reduce = hook_reduce,
                 .known = hook_known, .user = &P, .depth = 1};
+  if (m->hopper) {
+    fl_cuda_wgmma_put_fn(b, 0, m->dt, (int)m->step);
+    for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, 1, m->dt, m->op[m->a_v[i]].width);
+  }
   put_signature(&P, kd);
   put_prologue(&P);
   int64_t spt;
@@ -753,14 +891,21 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   line(&P, "long long st = fl_next_step(tb, lo, hi, %lld, %d);", (long long)spt, 1 + P.t->nmask);
   char r0[64];
   snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
-  put_loads(&P, FL_MMA_Q, "row0");
+  put_loads(&P, FL_MMA_Q, "row0", 0);
+  line(&P, "fl_cp_commit();");
+  if (m->hopper) {
+    line(&P, "int cur = 0;");
+    for (int o = 0; o < m->nops; o++)
+      if (buffers(m, o) == 2) line(&P, "const unsigned so%d = sb%d;", o, o);
+  }
   line(&P, "if (st < hi) {");
   P.c.depth++;
-  put_loads(&P, FL_MMA_K, r0);
+  put_loads(&P, FL_MMA_K, r0, 0);
+  if (m->hopper) put_loads(&P, FL_MMA_V, r0, 0);
+  line(&P, "fl_cp_commit();");
   P.c.depth--;
   line(&P, "}");
-  line(&P, "fl_cp_wait();");
-  line(&P, "__syncthreads();");
+  if (!m->hopper) put_landed(&P);
   put_q_fragments(&P);
   put_step(&P, spt);
   put_finish(&P);
@@ -777,7 +922,8 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
   kd->smem = 0;
-  for (int o = 0; o < m->nops; o++) kd->smem += (int)smem_bytes(m, o);
+  for (int o = 0; o < m->nops; o++) kd->smem += (int)(smem_bytes(m, o) * buffers(m, o));
+  if (m->hopper) kd->smem += 1024; /* room to align the panels */
   kd->schedule = 1;
   kd->fix = 1;
   return FL_OK;

@@ -6,7 +6,8 @@
  * a third input over a register dim (`sum(j) p * v[.., j, e]`), and its
  * epilogue reads those. Then one CUDA block takes 64 query rows (16 a
  * warp): mma.sync m16n8k16 with f32 accumulation for both products,
- * ldmatrix from padded shared-memory tiles, cp.async with the next tile's
+ * ldmatrix from padded shared-memory tiles (or, on Hopper, wgmma from
+ * swizzled tiles: core/fl_cuda_wgmma.h), cp.async with the next tile's
  * keys loaded while the current weights multiply the values, the variant's
  * body in float between the products (exp through ex2.approx), row state
  * reduced across the four threads that share a row with warp shuffles,
@@ -56,10 +57,12 @@ typedef struct fl_mma_group {
   int na, a[FL_MMA_MAX], a_p[FL_MMA_MAX], a_v[FL_MMA_MAX]; /* sums of weight · v */
   int ne, e[FL_MMA_MAX], e_reg[FL_MMA_MAX]; /* epilogue members; over the register dim? */
   int fixup;               /* some member rescales: rows may need the scalar kernel */
+  int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
 } fl_mma_group;
 
-/* Does kernel k of plan p qualify? On no, *why says what stops it. */
-int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, fl_mma_group *m, const char **why);
+/* Does kernel k of plan p qualify, for wgmma (hopper) or mma.sync? On no,
+ * *why says what stops it. */
+int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_group *m, const char **why);
 
 /* Prints group m's kernel (kd holds its name and parameters, as the scalar
  * kernel's) and sets kd's launch shape. The kernel takes, after the

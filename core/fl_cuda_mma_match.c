@@ -284,17 +284,51 @@ static int64_t regs_estimate(const fl_mma_group *m, int64_t step, int q_regs) {
   return r;
 }
 
+/* wgmma: every tile in 64-wide panels, keys a step 64 or 128 (N of the
+ * first product), the accumulators few enough for one warpgroup. */
+static int choose_hopper_sizes(matcher *M) {
+  fl_mma_group *m = M->m;
+  int64_t pt = fl_tiles_loop_width(&M->k->tiles);
+  for (int o = 0; o < m->nops; o++)
+    if (m->op[o].width % 64 || m->op[o].width > 256) return fail(M, "a head dim is not a multiple of 64");
+  static const int64_t steps[] = {128, 64};
+  for (unsigned i = 0; i < sizeof steps / sizeof *steps; i++) {
+    if (pt < m->keys && pt % steps[i]) continue;
+    if (regs_estimate(m, steps[i], 0) > 200) continue;
+    m->step = steps[i];
+    return 1;
+  }
+  return fail(M, "too many accumulators for one warpgroup");
+}
+
+/* Inputs the group reads besides its tiles (a bias, document ids, a
+ * gate): each holds addresses and values the estimate does not count. */
+static int other_inputs(const matcher *M) {
+  const fl_mma_group *m = M->m;
+  int n = 0;
+  for (int i = 0; i < M->g->ninputs; i++) {
+    int tile = 0, read = 0;
+    for (int o = 0; o < m->nops; o++) tile |= M->g->exprs[m->op[o].load].src == i;
+    for (int v = M->k->first; !tile && !read && v < M->k->first + M->k->n; v++)
+      read = fl_expr_reads(M->g, M->g->vals[v].body, i);
+    n += read;
+  }
+  return n;
+}
+
 /* Keys a step and whether Q stays in registers: an estimate of the live
  * registers, kept low enough that ptxas (which needs ~80 more) does not spill. */
 static int choose_sizes(matcher *M) {
   fl_mma_group *m = M->m;
+  if (m->hopper) return choose_hopper_sizes(M);
+  int64_t limit = 150 - 16 * other_inputs(M);
   int64_t pt = fl_tiles_loop_width(&M->k->tiles);
   static const struct { int64_t step; int q; } opts[] = {{64, 1}, {64, 0}, {32, 0}, {16, 0}};
   for (unsigned i = 0; i < sizeof opts / sizeof *opts; i++) {
     if (pt < m->keys && pt % opts[i].step) continue;
     m->step = opts[i].step;
     m->q_regs = opts[i].q;
-    if (regs_estimate(m, m->step, m->q_regs) <= 150) break;
+    if (regs_estimate(m, m->step, m->q_regs) <= limit) break;
   }
   if (!m->step) return fail(M, "the loop's tiles are not a multiple of 16 keys");
   return 1;
@@ -314,9 +348,10 @@ static int check_grid(matcher *M) {
   return 1;
 }
 
-int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, fl_mma_group *m, const char **why) {
+int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_group *m, const char **why) {
   memset(m, 0, sizeof *m);
   m->k = k;
+  m->hopper = hopper;
   m->dt = FL_DTYPE_COUNT;
   m->row_slot = -1;
   matcher M = {.g = p->g, .k = k, .m = m};

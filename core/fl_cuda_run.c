@@ -9,7 +9,9 @@
 static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
   x->plan = p;
   x->sched = calloc((size_t)p->n + 1, sizeof *x->sched);
-  if (!x->sched) return fl_fail(e, FL_ENOMEM, "out of memory loading kernels");
+  x->fix = calloc((size_t)p->n + 1, sizeof *x->fix);
+  x->keep = calloc((size_t)p->g->nvals + 1, sizeof *x->keep);
+  if (!x->sched || !x->fix || !x->keep) return fl_fail(e, FL_ENOMEM, "out of memory loading kernels");
   fl_status s = FL_OK;
   for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
     const fl_cuda_kernel *kd = &x->prog.k[k];
@@ -18,20 +20,44 @@ static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
   return s;
 }
 
-fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_only, int ordinal,
+/* wgmma and setmaxnreg are sm_90a's: the H100 and H200, not later chips. */
+static int is_hopper(const fl_cuda_info *info) { return info->major == 9 && info->minor == 0; }
+
+fl_cuda_path fl_cuda_auto_path(int ordinal) {
+  fl_cuda_info info;
+  fl_err e;
+  if (!fl_cuda_available() || fl_cuda_device_info(ordinal, &info, &e) != FL_OK) return FL_PATH_MMA;
+  return is_hopper(&info) ? FL_PATH_HOPPER : FL_PATH_MMA;
+}
+
+/* The path and arch asked for, settled against device `ordinal`. */
+static fl_status settle_path(int ordinal, fl_cuda_path *path, const char **arch, char *buf, size_t n, fl_err *e) {
+  if (*arch && *path != FL_PATH_AUTO) return FL_OK;
+  fl_cuda_info info;
+  fl_status s = fl_cuda_device_info(ordinal, &info, e);
+  if (s != FL_OK) return s;
+  int hopper = is_hopper(&info);
+  if (*path == FL_PATH_AUTO) *path = hopper ? FL_PATH_HOPPER : FL_PATH_MMA;
+  if (*path == FL_PATH_HOPPER && !hopper)
+    return fl_fail(e, FL_EINVAL, "the hopper path (wgmma) needs an sm_90 device; cuda:%d is sm_%d%d", ordinal,
+                   info.major, info.minor);
+  if (!*arch) {
+    snprintf(buf, n, "sm_%d%d%s", info.major, info.minor, *path == FL_PATH_HOPPER ? "a" : "");
+    *arch = buf;
+  }
+  return FL_OK;
+}
+
+fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, int ordinal,
                              const char *arch, fl_cuda_exec *x, fl_err *e) {
   memset(x, 0, sizeof *x);
   x->ordinal = ordinal;
   x->out_dtype = out_dtype;
   char dev_arch[24];
-  if (!arch) {
-    fl_cuda_info info;
-    fl_status s = fl_cuda_device_info(ordinal, &info, e);
-    if (s != FL_OK) return s;
-    snprintf(dev_arch, sizeof dev_arch, "sm_%d%d", info.major, info.minor);
-    arch = dev_arch;
-  }
-  fl_status s = fl_cuda_generate(p, out_dtype, scalar_only, &x->prog, e);
+  fl_status s = settle_path(ordinal, &path, &arch, dev_arch, sizeof dev_arch, e);
+  if (s != FL_OK) return s;
+  x->path = path;
+  s = fl_cuda_generate(p, out_dtype, path, &x->prog, e);
   if (s == FL_OK) s = fl_nvrtc_compile(x->prog.source, "flashlight.cu", arch, NULL, 0, &x->image, e);
   if (s == FL_OK) s = fl_cuda_module_load(ordinal, x->image.data, &x->module, e);
   if (s == FL_OK) {
@@ -51,7 +77,14 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_on
 
 void fl_cuda_exec_free(fl_cuda_exec *x) {
   for (int k = 0; x->sched && k < x->plan->n; k++) fl_cuda_sched_free(&x->sched[k], x->ordinal);
+  for (int k = 0; x->fix && k < x->plan->n; k++)
+    if (x->fix[k]) fl_cuda_free(x->ordinal, x->fix[k]);
+  for (int v = 0; x->keep && v < x->plan->g->nvals; v++)
+    if (x->keep[v]) fl_cuda_free(x->ordinal, x->keep[v]);
+  if (x->err) fl_cuda_free(x->ordinal, x->err);
   free(x->sched);
+  free(x->fix);
+  free(x->keep);
   if (x->loaded) fl_cuda_module_unload(&x->module);
   fl_module_image_free(&x->image);
   fl_cuda_program_free(&x->prog);
@@ -63,10 +96,10 @@ void fl_cuda_exec_free(fl_cuda_exec *x) {
 
 typedef struct buffers {
   uint64_t *ptr;  /* per value: its device memory */
-  char *owned;    /* per value: allocated for this run (intermediates) */
   uint64_t out[FL_MAX_DIMS]; /* per output: where it goes */
   uint64_t err;   /* the kernels' error flag */
   uint64_t fix;   /* the rows a tensor-core kernel flagged, for the scalar kernel after it */
+  int64_t nfix;   /* how many positions it has (the word after them: any flagged) */
   int fix_kernel; /* the plan kernel that flagged them */
 } buffers;
 
@@ -170,8 +203,7 @@ static fl_status output_buffer(fl_cuda_exec *x, const fl_graph *g, int o, const 
 static fl_status alloc_buffers(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *in,
                                const fl_tensor *given, fl_tensor *outs, buffers *b, fl_err *e) {
   b->ptr = calloc((size_t)g->nvals + 1, sizeof *b->ptr);
-  b->owned = calloc((size_t)g->nvals + 1, 1);
-  if (!b->ptr || !b->owned) return fl_fail(e, FL_ENOMEM, "out of host memory");
+  if (!b->ptr) return fl_fail(e, FL_ENOMEM, "out of host memory");
   for (int i = 0; i < g->ninputs; i++) b->ptr[i] = in[i].dptr;
   for (int o = 0; o < g->noutputs; o++) {
     fl_status s = output_buffer(x, g, o, given, outs, b, e);
@@ -181,11 +213,14 @@ static fl_status alloc_buffers(fl_cuda_exec *x, const fl_graph *g, const fl_tens
   for (int v = g->ninputs; v < g->nvals; v++) {
     if (b->ptr[v] || g->vals[v].tile_local) continue;
     size_t bytes = (size_t)fl_value_numel(g, v) * sizeof(double);
-    fl_status s = fl_cuda_alloc(x->ordinal, bytes ? bytes : 8, &b->ptr[v], e);
-    if (s != FL_OK) return s;
-    b->owned[v] = 1;
+    if (!x->keep[v]) {
+      fl_status s = fl_cuda_alloc(x->ordinal, bytes ? bytes : 8, &x->keep[v], e);
+      if (s != FL_OK) return s;
+    }
+    b->ptr[v] = x->keep[v];
   }
-  fl_status s = fl_cuda_alloc(x->ordinal, sizeof(int), &b->err, e);
+  fl_status s = x->err ? FL_OK : fl_cuda_alloc(x->ordinal, sizeof(int), &x->err, e);
+  b->err = x->err;
   if (s == FL_OK) s = fl_cuda_memset(x->ordinal, b->err, 0, 4, 1, e);
   return s;
 }
@@ -202,14 +237,7 @@ static fl_status copy_outputs(const fl_cuda_exec *x, const fl_graph *g, const bu
   return FL_OK;
 }
 
-static void free_buffers(const fl_cuda_exec *x, const fl_graph *g, buffers *b) {
-  for (int v = 0; b->owned && v < g->nvals; v++)
-    if (b->owned[v]) fl_cuda_free(x->ordinal, b->ptr[v]);
-  if (b->err) fl_cuda_free(x->ordinal, b->err);
-  if (b->fix) fl_cuda_free(x->ordinal, b->fix);
-  free(b->ptr);
-  free(b->owned);
-}
+static void free_buffers(buffers *b) { free(b->ptr); }
 
 static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
   return fl_cuda_storage(g, v, ((const fl_cuda_exec *)ctx)->out_dtype);
@@ -217,11 +245,12 @@ static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
 
 /* A tensor-core kernel's flags: one int a grid position, zeroed. */
 static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
-  if (b->fix) fl_cuda_free(x->ordinal, b->fix);
-  b->fix = 0;
   size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
-  fl_status s = fl_cuda_alloc(x->ordinal, n * sizeof(int), &b->fix, e);
-  if (s == FL_OK) s = fl_cuda_memset(x->ordinal, b->fix, 0, 4, n, e);
+  uint64_t *fix = &x->fix[kd->plan_kernel];
+  fl_status s = *fix ? FL_OK : fl_cuda_alloc(x->ordinal, (n + 1) * sizeof(int), fix, e);
+  if (s == FL_OK) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, n + 1, e);
+  b->fix = *fix;
+  b->nfix = (int64_t)n;
   return s;
 }
 
@@ -245,8 +274,20 @@ static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *
   return s;
 }
 
+/* A group's scalar kernel after its tensor-core kernel: needed only when
+ * that flagged rows (the word after the flags says whether any). */
+static fl_status fixup_needed(const fl_cuda_exec *x, const fl_cuda_kernel *kd, const buffers *b, int *needed,
+                              fl_err *e) {
+  *needed = 1;
+  if (kd->fix != 2 || !b->fix || b->fix_kernel != kd->plan_kernel) return FL_OK;
+  return fl_cuda_to_host(x->ordinal, needed, b->fix + (uint64_t)b->nfix * sizeof(int), sizeof(int), e);
+}
+
 static fl_status launch(fl_cuda_exec *x, int k, buffers *b, fl_err *e) {
   const fl_cuda_kernel *kd = &x->prog.k[k];
+  int needed;
+  fl_status s0 = fixup_needed(x, kd, b, &needed, e);
+  if (s0 != FL_OK || !needed) return s0;
   uint64_t args[FL_CUDA_MAX_PARAMS + 4];
   void *params[FL_CUDA_MAX_PARAMS + 4];
   int n = 0;
@@ -278,7 +319,7 @@ fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *
   if (s == FL_OK && flag)
     s = fl_fail(e, FL_EINVAL, "a load's index fell outside its dimension (a gather or a "
                 "data-dependent index out of range)");
-  free_buffers(x, g, &b);
+  free_buffers(&b);
   if (s != FL_OK && !given)
     for (int o = 0; o < g->noutputs; o++) fl_tensor_free(&outs[o]);
   return s;

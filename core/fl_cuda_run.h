@@ -16,14 +16,20 @@ typedef struct fl_cuda_exec {
   fl_cuda_function *fn; /* one per kernel of prog */
   int ordinal;
   fl_dtype out_dtype;
+  fl_cuda_path path; /* as resolved */
   int loaded;
   const fl_plan *plan;
   fl_cuda_sched *sched; /* per plan kernel */
+  /* device memory kept from run to run: */
+  uint64_t *keep;       /* per value: an intermediate's */
+  uint64_t *fix;        /* per plan kernel: rows its tensor-core kernel flagged, then a word "any" */
+  uint64_t err;         /* the kernels' error flag */
 } fl_cuda_exec;
 
-/* Generates (scalar_only: as fl_cuda_generate), compiles for `arch` (NULL:
- * the device's) and loads plan p's kernels on device `ordinal`. */
-fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_only, int ordinal,
+/* Generates (path as fl_cuda_generate; FL_PATH_AUTO: hopper on an sm_90
+ * device, else mma), compiles for `arch` (NULL: the device's, sm_90a for
+ * the hopper path) and loads plan p's kernels on device `ordinal`. */
+fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, int ordinal,
                              const char *arch, fl_cuda_exec *x, fl_err *e);
 /* Runs them: inputs are device tensors on x's device matching the graph.
  * given NULL: outs receive new device tensors, one per graph output. Else
@@ -36,5 +42,9 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, int scalar_on
 fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *inputs,
                            const fl_tensor *given, fl_tensor *outs, fl_err *e);
 void fl_cuda_exec_free(fl_cuda_exec *x);
+
+/* The path FL_PATH_AUTO takes on device `ordinal`: hopper on sm_90, mma
+ * on others and when there is no device. */
+fl_cuda_path fl_cuda_auto_path(int ordinal);
 
 #endif

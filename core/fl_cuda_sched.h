@@ -12,12 +12,15 @@
 typedef struct fl_cuda_sched {
   uint64_t tab, bnd; /* device memory, or 0 */
   int per_run;       /* classified before each run */
+  int nvals;
+  double **last;     /* per run: the values it was classified from (NULL: not read) */
 } fl_cuda_sched;
 
 /* Uploads kernel k's table if it has one ahead of the run. */
 fl_status fl_cuda_sched_build(const fl_kernel *k, int ordinal, fl_cuda_sched *s, fl_err *e);
 /* Classifies a data-dependent kernel's tiles from the values on the
- * device (ptr: per value its device memory, stored as storage(v)). */
+ * device (ptr: per value its device memory, stored as storage(v)), unless
+ * they are the ones of the last run. */
 fl_status fl_cuda_sched_run(const fl_kernel *k, int ordinal, const uint64_t *ptr,
                             fl_dtype (*storage)(const fl_graph *g, int v, void *ctx), void *ctx,
                             fl_cuda_sched *s, fl_err *e);

@@ -3,6 +3,7 @@
  * the CPU executor, prints as the plan's listing, and lists its kernels. A
  * plan belongs to the graph as it was: after a pass changes the graph, the
  * plan refuses to run. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@ typedef struct l_plan {
   int has_exec;
   fl_dtype exec_dtype;
   int exec_ordinal;
-  int exec_scalar_only;
+  fl_cuda_path exec_path; /* as asked for */
 } l_plan;
 
 static l_plan *check_plan(lua_State *L, int arg) {
@@ -163,16 +164,54 @@ static int p_kernels(lua_State *L) {
   return 1;
 }
 
-/* p:cuda([dtype]) -> source, {{name, threads, params = {value names},
- * writes = {booleans}}...}: the plan's CUDA kernels, outputs in `dtype`
- * (default: each its own). Needs no GPU. */
+/* The string option `key` of the table at arg, one of `names` (the first
+ * the default): its index. */
+static int opt_choice(lua_State *L, int arg, const char *key, const char *const *names) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  lua_getfield(L, arg, key);
+  const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  int found = lua_isnil(L, -1) ? 0 : -1;
+  for (int i = 0; k && names[i] && found < 0; i++)
+    if (strcmp(k, names[i]) == 0) found = i;
+  if (found < 0) {
+    char want[160] = "";
+    size_t len = 0;
+    for (int i = 0; names[i] && len < sizeof want; i++)
+      len += (size_t)snprintf(want + len, sizeof want - len, "%s\"%s\"", i == 0 ? "" : names[i + 1] ? ", " : " or ",
+                              names[i]);
+    const char *got = k ? lua_pushfstring(L, "'%s'", k) : luaL_typename(L, -1);
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be %s, got %s", key, want, got));
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
+/* The options `kernels` ("auto" or "scalar") and `path` ("auto", "hopper"
+ * or "mma") of the table at arg: the kernels asked for. */
+static fl_cuda_path opt_path(lua_State *L, int arg) {
+  static const char *const kernels[] = {"auto", "scalar", NULL};
+  static const char *const paths[] = {"auto", "hopper", "mma", NULL};
+  static const fl_cuda_path path_of[] = {FL_PATH_AUTO, FL_PATH_HOPPER, FL_PATH_MMA};
+  int scalar = opt_choice(L, arg, "kernels", kernels);
+  fl_cuda_path path = path_of[opt_choice(L, arg, "path", paths)];
+  return scalar ? FL_PATH_SCALAR : path;
+}
+
+/* p:cuda([dtype [, {path =, kernels =}]]) -> source, {{name, threads, kind,
+ * path, why, params = {value names}, writes = {booleans}}...}: the plan's
+ * CUDA kernels, outputs in `dtype` (default: each its own). Needs no GPU;
+ * path "auto" is the one p:launch takes on device 0, or "mma" with none. */
 static int p_cuda(lua_State *L) {
+  static const char *const keys[] = {"path", "kernels", NULL};
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
   fl_dtype out_dt = opt_out_dtype(L, 2);
+  l_opts_check(L, 3, keys);
+  fl_cuda_path path = opt_path(L, 3);
+  if (path == FL_PATH_AUTO) path = fl_cuda_auto_path(0);
   fl_cuda_program prog;
   fl_err e;
-  if (fl_cuda_generate(&u->p, out_dt, 0, &prog, &e) != FL_OK) return l_raise(L, &e);
+  if (fl_cuda_generate(&u->p, out_dt, path, &prog, &e) != FL_OK) return l_raise(L, &e);
   lua_pushstring(L, prog.source);
   lua_createtable(L, prog.nkernels, 0);
   for (int i = 0; i < prog.nkernels; i++) {
@@ -183,6 +222,8 @@ static int p_cuda(lua_State *L) {
     set_int(L, "threads", k->threads);
     lua_pushstring(L, k->block[0] ? "tensor cores" : "scalar");
     lua_setfield(L, -2, "kind");
+    lua_pushstring(L, fl_cuda_path_name(k->path));
+    lua_setfield(L, -2, "path");
     if (k->why[0]) {
       lua_pushstring(L, k->why);
       lua_setfield(L, -2, "why");
@@ -203,19 +244,6 @@ static int p_cuda(lua_State *L) {
   return 2;
 }
 
-/* p:launch's option `kernels`: 1 for "scalar", 0 for "auto" or absent. */
-static int opt_scalar_only(lua_State *L, int arg) {
-  if (lua_isnoneornil(L, arg)) return 0;
-  lua_getfield(L, arg, "kernels");
-  const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  int scalar = k && strcmp(k, "scalar") == 0;
-  if (!lua_isnil(L, -1) && !scalar && !(k && strcmp(k, "auto") == 0))
-    luaL_argerror(L, arg, lua_pushfstring(L, "option 'kernels' must be \"auto\" or \"scalar\", "
-                                          "got %s", k ? lua_pushfstring(L, "'%s'", k)
-                                                      : luaL_typename(L, -1)));
-  lua_pop(L, 1);
-  return scalar;
-}
 
 /* p:launch's option `out` (option table at arg, its value at out): the n
  * open tensors it lists, in an array kept on the stack; NULL when absent. */
@@ -242,36 +270,36 @@ static fl_tensor *opt_given(lua_State *L, int arg, int out, int n) {
 }
 
 /* The plan's kernels for these settings, built (again) when they change. */
-static fl_status plan_exec(l_plan *u, fl_dtype out_dt, int scalar_only, int ordinal, fl_err *e) {
-  if (u->has_exec && (u->exec_dtype != out_dt || u->exec_ordinal != ordinal ||
-                      u->exec_scalar_only != scalar_only)) {
+static fl_status plan_exec(l_plan *u, fl_dtype out_dt, fl_cuda_path path, int ordinal, fl_err *e) {
+  if (u->has_exec && (u->exec_dtype != out_dt || u->exec_ordinal != ordinal || u->exec_path != path)) {
     fl_cuda_exec_free(&u->exec);
     u->has_exec = 0;
   }
   if (u->has_exec) return FL_OK;
-  fl_status s = fl_cuda_exec_build(&u->p, out_dt, scalar_only, ordinal, NULL, &u->exec, e);
+  fl_status s = fl_cuda_exec_build(&u->p, out_dt, path, ordinal, NULL, &u->exec, e);
   if (s != FL_OK) return s;
   u->has_exec = 1;
   u->exec_dtype = out_dt;
   u->exec_ordinal = ordinal;
-  u->exec_scalar_only = scalar_only;
+  u->exec_path = path;
   return FL_OK;
 }
 
 /* p:launch({cuda tensors...} [, dtype [, {out = {cuda tensors...}, kernels =
- * "auto"|"scalar"}]]) -> {cuda tensors...}: runs the plan's CUDA kernels on
+ * "auto"|"scalar", path = "auto"|"hopper"|"mma"}]]) -> {cuda tensors...}:
+ * runs the plan's CUDA kernels on
  * the inputs' device, compiling them on the first call (NVRTC, cached in
  * memory and on disk). With `out`, the kernels write into those tensors
  * (one per output, checked first) and they are the results, the same
  * objects; "scalar" kernels skip the tensor-core ones. */
 static int p_launch(lua_State *L) {
-  static const char *const keys[] = {"out", "kernels", NULL};
+  static const char *const keys[] = {"out", "kernels", "path", NULL};
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
   fl_dtype out_dt = opt_out_dtype(L, 3);
   lua_settop(L, 4);
   l_opts_check(L, 4, keys);
-  int scalar_only = opt_scalar_only(L, 4);
+  fl_cuda_path path = opt_path(L, 4);
   if (lua_isnil(L, 4)) lua_pushnil(L);
   else lua_getfield(L, 4, "out"); /* index 5 */
   fl_tensor *given = opt_given(L, 4, 5, g->noutputs);
@@ -279,7 +307,7 @@ static int p_launch(lua_State *L) {
   int ordinal = g->ninputs > 0 ? ins[0].device.index
                 : given && g->noutputs > 0 ? given[0].device.index : 0;
   fl_err e;
-  if (plan_exec(u, out_dt, scalar_only, ordinal, &e) != FL_OK) return l_raise(L, &e);
+  if (plan_exec(u, out_dt, path, ordinal, &e) != FL_OK) return l_raise(L, &e);
   fl_tensor outs[FL_MAX_DIMS];
   if (fl_cuda_exec_run(&u->exec, g, ins, given, outs, &e) != FL_OK) return l_raise(L, &e);
   if (!given) {

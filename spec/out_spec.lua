@@ -125,7 +125,9 @@ describe("plan:launch's options", function()
     {{out = 1}, "option 'out' must be a table of tensors, got number"},
     {{out = {fl.zeros({1})}}, "option 'out' must list 2 tensors, one per output, got 1"},
     {{out = {fl.zeros({1}), true}}, "option 'out': entry 2 is not an open tensor, got boolean"},
-    {{outs = {}}, "unknown option 'outs' (known: out kernels)"},
+    {{path = "fast"}, "option 'path' must be \"auto\", \"hopper\" or \"mma\", got 'fast'"},
+    {{path = true}, "option 'path' must be \"auto\", \"hopper\" or \"mma\", got boolean"},
+    {{outs = {}}, "unknown option 'outs' (known: out kernels path)"},
     {"scalar", "table expected, got string"},
   }
   for _, c in ipairs(cases) do
