@@ -245,8 +245,21 @@ static const char *binary_op(fl_xop op, int *call) {
   }
 }
 
+/* exp(a - b) in float as 2^(a·log2 e - b·log2 e): one fused multiply-add
+ * an element when b is a row's (the product hoisted), as FlashAttention's
+ * softmax does; the rounding of b·log2 e is well under the error of
+ * ex2.approx. */
+static int emit_exp_of_difference(fl_cx *c, const fl_expr *ex) {
+  const fl_expr *d = &c->g->exprs[ex->args[0]];
+  int a = emit(c, d->args[0]), b = emit(c, d->args[1]), t = c->tmp++;
+  fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, 1.44269504088896341f, -(t%d * 1.44269504088896341f)));", t, a,
+             b);
+  return t;
+}
+
 static int emit_op(fl_cx *c, const fl_expr *ex) {
   const char *r = fl_cx_real(c);
+  if (c->f32 && ex->op == FL_X_EXP && c->g->exprs[ex->args[0]].op == FL_X_SUB) return emit_exp_of_difference(c, ex);
   int a = emit(c, ex->args[0]);
   int t;
   if (ex->op == FL_X_NEG) fl_cx_line(c, "const %s t%d = -t%d;", r, t = c->tmp++, a);

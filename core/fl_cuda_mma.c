@@ -24,6 +24,7 @@ static const char MMA_PRELUDE[] =
   "  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\" :: \"r\"(dst), \"l\"(src), \"r\"(bytes));\n}\n"
   "__device__ __forceinline__ void fl_cp_commit() { asm volatile(\"cp.async.commit_group;\"); }\n"
   "__device__ __forceinline__ void fl_cp_wait() { asm volatile(\"cp.async.wait_group 0;\" ::: \"memory\"); }\n"
+  "__device__ __forceinline__ void fl_cp_wait1() { asm volatile(\"cp.async.wait_group 1;\" ::: \"memory\"); }\n"
   "__device__ __forceinline__ void fl_ldm4(unsigned *r, unsigned a) {\n"
   "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\"\n"
   "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(a));\n}\n"
@@ -664,9 +665,10 @@ static int64_t smem_bytes(const fl_mma_group *m, int o) {
   return op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
 }
 
-/* wgmma kernels keep two tiles of keys and values: the next step's load
- * while this one computes. */
-static int buffers(const fl_mma_group *m, int o) { return m->hopper && m->op[o].role != FL_MMA_Q ? 2 : 1; }
+/* wgmma kernels keep two tiles of keys: the next step's load while this
+ * one computes. (Values take one, loaded while the scores are computed:
+ * small enough for three blocks a multiprocessor.) */
+static int buffers(const fl_mma_group *m, int o) { return m->hopper && m->op[o].role == FL_MMA_K ? 2 : 1; }
 
 static void tile_at(const printer *P, int o, int next, char *buf, size_t n) {
   if (next && buffers(P->m, o) == 2) snprintf(buf, n, "(sb%d + (cur ^ 1) * %lldu)", o, (long long)smem_bytes(P->m, o));
@@ -674,12 +676,14 @@ static void tile_at(const printer *P, int o, int next, char *buf, size_t n) {
 }
 
 /* Tiles have landed (and, for wgmma, are visible to the async proxy) in
- * every thread. */
-static void put_landed(printer *P) {
-  line(P, "fl_cp_wait();");
+ * every thread: all of them, or (`but_last`) all but the last group. */
+static void put_landed_but(printer *P, int but_last) {
+  line(P, but_last ? "fl_cp_wait1();" : "fl_cp_wait();");
   if (P->m->hopper) line(P, "fl_proxy_fence();");
   line(P, "__syncthreads();");
 }
+
+static void put_landed(printer *P) { put_landed_but(P, 0); }
 
 static void put_prologue(printer *P) {
   const fl_mma_group *m = P->m;
@@ -806,22 +810,22 @@ static void put_classes(printer *P, int64_t spt) {
   for (int k = 0; k < t->nmask; k++) line(P, "const bool mk%d = te && te[%d] > 0;", k, 1 + k);
 }
 
-static void put_next_loads(printer *P, int64_t spt, fl_mma_role first, fl_mma_role second) {
+/* The next step's keys, into the other tile where there are two. */
+static void put_next_keys(printer *P, int64_t spt) {
   char r0[64];
   line(P, "const long long nx = fl_next_step(tb, st + 1, hi, %lld, %d);", (long long)spt, 1 + P->t->nmask);
   snprintf(r0, sizeof r0, "nx * %lldLL", (long long)P->m->step);
   line(P, "if (nx < hi) {");
   P->c.depth++;
-  put_loads(P, first, r0, 1);
-  if (second != first) put_loads(P, second, r0, 1);
+  put_loads(P, FL_MMA_K, r0, 1);
   P->c.depth--;
   line(P, "}");
   line(P, "fl_cp_commit();");
 }
 
-/* One step of keys: mma.sync loads the values while the scores multiply
- * and the next keys while the weights do; wgmma loads both of the next
- * step into the other tiles while this one computes. */
+/* One step of keys: the values load while the scores are computed; the
+ * next keys load while the weights multiply the values (mma.sync) or,
+ * into the other tile, during the whole step (wgmma). */
 static void put_step(printer *P, int64_t spt) {
   const fl_mma_group *m = P->m;
   line(P, "while (st < hi) {");
@@ -830,14 +834,13 @@ static void put_step(printer *P, int64_t spt) {
   line(P, "const int kv = %lldLL - key0 < %lldLL ? (int)(%lldLL - key0) : %lld; /* keys of the step inside */",
        (long long)m->keys, (long long)m->step, (long long)m->keys, (long long)m->step);
   put_landed(P);
+  put_loads(P, FL_MMA_V, "key0", 0);
+  line(P, "fl_cp_commit();");
   if (m->hopper) {
     for (int o = 0; o < m->nops; o++)
       if (buffers(m, o) == 2)
         line(P, "const unsigned so%d = sb%d + cur * %lldu;", o, o, (long long)smem_bytes(m, o));
-    put_next_loads(P, spt, FL_MMA_K, FL_MMA_V);
-  } else {
-    put_loads(P, FL_MMA_V, "key0", 0);
-    line(P, "fl_cp_commit();");
+    put_next_keys(P, spt);
   }
   put_classes(P, spt);
   put_scores(P);
@@ -853,10 +856,8 @@ static void put_step(printer *P, int64_t spt) {
   P->edge = 0;
   P->c.depth--;
   line(P, "}");
-  if (!m->hopper) {
-    put_landed(P);
-    put_next_loads(P, spt, FL_MMA_K, FL_MMA_K);
-  }
+  put_landed_but(P, m->hopper);
+  if (!m->hopper) put_next_keys(P, spt);
   put_products(P);
   line(P, "st = nx;");
   if (m->hopper) line(P, "cur ^= 1;");
@@ -901,7 +902,6 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   line(&P, "if (st < hi) {");
   P.c.depth++;
   put_loads(&P, FL_MMA_K, r0, 0);
-  if (m->hopper) put_loads(&P, FL_MMA_V, r0, 0);
   line(&P, "fl_cp_commit();");
   P.c.depth--;
   line(&P, "}");
