@@ -176,8 +176,11 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 /* ---- shared-memory tiles ---- */
 
+static int block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
+static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * m->wgs; }
+
 static int64_t op_rows(const fl_mma_group *m, const fl_mma_operand *o) {
-  return o->role == FL_MMA_Q ? FL_MMA_ROWS : m->step;
+  return o->role == FL_MMA_Q ? block_rows(m) : m->step;
 }
 
 static int64_t op_limit(const fl_mma_group *m, const fl_mma_operand *o) {
@@ -203,8 +206,8 @@ static void chunk_at(const printer *P, int o, const char *r, const char *ch, cha
 static int put_even_load(printer *P, int o, const char *r0, int next) {
   const fl_mma_group *m = P->m;
   const fl_mma_operand *op = &m->op[o];
-  int64_t rows = op_rows(m, op), chunks = op->width / 8, rpi = FL_MMA_THREADS / chunks;
-  if (!op->affine || FL_MMA_THREADS % chunks || (rows * chunks) % FL_MMA_THREADS || (m->hopper && rpi % 8))
+  int64_t rows = op_rows(m, op), chunks = op->width / 8, threads = block_threads(m), rpi = threads / chunks;
+  if (!op->affine || threads % chunks || (rows * chunks) % threads || (m->hopper && rpi % 8))
     return 0;
   char at[200], base[64];
   chunk_at(P, o, "rt", "ch", at, sizeof at);
@@ -233,10 +236,11 @@ static void put_load(printer *P, int o, const char *r0, int next) {
   int64_t rows = op_rows(m, op), chunks = op->width / 8, total = rows * chunks;
   if (put_even_load(P, o, r0, next)) return;
   line(P, "#pragma unroll");
-  line(P, "for (int it = 0; it < %lld; ++it) {", (long long)((total + FL_MMA_THREADS - 1) / FL_MMA_THREADS));
+  int threads = block_threads(m);
+  line(P, "for (int it = 0; it < %lld; ++it) {", (long long)((total + threads - 1) / threads));
   P->c.depth++;
-  line(P, "const int c = tid + it * %d;", FL_MMA_THREADS);
-  if (total % FL_MMA_THREADS) line(P, "if (c < %lld) {", (long long)total);
+  line(P, "const int c = tid + it * %d;", threads);
+  if (total % threads) line(P, "if (c < %lld) {", (long long)total);
   line(P, "const int r = c / %lld, ch = c %% %lld;", (long long)chunks, (long long)chunks);
   line(P, "const long long pos = (%s) + r;", r0);
   line(P, "const bool ok = pos < %lldLL;", (long long)op_limit(m, op));
@@ -257,7 +261,7 @@ static void put_load(printer *P, int o, const char *r0, int next) {
   char base[64];
   tile_at(P, o, next, base, sizeof base);
   line(P, "fl_cp16(%s + (unsigned)(%s), v%d + off, ok ? 16 : 0);", base, at, P->g->exprs[op->load].src);
-  if (total % FL_MMA_THREADS) line(P, "}");
+  if (total % threads) line(P, "}");
   P->c.depth--;
   line(P, "}");
 }
@@ -332,7 +336,7 @@ static void put_scores(printer *P) {
     char acc[16];
     snprintf(acc, sizeof acc, "s%d", i);
     if (m->hopper) {
-      fl_cuda_wgmma_put_scores(&P->c, m->dt, acc, m->tv_q[i], m->tv_k[i], q->width, m->step);
+      fl_cuda_wgmma_put_scores(&P->c, m->dt, acc, m->tv_q[i], block_rows(m), m->tv_k[i], q->width, m->step);
       continue;
     }
     line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
@@ -689,8 +693,8 @@ static void put_prologue(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_group *gr = &m->k->tiles.gr;
   line(P, "extern __shared__ __align__(16) unsigned char fl_sm[];");
-  line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
-  line(P, "const long long row0 = (long long)(gridDim.x - 1 - blockIdx.x) * %d;", FL_MMA_ROWS);
+  line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;");
+  line(P, "const long long row0 = (long long)(gridDim.x - 1 - blockIdx.x) * %d;", block_rows(m));
   line(P, "long long rest = blockIdx.y;");
   for (int s = gr->ngrid - 1; s >= 0; s--) {
     if (s == m->row_slot) continue;
@@ -720,30 +724,56 @@ static void put_prologue(printer *P) {
   }
 }
 
-/* The block's tile classes and loop bounds, in steps. */
+/* Each warpgroup's tile classes (tb) and loop bounds (lo, hi), in steps,
+ * from its own 64 rows' entries; the block runs the union (clo, chi). */
 static void put_schedule(printer *P, int64_t *spt_out) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
   int64_t pt = fl_tiles_loop_width(t), nsteps = (m->keys + m->step - 1) / m->step;
   int64_t spt = pt >= m->keys ? nsteps : pt / m->step;
   *spt_out = spt;
+  line(P, "const signed char *tbw[%d];", m->wgs);
+  line(P, "long long low[%d], hiw[%d];", m->wgs, m->wgs);
+  line(P, "#pragma unroll");
+  line(P, "for (int w = 0; w < %d; ++w) {", m->wgs);
+  P->c.depth++;
+  line(P, "const long long wr = row0 + w * %d;", FL_MMA_ROWS);
   fl_text_put(P->c.b, "%*slong long blk = 0", 2 * P->c.depth, "");
   for (int s = 0; s < t->gr.ngrid; s++) {
     if (!t->uses[s]) continue;
-    const char *pos = s == m->row_slot ? "row0" : NULL;
     char gp[16];
     snprintf(gp, sizeof gp, "gp%d", s);
-    fl_text_put(P->c.b, "; blk = blk * %lldLL + (%s) / %lldLL", (long long)fl_tiles_blocks(t, s), pos ? pos : gp,
-                (long long)t->block[s]);
+    fl_text_put(P->c.b, "; blk = blk * %lldLL + (%s) / %lldLL", (long long)fl_tiles_blocks(t, s),
+                s == m->row_slot ? "wr" : gp, (long long)t->block[s]);
   }
   fl_text_put(P->c.b, ";\n");
-  line(P, "const signed char *tb = tab ? tab + blk * %lldLL : 0;",
+  line(P, "tbw[w] = tab && wr < %lldLL ? tab + blk * %lldLL : 0;", (long long)m->rows,
        (long long)(fl_tiles_loop_tiles(t) * (1 + t->nmask)));
-  line(P, "long long lo = 0, hi = %lldLL;", (long long)nsteps);
-  line(P, "if (tab) {");
-  line(P, "  lo = bnd[2 * blk] * %lldLL;", (long long)spt);
-  line(P, "  hi = bnd[2 * blk + 1] * %lldLL < %lldLL ? bnd[2 * blk + 1] * %lldLL : %lldLL;", (long long)spt,
+  line(P, "low[w] = 0, hiw[w] = wr < %lldLL ? %lldLL : 0;", (long long)m->rows, (long long)nsteps);
+  line(P, "if (tbw[w]) {");
+  line(P, "  low[w] = bnd[2 * blk] * %lldLL;", (long long)spt);
+  line(P, "  hiw[w] = bnd[2 * blk + 1] * %lldLL < %lldLL ? bnd[2 * blk + 1] * %lldLL : %lldLL;", (long long)spt,
        (long long)nsteps, (long long)spt, (long long)nsteps);
+  line(P, "}");
+  P->c.depth--;
+  line(P, "}");
+  line(P, "const signed char *tb = tbw[0];");
+  line(P, "long long lo = low[0], hi = hiw[0], clo = %lldLL, chi = 0;", (long long)nsteps);
+  line(P, "#pragma unroll");
+  line(P, "for (int w = 0; w < %d; ++w) {", m->wgs);
+  line(P, "  if (w == wg) tb = tbw[w], lo = low[w], hi = hiw[w];");
+  line(P, "  if (low[w] < hiw[w]) clo = low[w] < clo ? low[w] : clo, chi = hiw[w] > chi ? hiw[w] : chi;");
+  line(P, "}");
+}
+
+/* `dst` = the first step at or after `from` some warpgroup runs, or chi. */
+static void put_next(printer *P, int64_t spt, const char *dst, const char *from) {
+  line(P, "long long %s = chi;", dst);
+  line(P, "#pragma unroll");
+  line(P, "for (int w = 0; w < %d; ++w) {", P->m->wgs);
+  line(P, "  const long long x = fl_next_step(tbw[w], %s > low[w] ? %s : low[w], hiw[w], %lld, %d);", from, from,
+       (long long)spt, 1 + P->t->nmask);
+  line(P, "  if (x < hiw[w] && x < %s) %s = x;", dst, dst);
   line(P, "}");
 }
 
@@ -813,9 +843,9 @@ static void put_classes(printer *P, int64_t spt) {
 /* The next step's keys, into the other tile where there are two. */
 static void put_next_keys(printer *P, int64_t spt) {
   char r0[64];
-  line(P, "const long long nx = fl_next_step(tb, st + 1, hi, %lld, %d);", (long long)spt, 1 + P->t->nmask);
+  put_next(P, spt, "nx", "st + 1");
   snprintf(r0, sizeof r0, "nx * %lldLL", (long long)P->m->step);
-  line(P, "if (nx < hi) {");
+  line(P, "if (nx < chi) {");
   P->c.depth++;
   put_loads(P, FL_MMA_K, r0, 1);
   P->c.depth--;
@@ -828,7 +858,7 @@ static void put_next_keys(printer *P, int64_t spt) {
  * into the other tile, during the whole step (wgmma). */
 static void put_step(printer *P, int64_t spt) {
   const fl_mma_group *m = P->m;
-  line(P, "while (st < hi) {");
+  line(P, "while (st < chi) {");
   P->c.depth++;
   line(P, "const long long key0 = st * %lldLL;", (long long)m->step);
   line(P, "const int kv = %lldLL - key0 < %lldLL ? (int)(%lldLL - key0) : %lld; /* keys of the step inside */",
@@ -842,9 +872,14 @@ static void put_step(printer *P, int64_t spt) {
         line(P, "const unsigned so%d = sb%d + cur * %lldu;", o, o, (long long)smem_bytes(m, o));
     put_next_keys(P, spt);
   }
+  /* a warpgroup's own step? (its rows' tile not skipped) */
+  line(P, "const bool mine = st >= lo && st < hi && (!tb || tb[(st / %lldLL) * %d] != 0);", (long long)spt,
+       1 + P->t->nmask);
+  for (int i = 0; i < m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(m->step / 8));
+  line(P, "if (mine) {");
+  P->c.depth++;
   put_classes(P, spt);
   put_scores(P);
-  for (int i = 0; i < m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(m->step / 8));
   line(P, "if (kv == %lld) {", (long long)m->step);
   P->c.depth++;
   put_between(P);
@@ -856,9 +891,15 @@ static void put_step(printer *P, int64_t spt) {
   P->edge = 0;
   P->c.depth--;
   line(P, "}");
+  P->c.depth--;
+  line(P, "}");
   put_landed_but(P, m->hopper);
   if (!m->hopper) put_next_keys(P, spt);
+  line(P, "if (mine) {");
+  P->c.depth++;
   put_products(P);
+  P->c.depth--;
+  line(P, "}");
   line(P, "st = nx;");
   if (m->hopper) line(P, "cur ^= 1;");
   P->c.depth--;
@@ -866,7 +907,8 @@ static void put_step(printer *P, int64_t spt) {
 }
 
 static void put_signature(printer *P, const fl_cuda_kernel *kd) {
-  fl_text_put(P->c.b, "extern \"C\" __global__ void __launch_bounds__(%d, 2) %s(", FL_MMA_THREADS, kd->name);
+  fl_text_put(P->c.b, "extern \"C\" __global__ void __launch_bounds__(%d, %d) %s(", block_threads(P->m),
+              P->m->wgs > 1 ? 1 : 2, kd->name);
   for (int i = 0; i < kd->nparams; i++) {
     int v = kd->param[i];
     fl_text_put(P->c.b, "%s%s *__restrict__ v%d, ", kd->writes[i] ? "" : "const ",
@@ -889,7 +931,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   int64_t spt;
   put_schedule(&P, &spt);
   put_state(&P);
-  line(&P, "long long st = fl_next_step(tb, lo, hi, %lld, %d);", (long long)spt, 1 + P.t->nmask);
+  put_next(&P, spt, "st", "clo");
   char r0[64];
   snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
   put_loads(&P, FL_MMA_Q, "row0", 0);
@@ -899,7 +941,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
     for (int o = 0; o < m->nops; o++)
       if (buffers(m, o) == 2) line(&P, "const unsigned so%d = sb%d;", o, o);
   }
-  line(&P, "if (st < hi) {");
+  line(&P, "if (st < chi) {");
   P.c.depth++;
   put_loads(&P, FL_MMA_K, r0, 0);
   line(&P, "fl_cp_commit();");
@@ -911,13 +953,13 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   put_finish(&P);
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
-  kd->block[0] = FL_MMA_THREADS;
+  kd->block[0] = (unsigned)block_threads(m);
   kd->block[1] = kd->block[2] = 1;
-  kd->grid[0] = (unsigned)((m->rows + FL_MMA_ROWS - 1) / FL_MMA_ROWS);
+  kd->grid[0] = (unsigned)((m->rows + block_rows(m) - 1) / block_rows(m));
   int64_t rest = 1;
   for (int s = 0; s < m->k->tiles.gr.ngrid; s++)
     if (s != m->row_slot) rest *= p->g->syms[m->k->tiles.gr.grid[s]].size;
-  if (rest > 65535 || m->rows / FL_MMA_ROWS >= 0x7fffffff)
+  if (rest > 65535 || m->rows / block_rows(m) >= 0x7fffffff)
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;

@@ -24,9 +24,16 @@
 #include "fl_cuda_gen.h"
 #include "fl_plan.h"
 
-#define FL_MMA_ROWS 64   /* query rows a block */
-#define FL_MMA_THREADS 128
+#define FL_MMA_ROWS 64   /* query rows a warpgroup */
+#define FL_MMA_THREADS 128 /* a warpgroup */
 #define FL_MMA_MAX 8     /* members of each kind */
+#ifndef FL_WGMMA_GROUPS
+/* warpgroups a wgmma block. Measured on the H100 (B4 H16 N4096 D128, full):
+ * 1 (three independent blocks a multiprocessor) 418 TFLOP/s, 2 (one block,
+ * 168 registers) 292, 3 (one block) 307: blocks that wait on each other
+ * at every step lose more than the shared key tiles save. */
+#define FL_WGMMA_GROUPS 1
+#endif
 
 typedef enum fl_mma_role { FL_MMA_Q, FL_MMA_K, FL_MMA_V } fl_mma_role;
 
@@ -58,6 +65,7 @@ typedef struct fl_mma_group {
   int ne, e[FL_MMA_MAX], e_reg[FL_MMA_MAX]; /* epilogue members; over the register dim? */
   int fixup;               /* some member rescales: rows may need the scalar kernel */
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
+  int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
 } fl_mma_group;
 
 /* Does kernel k of plan p qualify, for wgmma (hopper) or mma.sync? On no,

@@ -352,6 +352,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
   memset(m, 0, sizeof *m);
   m->k = k;
   m->hopper = hopper;
+  m->wgs = hopper ? FL_WGMMA_GROUPS : 1;
   m->dt = FL_DTYPE_COUNT;
   m->row_slot = -1;
   matcher M = {.g = p->g, .k = k, .m = m};

@@ -54,7 +54,8 @@ static void put_keep(fl_cx *c, const char *acc, int64_t n) {
   line(c, "for (int i = 0; i < %lld; ++i) fl_wg_keep((&%s[0][0])[i]);", (long long)n, acc);
 }
 
-void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, int q, int k, int width, int64_t step) {
+void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, int q, int q_rows, int k, int width,
+                              int64_t step) {
   line(c, "float %s[%lld][4];", acc, (long long)(step / 8));
   line(c, "#pragma unroll");
   line(c, "for (int nt = 0; nt < %lld; ++nt) %s[nt][0] = %s[nt][1] = %s[nt][2] = %s[nt][3] = 0.0f;",
@@ -62,8 +63,8 @@ void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, int q, int
   line(c, "fl_wg_arrive();");
   line(c, "#pragma unroll");
   line(c, "for (int kk = 0; kk < %d; ++kk)", width / 16);
-  line(c, "  fl_wgmma_ss_%s_%lld(&%s[0][0], fl_wg_desc(so%d + (unsigned)((kk >> 2) * %d + (kk & 3) * 32), 16u),",
-       type_name(dt), (long long)step, acc, q, 64 * 128);
+  line(c, "  fl_wgmma_ss_%s_%lld(&%s[0][0], fl_wg_desc(so%d + (unsigned)((kk >> 2) * %d + wg * %d + (kk & 3) * 32), 16u),",
+       type_name(dt), (long long)step, acc, q, q_rows * 128, 64 * 128);
   line(c, "    fl_wg_desc(so%d + (unsigned)((kk >> 2) * %lld + (kk & 3) * 32), 16u));", k, (long long)step * 128);
   line(c, "fl_wg_commit();");
   line(c, "fl_wg_wait();");

@@ -34,9 +34,11 @@ void fl_cuda_wgmma_put_fn(fl_text *b, int rs, fl_dtype dt, int n);
  * `r` (C expressions), as a C expression into buf. */
 void fl_cuda_wgmma_chunk_at(char *buf, size_t n, int64_t rows, const char *r, const char *ch);
 
-/* acc[step / 8][4] = q · kᵀ over the head dim: q's tile at so<q> (64 rows),
- * k's at so<k> (step rows), both `width` wide. */
-void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, int q, int k, int width, int64_t step);
+/* acc[step / 8][4] = q · kᵀ over the head dim: q's tile at so<q> (q_rows
+ * rows, the warpgroup `wg` taking 64 of them), k's at so<k> (step rows),
+ * both `width` wide. */
+void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, int q, int q_rows, int k, int width,
+                              int64_t step);
 
 /* acc[width / 8][4] += p · v: p the weights (float p[step / 8][4], the
  * accumulator layout), v's tile at so<v> (step rows, `width` wide). */

@@ -322,9 +322,17 @@ static int p_launch(lua_State *L) {
   return 1;
 }
 
+/* The program's kernel named `name`, or NULL. */
+static const fl_cuda_kernel *kernel_named(const fl_cuda_program *p, const char *name) {
+  for (int k = 0; k < p->nkernels; k++)
+    if (strcmp(p->k[k].name, name) == 0) return &p->k[k];
+  return NULL;
+}
+
 /* p:compiled() -> nil before the first launch, else {ms, cache = "miss"|
- * "memory"|"disk", arch, kernels = {{name, registers, spill_stores,
- * spill_loads}...}}: how its CUDA kernels were compiled. */
+ * "memory"|"disk", arch, path = "hopper"|"mma"|"scalar", kernels = {{name,
+ * path, why, registers, spill_stores, spill_loads}...}}: how its CUDA
+ * kernels were compiled. */
 static int p_compiled(lua_State *L) {
   l_plan *u = check_plan(L, 1);
   if (!u->has_exec) return 0;
@@ -336,11 +344,20 @@ static int p_compiled(lua_State *L) {
   lua_setfield(L, -2, "cache");
   lua_pushstring(L, im->arch);
   lua_setfield(L, -2, "arch");
+  lua_pushstring(L, fl_cuda_path_name(u->exec.path));
+  lua_setfield(L, -2, "path");
   lua_createtable(L, im->nkernels, 0);
   for (int k = 0; k < im->nkernels; k++) {
     lua_createtable(L, 0, 4);
     lua_pushstring(L, im->kernels[k].name);
     lua_setfield(L, -2, "name");
+    const fl_cuda_kernel *kd = kernel_named(&u->exec.prog, im->kernels[k].name);
+    if (kd) {
+      lua_pushstring(L, fl_cuda_path_name(kd->path));
+      lua_setfield(L, -2, "path");
+      lua_pushstring(L, kd->why);
+      lua_setfield(L, -2, "why");
+    }
     set_int(L, "registers", im->kernels[k].registers);
     set_int(L, "spill_stores", im->kernels[k].spill_stores);
     set_int(L, "spill_loads", im->kernels[k].spill_loads);

@@ -1,6 +1,7 @@
 -- The CUDA printer, checked where there is no GPU: every variant's kernels,
--- printed from its plan, compile with NVRTC for sm_90 and sm_80, and the
--- source is self-contained, with no register spills. The fused groups are
+-- printed from its plan, compile with NVRTC (mma.sync kernels for sm_90 and
+-- sm_80, wgmma ones for sm_90a), and the source is self-contained, with no
+-- register spills. The fused groups are
 -- tensor-core kernels (N = 200: the tiles do not divide the sequence); the
 -- rest, and the rows they hand back, the plan's scalar kernels. The
 -- register report is printed.
@@ -15,33 +16,44 @@ describe("CUDA source of every variant", function()
     pending("NVRTC is not available: " .. tostring(why))
     return
   end
+  -- mma.sync kernels for sm_90 (no spills) and sm_80 (they must compile),
+  -- wgmma kernels for sm_90a (no spills)
+  local paths = {{path = "mma", archs = {"sm_90", "sm_80"}}, {path = "hopper", archs = {"sm_90a"}}}
   for _, V in ipairs(variants.all()) do
-    it(V.name .. " compiles for sm_90 and sm_80 at head dims 64 and 128", function()
+    it(V.name .. " compiles for sm_90, sm_80 (mma.sync) and sm_90a (wgmma) at head dims 64 and 128", function()
       local report = {}
       for _, D in ipairs({64, 128}) do
         local inputs = V.inputs(1, 2, 200, D, {dtype = "bf16", seed = 1}, V.small)
         local attn = fl.compile(V.make(V.small))
-        local src = attn:source(table.unpack(inputs))
-        assert.is_nil(src:find("#include", 1, true), "the source includes a header")
-        local _, kernels = attn:graph_of("source", table.unpack(inputs)):plan():cuda("bf16")
-        -- the fused group runs on tensor cores (lse's scores are not a tile of their own yet)
-        local mma = 0
-        for _, k in ipairs(kernels) do
-          if k.kind == "tensor cores" then mma = mma + 1 end
-        end
-        if V.name ~= "lse" then assert.equal(1, mma, V.name .. ": " .. tostring(kernels[#kernels].why)) end
-        for _, arch in ipairs({"sm_90", "sm_80"}) do
-          local r = fl.jit.compile(src, {arch = arch, name = V.name .. ".cu"})
-          assert.equal(#kernels, #r.kernels, V.name .. " " .. arch)
-          for _, k in ipairs(r.kernels) do
-            assert.is_true(k.registers > 0)
-            -- the target is sm_90; sm_80 must compile (it may spill a little)
-            if arch == "sm_90" then
-              assert.equal(0, k.spill_stores, ("%s %s D=%d: %s spills"):format(V.name, arch, D, k.name))
+        assert.is_nil(attn:source(table.unpack(inputs)):find("#include", 1, true), "the source includes a header")
+        local plan = attn:graph_of("source", table.unpack(inputs)):plan()
+        for _, P in ipairs(paths) do
+          local src, kernels = plan:cuda("bf16", {path = P.path})
+          assert.is_nil(src:find("#include", 1, true), "the source includes a header")
+          -- the fused group runs on tensor cores (lse's scores are not a tile of their own yet);
+          -- on the hopper path as wgmma unless it says why not
+          local tc = 0
+          for _, k in ipairs(kernels) do
+            if k.kind == "tensor cores" then
+              tc = tc + 1
+              if P.path == "hopper" and k.path ~= "hopper" then
+                assert.matches("^not wgmma: ", k.why, V.name .. " D=" .. D)
+              end
+              if P.path == "mma" then assert.equal("mma", k.path) end
             end
-            if arch == "sm_90" then
-              report[#report + 1] = ("D=%d %s %d regs, %d B spilled"):format(D, k.name, k.registers,
-                k.spill_stores)
+          end
+          if V.name ~= "lse" then assert.equal(1, tc, V.name .. ": " .. tostring(kernels[#kernels].why)) end
+          for _, arch in ipairs(P.archs) do
+            local r = fl.jit.compile(src, {arch = arch, name = V.name .. ".cu"})
+            assert.equal(#kernels, #r.kernels, V.name .. " " .. arch)
+            for _, k in ipairs(r.kernels) do
+              assert.is_true(k.registers > 0)
+              -- sm_80 must compile (it may spill a little)
+              if arch ~= "sm_80" then
+                assert.equal(0, k.spill_stores, ("%s %s D=%d: %s spills"):format(V.name, arch, D, k.name))
+                report[#report + 1] = ("%s D=%d %s %d regs, %d B spilled"):format(arch, D, k.name, k.registers,
+                  k.spill_stores)
+              end
             end
           end
         end
@@ -55,7 +67,7 @@ describe("CUDA source of every variant", function()
     local inputs = V.inputs(1, 2, 100, 64, {dtype = "bf16", seed = 1}, V.small)
     local g = fl.trace(V.make(V.small), table.unpack(inputs))
     for _, p in ipairs(fl.passes) do g:run(p) end
-    local src, kernels = g:plan():cuda()
+    local src, kernels = g:plan():cuda(nil, {path = "mma"})
     -- the cumsum, the group on tensor cores, its scalar kernel for rows it hands back
     assert.equal(3, #kernels)
     assert.matches("^fl_node%d+$", kernels[1].name)
@@ -66,6 +78,19 @@ describe("CUDA source of every variant", function()
     assert.matches('extern "C" __global__ void fl_group1%(', src)
     assert.matches('extern "C" __global__ void __launch_bounds__%(128, 2%) fl_group1_mma%(', src)
     assert.same({"f", "cumsum3"}, kernels[1].params)
+    -- on the hopper path: one warpgroup a block, wgmma
+    local hsrc, hk = g:plan():cuda(nil, {path = "hopper"})
+    assert.equal("hopper", hk[2].path)
+    assert.matches('extern "C" __global__ void __launch_bounds__%(128, 2%) fl_group1_mma%(', hsrc)
+    assert.matches("wgmma.mma_async.sync.aligned.m64n", hsrc, 1, true)
+  end)
+
+  it("refuses an unknown path", function()
+    local V = variants.load("full")
+    local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 1, 16, 16, {dtype = "bf16", seed = 1}, V.small)))
+    local ok, err = pcall(g:plan().cuda, g:plan(), nil, {path = "volta"})
+    assert.is_false(ok)
+    assert.matches("option 'path' must be \"auto\", \"hopper\" or \"mma\", got 'volta'", err, 1, true)
   end)
 
   it("source needs example inputs", function()

@@ -263,10 +263,13 @@ function Graph:explain()
   if c then
     local regs = {}
     for _, k in ipairs(c.kernels) do
-      regs[#regs + 1] = ("%s %d registers, %d B spilled"):format(k.name, k.registers, k.spill_stores)
+      local kind = k.path == "hopper" and "wgmma" or k.path == "mma" and "mma.sync" or "scalar"
+      if k.why and k.why ~= "" then kind = kind .. ", " .. k.why end
+      regs[#regs + 1] = ("%s (%s) %d registers, %d B spilled"):format(k.name, kind, k.registers,
+        k.spill_stores)
     end
-    lines[#lines + 1] = ("cuda: compiled for %s in %.1f ms (cache: %s): %s\n"):format(c.arch, c.ms,
-      c.cache, table.concat(regs, "; "))
+    lines[#lines + 1] = ("cuda: compiled for %s (%s path) in %.1f ms (cache: %s): %s\n"):format(c.arch,
+      c.path, c.ms, c.cache, table.concat(regs, "; "))
   end
   return table.concat(lines)
 end

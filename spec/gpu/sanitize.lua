@@ -11,7 +11,8 @@
 -- or a position no kernel wrote, raises an error: exit status 1.
 --
 -- FL_SANITIZE_VARIANTS, FL_SANITIZE_N, FL_SANITIZE_D and FL_SANITIZE_DTYPES
--- (comma-separated) change the lists.
+-- (comma-separated) change the lists; FL_GPU_PATH ("auto", "hopper" or
+-- "mma") picks the tensor-core kernels.
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
 local variants = require "variants"
@@ -31,6 +32,7 @@ local LENGTHS = list("FL_SANITIZE_N", "100,200")
 local DIMS = list("FL_SANITIZE_D", "64,128")
 local DTYPES = list("FL_SANITIZE_DTYPES", "bf16")
 local B, H = 1, 2
+local PATH = os.getenv("FL_GPU_PATH") or "auto"
 
 assert(fl.cuda_available(), "sanitize: no GPU here")
 
@@ -54,7 +56,7 @@ for _, V in ipairs(variants.all(NAMES)) do
             out[k] = fl.full(v.shape, 0 / 0, {dtype = v.dtype, device = "cuda"})
           end
           local t0 = fl.clock()
-          local res = plan:launch(gpu, nil, {out = out, kernels = "auto"})
+          local res = plan:launch(gpu, nil, {out = out, kernels = "auto", path = PATH})
           local ms = (fl.clock() - t0) * 1e3
           local got, want = {}, {}
           for k, t in ipairs(res) do
@@ -64,7 +66,9 @@ for _, V in ipairs(variants.all(NAMES)) do
           for k, t in ipairs(g:eval(cpu, "f32")) do want[k] = t:totable() end
           local e = R.rel_error(got, want)
           local names = {}
-          for _, kern in ipairs((plan:compiled() or {kernels = {}}).kernels) do names[#names + 1] = kern.name end
+          for _, kern in ipairs((plan:compiled() or {kernels = {}}).kernels) do
+            names[#names + 1] = kern.name .. "(" .. (kern.path or "?") .. ")"
+          end
           print(("%-30s error %.1e  %7.0f ms  %s"):format(what, e, ms, table.concat(names, "+")))
           if not (e < TOL[dt]) then error(("error %.3g (tolerance %g)"):format(e, TOL[dt]), 0) end
         end)

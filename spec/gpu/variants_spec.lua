@@ -20,7 +20,9 @@
 --   * Constants: a variant's `small` ones up to N = 128, its benchmark ones
 --     (`params`: window 256, prefix 512, cap 30, ...) above.
 --
--- FL_GPU_N lists the lengths (default 1,37,1024,4096), FL_GPU_BH the batch
+-- FL_GPU_PATH picks the tensor-core kernels ("auto": wgmma on an H100,
+-- else mma.sync; "hopper"; "mma"). FL_GPU_N lists the lengths (default
+-- 1,37,1024,4096), FL_GPU_BH the batch
 -- and heads (default 1,2), FL_GPU_VARIANTS picks variants, FL_GPU_D the
 -- head dims (default 64,128). Each case prints a line with its errors and
 -- times; each variant a summary line.
@@ -29,6 +31,7 @@ local variants = require "variants"
 local R = require "variants.reference"
 
 local TOL = {bf16 = 1e-2, f16 = 2e-3}
+local PATH = os.getenv("FL_GPU_PATH") or "auto"  -- the tensor-core kernels: auto, hopper or mma
 local TOL_SCALAR = 1e-4   -- scalar kernels (f64 inside, f32 out) vs plain Lua f64
 local CPU_MAX_N = 128     -- up to here the CPU executor is the reference
 -- Inputs larger than this are read element by element for the Lua rows.
@@ -91,7 +94,7 @@ end
 -- plan:launch into `outs`; checks it wrote into them and returns them and ms.
 local function launch(plan, inputs, dtype, outs, kernels)
   local t0 = fl.clock()
-  local res = plan:launch(inputs, dtype, {out = outs, kernels = kernels})
+  local res = plan:launch(inputs, dtype, {out = outs, kernels = kernels, path = PATH})
   local ms = (fl.clock() - t0) * 1e3
   assert(#res == #outs, ("launch returned %d outputs, the graph has %d"):format(#res, #outs))
   for k = 1, #outs do
@@ -167,7 +170,7 @@ local function run_case(V, D, N, dt)
   local plan = g:plan()
   local outs
   outs, r.ms = launch(plan, gpu, nil, poisoned(g), "auto")
-  assert.matches("cuda: compiled for sm_%d+ in [%d.]+ ms %(cache: %a+%): fl_", g:explain())
+  assert.matches("cuda: compiled for sm_%d+a? %(%a+ path%) in [%d.]+ ms %(cache: %a+%): fl_", g:explain())
   local c = plan:compiled()
   r.compile_ms, r.cache, r.kernels = c.ms, c.cache, kernel_names(plan)
   local got = host_tables(outs)
