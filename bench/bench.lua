@@ -5,7 +5,8 @@
 -- sliding_window, prefix_lm, document, differential, evoformer_row,
 -- sigmoid; each at its benchmark constants (V.params: window 256, prefix
 -- 512, cap 30, λ 0.3). FL_BENCH_KERNELS = auto (default) | scalar picks the
--- plan's kernels (plan:launch's opts.kernels).
+-- plan's kernels (plan:launch's opts.kernels), FL_BENCH_PATH = auto
+-- (default: wgmma on an H100) | hopper | mma the tensor-core ones (opts.path).
 --
 -- Timing: a warm-up call (trace, passes, NVRTC compile, first run), then
 -- FL_BENCH_ITERS calls (default 20; fewer when a call is so slow that they
@@ -43,6 +44,7 @@ assert(B and H and N and D, "FL_BENCH must be B,H,N,D")
 local ITERS = math.max(1, tonumber(os.getenv("FL_BENCH_ITERS") or "20"))
 local BUDGET = tonumber(os.getenv("FL_BENCH_BUDGET_S") or "10")
 local KERNELS = os.getenv("FL_BENCH_KERNELS") or "auto"
+local PATH = os.getenv("FL_BENCH_PATH") or "auto"
 local ONLY = (arg and arg[1]) or os.getenv("FL_BENCH_VARIANTS") or DEFAULT_VARIANTS
 
 if not fl.cuda_available() then
@@ -136,7 +138,7 @@ local function bench(V)
   local plan = g:plan()
   local front_ms = (fl.clock() - t0) * 1e3
 
-  local opts = {out = outputs_of(g), kernels = KERNELS}
+  local opts = {out = outputs_of(g), kernels = KERNELS, path = PATH}
   t0 = fl.clock()
   plan:launch(inputs, nil, opts)
   local first_ms = (fl.clock() - t0) * 1e3
@@ -158,7 +160,8 @@ local function bench(V)
   local c = plan:compiled() or {kernels = {}}
   local names = {}
   for _, k in ipairs(c.kernels) do
-    names[#names + 1] = ("%s (%d regs%s)"):format(k.name, k.registers,
+    local kind = k.path == "hopper" and "wgmma, " or k.path == "mma" and "mma.sync, " or ""
+    names[#names + 1] = ("%s (%s%d regs%s)"):format(k.name, kind, k.registers,
       (k.spill_stores or 0) > 0 and (", %d B spilled"):format(k.spill_stores) or "")
   end
   return {
@@ -171,9 +174,9 @@ end
 local function cell(s) return (tostring(s):gsub("[\r\n]+", " "):gsub("|", "\\|")) end
 
 local info = fl.device_info()
-print(("Flashlight on %s (%s, %d SMs), B=%d H=%d N=%d D=%d bf16, kernels = %s; median of up to %d calls " ..
+print(("Flashlight on %s (%s, %d SMs), B=%d H=%d N=%d D=%d bf16, kernels = %s, path = %s; median of up to %d calls " ..
   "(wall clock around plan:launch, synchronous) after a warm-up call; TFLOP/s = 4·B·H·N²·D × kept " ..
-  "× attentions / time."):format(info.name, info.arch, info.multiprocessors, B, H, N, D, KERNELS, ITERS))
+  "× attentions / time."):format(info.name, info.arch, info.multiprocessors, B, H, N, D, KERNELS, PATH, ITERS))
 print("")
 print("| variant | ms | TFLOP/s | kept | calls | first call ms (NVRTC ms, cache) | kernels compiled (registers) |")
 print("|---|---:|---:|---:|---:|---:|---|")

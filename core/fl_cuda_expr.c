@@ -296,7 +296,8 @@ static int emit(fl_cx *c, int x) {
     put_const(c, t = c->tmp++, ex->value);
     return t;
   case FL_X_VAR:
-    fl_cx_line(c, "const %s t%d = (%s)x%d;", fl_cx_real(c), t = c->tmp++, fl_cx_real(c), ex->var);
+    if (c->f32 && c->fvars) fl_cx_line(c, "const float t%d = xf%d;", t = c->tmp++, ex->var);
+    else fl_cx_line(c, "const %s t%d = (%s)x%d;", fl_cx_real(c), t = c->tmp++, fl_cx_real(c), ex->var);
     return t;
   case FL_X_LOAD: return emit_load(c, ex);
   case FL_X_REDUCE: return emit_reduce(c, x);

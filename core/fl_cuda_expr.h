@@ -18,6 +18,7 @@ struct fl_cx {
   int depth;  /* indentation */
   int f32;    /* arithmetic in float, else double */
   int rolled; /* keep every loop rolled (`#pragma unroll 1`) */
+  int fvars;  /* with f32: the variables are also in scope as floats xf0, xf1, ... */
   int scope;  /* the value whose variables x0, x1, ... are in scope */
   /* A load the kernel holds itself: prints it into a new temporary and
    * returns it, or returns -1 for a load from memory (pointer v<src>). */

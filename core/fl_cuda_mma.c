@@ -146,6 +146,17 @@ static const char *hook_known(fl_cx *c, int x) {
 
 /* ---- variables ---- */
 
+/* A variable's value as a float: the element's row and key have theirs
+ * (exact below 2^24, and an add an element rather than a conversion from
+ * 64 bits); others are converted. */
+static const char *float_of(const char *x, int d) {
+  static char buf[24];
+  if (strcmp(x, "rw") == 0) return "rwf";
+  if (strcmp(x, "kc") == 0) return "kcf";
+  snprintf(buf, sizeof buf, "(float)x%d", d);
+  return buf;
+}
+
 /* Declares member v's variables: grid dims from the block, the query dim
  * `row`, loop dims `key`, the register dim `reg`; locals 0 if `locals`. */
 static void put_vars(printer *P, int v, const char *row, const char *key, const char *reg, int locals) {
@@ -158,6 +169,7 @@ static void put_vars(printer *P, int v, const char *row, const char *key, const 
     int wide = d < val->ndim && sym_size(P, val->dims[d]) > 1;
     const char *x = role == P->m->row_slot ? row : role >= 0 ? gp : role == -1 ? key : role == -2 && wide ? reg : "0";
     line(P, "const long long x%d = %s;", d, x);
+    line(P, "const float xf%d = %s;", d, float_of(x, d));
   }
 }
 
@@ -284,7 +296,9 @@ static void open_elements(printer *P) {
   line(P, "const bool valid = %s;", P->edge ? "kj < kv" : "true");
   line(P, "const long long kr = key0 + kj;");
   line(P, "const long long kc = valid ? kr : %lldLL, rw = rc[h >> 1];", (long long)m->keys - 1);
-  line(P, "(void)kc; (void)rw;");
+  line(P, "const float kcf = valid ? kf0 + (float)(nt * 8 + (h & 1)) : %.1ff, rwf = rcf[h >> 1];",
+       (double)(m->keys - 1));
+  line(P, "(void)kc; (void)rw; (void)kcf; (void)rwf;");
   P->elem = 1;
   P->row = "h >> 1";
 }
@@ -360,18 +374,11 @@ static void put_scores(printer *P) {
   }
 }
 
-static int has_masks(const printer *P, int i) {
-  for (int k = 0; k < P->t->nmask; k++)
-    if (P->t->mask_tv[k] == P->m->tv[i]) return 1;
-  return 0;
-}
-
 static void put_score_bodies(printer *P, int known) {
   const fl_mma_group *m = P->m;
   P->known = known;
   open_elements(P);
   for (int i = 0; i < m->ntv; i++) {
-    if (known && !has_masks(P, i)) continue;
     P->cur = i;
     char fmt[48];
     snprintf(fmt, sizeof fmt, "s%d[nt][h] = %%s;", i);
@@ -705,6 +712,7 @@ static void put_prologue(printer *P) {
   line(P, "const long long ra[2] = {row0 + warp * 16 + (lane >> 2), row0 + warp * 16 + (lane >> 2) + 8};");
   line(P, "const long long rc[2] = {ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
+  line(P, "const float rcf[2] = {(float)rc[0], (float)rc[1]};");
   int64_t off = 0;
   line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
   for (int o = 0; o < m->nops; o++) {
@@ -807,22 +815,10 @@ static void put_q_fragments(printer *P) {
   }
 }
 
-/* Between the products: the variant's body on the scores, the row state,
- * the weights; keys past the end only in an edge step. */
-static void put_between(printer *P) {
-  if (P->t->nmask) {
-    line(P, "if (full) {");
-    P->c.depth++;
-    put_score_bodies(P, 1);
-    P->c.depth--;
-    line(P, "} else {");
-    P->c.depth++;
-    put_score_bodies(P, 0);
-    P->c.depth--;
-    line(P, "}");
-  } else {
-    put_score_bodies(P, 0);
-  }
+/* Between the products: the variant's body on the scores (its mask
+ * conditions `known` on a full tile), the row state, the weights. */
+static void put_between(printer *P, int known) {
+  put_score_bodies(P, known);
   put_mu(P, "mb");
   put_extremes(P);
   put_mu(P, "ma");
@@ -863,6 +859,7 @@ static void put_step(printer *P, int64_t spt) {
   line(P, "const long long key0 = st * %lldLL;", (long long)m->step);
   line(P, "const int kv = %lldLL - key0 < %lldLL ? (int)(%lldLL - key0) : %lld; /* keys of the step inside */",
        (long long)m->keys, (long long)m->step, (long long)m->keys, (long long)m->step);
+  line(P, "const float kf0 = (float)(key0 + (lane & 3) * 2);");
   put_landed(P);
   put_loads(P, FL_MMA_V, "key0", 0);
   line(P, "fl_cp_commit();");
@@ -880,14 +877,15 @@ static void put_step(printer *P, int64_t spt) {
   P->c.depth++;
   put_classes(P, spt);
   put_scores(P);
-  line(P, "if (kv == %lld) {", (long long)m->step);
+  /* two copies: a full tile inside the keys, and any other step */
+  line(P, "if (kv == %lld%s) {", (long long)m->step, P->t->nmask ? " && full" : "");
   P->c.depth++;
-  put_between(P);
+  put_between(P, P->t->nmask > 0);
   P->c.depth--;
   line(P, "} else {");
   P->c.depth++;
   P->edge = 1;
-  put_between(P);
+  put_between(P, 0);
   P->edge = 0;
   P->c.depth--;
   line(P, "}");
@@ -920,7 +918,7 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
 fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
                             fl_cuda_kernel *kd, fl_err *e) {
   printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .cur = -1};
-  P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .member = hook_member, .reduce = hook_reduce,
+  P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .fvars = 1, .member = hook_member, .reduce = hook_reduce,
                 .known = hook_known, .user = &P, .depth = 1};
   if (m->hopper) {
     fl_cuda_wgmma_put_fn(b, 0, m->dt, (int)m->step);
