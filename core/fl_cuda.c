@@ -14,6 +14,7 @@ typedef unsigned long long CUdeviceptr;
 typedef void *CUmodule;
 typedef void *CUfunction;
 typedef void *CUstream;
+typedef void *CUevent;
 
 enum {
   CU_JIT_ERROR_LOG_BUFFER = 5,
@@ -55,6 +56,11 @@ static struct cu_driver {
                            unsigned, unsigned, CUstream, void **, void **);
   CUresult (*StreamSynchronize)(CUstream);
   CUresult (*CtxSynchronize)(void);
+  CUresult (*EventCreate)(CUevent *, unsigned);
+  CUresult (*EventRecord)(CUevent, CUstream);
+  CUresult (*EventSynchronize)(CUevent);
+  CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
+  CUresult (*EventDestroy)(CUevent);
   CUresult (*GetErrorName)(CUresult, const char **);
   CUresult (*GetErrorString)(CUresult, const char **);
 } cu;
@@ -75,6 +81,9 @@ static const struct { const char *name; size_t offset; } cu_symbols[] = {
   SYM(ModuleGetFunction, "cuModuleGetFunction"), SYM(FuncSetAttribute, "cuFuncSetAttribute"),
   SYM(LaunchKernel, "cuLaunchKernel"), SYM(StreamSynchronize, "cuStreamSynchronize"),
   SYM(CtxSynchronize, "cuCtxSynchronize"),
+  SYM(EventCreate, "cuEventCreate"), SYM(EventRecord, "cuEventRecord"),
+  SYM(EventSynchronize, "cuEventSynchronize"), SYM(EventElapsedTime, "cuEventElapsedTime"),
+  SYM(EventDestroy, "cuEventDestroy_v2"),
   SYM(GetErrorName, "cuGetErrorName"), SYM(GetErrorString, "cuGetErrorString"),
 #undef SYM
 };
@@ -329,4 +338,35 @@ fl_status fl_cuda_synchronize(int ordinal, fl_err *e) {
   if (s != FL_OK) return s;
   CUresult r = cu.CtxSynchronize();
   return r ? cu_fail(e, r, "cuCtxSynchronize") : FL_OK;
+}
+
+/* ----------------------------------------------------------------- timing */
+
+fl_status fl_cuda_timer_start(int ordinal, fl_cuda_timer *t, fl_err *e) {
+  fl_status s = fl_cuda_use(ordinal, e);
+  if (s != FL_OK) return s;
+  CUresult r = 0;
+  if (!t->start) {
+    t->ordinal = ordinal;
+    if (!(r = cu.EventCreate((CUevent *)&t->start, 0))) r = cu.EventCreate((CUevent *)&t->stop, 0);
+  }
+  if (!r) r = cu.EventRecord(t->start, NULL);
+  return r ? cu_fail(e, r, "cuEventRecord") : FL_OK;
+}
+
+fl_status fl_cuda_timer_stop(fl_cuda_timer *t, float *ms, fl_err *e) {
+  fl_status s = fl_cuda_use(t->ordinal, e);
+  if (s != FL_OK) return s;
+  CUresult r = cu.EventRecord(t->stop, NULL);
+  if (!r) r = cu.EventSynchronize(t->stop);
+  if (!r) r = cu.EventElapsedTime(ms, t->start, t->stop);
+  return r ? cu_fail(e, r, "cuEventElapsedTime") : FL_OK;
+}
+
+void fl_cuda_timer_free(fl_cuda_timer *t) {
+  if (t->start && fl_cuda_use(t->ordinal, NULL) == FL_OK) {
+    cu.EventDestroy(t->start);
+    if (t->stop) cu.EventDestroy(t->stop);
+  }
+  t->start = t->stop = NULL;
 }

@@ -66,4 +66,15 @@ fl_status fl_cuda_launch(const fl_cuda_function *f, const unsigned grid[3],
 /* Waits for all work on device `ordinal`. */
 fl_status fl_cuda_synchronize(int ordinal, fl_err *e);
 
+/* Device time between two points of device `ordinal`'s default stream
+ * (CUDA events, made on the first start and kept). */
+typedef struct fl_cuda_timer {
+  void *start, *stop;
+  int ordinal;
+} fl_cuda_timer;
+fl_status fl_cuda_timer_start(int ordinal, fl_cuda_timer *t, fl_err *e);
+/* Waits for the stop point and sets *ms. */
+fl_status fl_cuda_timer_stop(fl_cuda_timer *t, float *ms, fl_err *e);
+void fl_cuda_timer_free(fl_cuda_timer *t);
+
 #endif

@@ -82,6 +82,7 @@ void fl_cuda_exec_free(fl_cuda_exec *x) {
   for (int v = 0; x->keep && v < x->plan->g->nvals; v++)
     if (x->keep[v]) fl_cuda_free(x->ordinal, x->keep[v]);
   if (x->err) fl_cuda_free(x->ordinal, x->err);
+  fl_cuda_timer_free(&x->timer);
   free(x->sched);
   free(x->fix);
   free(x->keep);
@@ -312,7 +313,12 @@ fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *
   if (s == FL_OK && given) s = check_given(x, g, inputs, given, e);
   if (s == FL_OK) s = fl_cuda_use(x->ordinal, e);
   if (s == FL_OK) s = alloc_buffers(x, g, inputs, given, outs, &b, e);
+  x->last_ms = -1;
+  if (s == FL_OK) s = fl_cuda_timer_start(x->ordinal, &x->timer, e);
   for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) s = launch(x, k, &b, e);
+  float ms = 0;
+  if (s == FL_OK) s = fl_cuda_timer_stop(&x->timer, &ms, e);
+  if (s == FL_OK) x->last_ms = ms;
   if (s == FL_OK) s = copy_outputs(x, g, &b, e);
   int flag = 0;
   if (s == FL_OK) s = fl_cuda_to_host(x->ordinal, &flag, b.err, sizeof flag, e);

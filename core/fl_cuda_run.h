@@ -24,6 +24,8 @@ typedef struct fl_cuda_exec {
   uint64_t *keep;       /* per value: an intermediate's */
   uint64_t *fix;        /* per plan kernel: rows its tensor-core kernel flagged, then a word "any" */
   uint64_t err;         /* the kernels' error flag */
+  fl_cuda_timer timer;
+  double last_ms;       /* device time of the last run's kernels (events), or -1 */
 } fl_cuda_exec;
 
 /* Generates (path as fl_cuda_generate; FL_PATH_AUTO: hopper on an sm_90

@@ -367,9 +367,18 @@ static int p_compiled(lua_State *L) {
   return 1;
 }
 
+/* p:last_ms() -> the device time (CUDA events) of the last p:launch's
+ * kernels and their per-run set-up, in ms; nil before one ran. */
+static int p_last_ms(lua_State *L) {
+  l_plan *u = check_plan(L, 1);
+  if (!u->has_exec || u->exec.last_ms < 0) return 0;
+  lua_pushnumber(L, u->exec.last_ms);
+  return 1;
+}
+
 static const luaL_Reg plan_methods[] = {
   {"run", p_run}, {"kernels", p_kernels}, {"cuda", p_cuda}, {"launch", p_launch},
-  {"compiled", p_compiled}, {"close", p_gc}, {NULL, NULL},
+  {"compiled", p_compiled}, {"last_ms", p_last_ms}, {"close", p_gc}, {NULL, NULL},
 };
 
 static const luaL_Reg plan_meta[] = {

@@ -119,6 +119,7 @@ describe("plan:launch's options", function()
   local ins = lse_inputs()
   local g = fl.trace(V.make(V.small), table.unpack(ins))
   local plan = g:plan()
+  it("plan:last_ms is nil before a launch", function() assert.is_nil(plan:last_ms()) end)
   local cases = {
     {{kernels = "fast"}, "option 'kernels' must be \"auto\" or \"scalar\", got 'fast'"},
     {{kernels = 1}, "option 'kernels' must be \"auto\" or \"scalar\", got number"},

@@ -65,6 +65,20 @@ describe("plan:launch with out and kernels #gpu", function()
     end)
   end
 
+  it("plan:last_ms is the device time of the last launch, on each path", function()
+    local V = variants.load("causal")
+    local g, gpu = planned(V)
+    local plan = g:plan()
+    assert.is_nil(plan:last_ms())
+    for _, path in ipairs({"auto", "mma"}) do
+      plan:launch(gpu, nil, {path = path})
+      local ms = plan:last_ms()
+      assert.is_true(type(ms) == "number" and ms > 0 and ms < 10000, path .. ": " .. tostring(ms))
+      assert.equal(path == "mma" and "mma" or fl.device_info().arch == "sm_90" and "hopper" or "mma",
+        plan:compiled().path)
+    end
+  end)
+
   it("fl.compile's out on cuda inputs returns the given tensors", function()
     local V = variants.load("lse")
     local g, gpu = planned(V)

@@ -1,0 +1,57 @@
+-- bench/bench.lua on a machine without a GPU: --device cpu times the CPU
+-- executor on small shapes; the options, the table, the JSON and the saved
+-- .npy inputs and outputs are the ones a GPU run makes.
+local run = require "run"
+local fl = require "flashlight"
+local sh = run.sh
+
+describe("bench/bench.lua", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+
+  it("times variants at several shapes and writes the table, JSON and .npy files", function()
+    local out, rc = sh(("build/flua bench/bench.lua --device cpu --variants full,document --shapes '1,2,40,16;1,1,24,8' " ..
+      "--iters 2 --json %s.json --save-inputs %s/in --save-outputs %s/out"):format(dir, dir, dir))
+    assert.equal(0, rc, out)
+    assert.matches("| variant | B,H,N,D | ms | TFLOP/s |", out, 1, true)
+    for _, row in ipairs({"| full | 1,2,40,16 |", "| document | 1,2,40,16 |", "| full | 1,1,24,8 |",
+      "| document | 1,1,24,8 |"}) do
+      assert.matches(row, out, 1, true)
+    end
+    local f = assert(io.open(dir .. ".json"))
+    local text = f:read("a")
+    f:close()
+    assert.matches('"results":%[{', text)
+    assert.matches('"variant":"document"', text)
+    assert.matches('"shape":%[1,1,24,8%]', text)
+    assert.matches('"calls":2', text)
+    -- the inputs as the program saw them, the outputs as it returned them
+    local q = fl.load(dir .. "/in/document/1x2x40x16/in1_q.npy")
+    assert.same({1, 2, 40, 16}, q:shape())
+    local doc = fl.load(dir .. "/in/document/1x2x40x16/in4_doc.npy")
+    assert.equal("i32", doc:dtype())
+    local o = fl.load(dir .. "/out/full/1x1x24x8/out1.npy")
+    assert.same({1, 1, 24, 8}, o:shape())
+    assert.equal("f32", o:dtype())
+    os.execute(("rm -rf '%s' '%s.json'"):format(dir, dir))
+  end)
+
+  it("refuses what it does not know, naming it", function()
+    local out, rc = sh("build/flua bench/bench.lua --device cpu --frobs 3 2>&1")
+    assert.equal(2, rc)
+    assert.matches("unknown argument '--frobs'", out, 1, true)
+    out, rc = sh("build/flua bench/bench.lua --device cpu --shapes 1,2 2>&1")
+    assert.equal(2, rc)
+    assert.matches("a shape is B,H,N,D (four numbers), got '1,2'", out, 1, true)
+    out, rc = sh("build/flua bench/bench.lua --device cpu --dtype f64 2>&1")
+    assert.equal(2, rc)
+    assert.matches("--dtype must be bf16 or f16, got 'f64'", out, 1, true)
+  end)
+
+  it("says so when asked for the GPU without one", function()
+    if fl.cuda_available() then return end
+    local out, rc = sh("build/flua bench/bench.lua --variants full")
+    assert.equal(0, rc)
+    assert.matches("bench: no GPU here", out, 1, true)
+  end)
+end)
