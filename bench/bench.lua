@@ -28,7 +28,8 @@
 -- --device cpu times the CPU executor instead (g:eval), for small shapes
 -- and for a machine without a GPU. --save-inputs / --save-outputs write
 -- each case's inputs and outputs as .npy files (DIR/<variant>/<B>x<H>x<N>x<D>/
--- in<k>_<name>.npy and out<k>.npy, outputs in f32), for bench/compare.py.
+-- in<k>_<name>.npy, bf16 as its bits in <u2, and out<k>.npy in f32), for
+-- bench/compare.py.
 --
 -- TFLOP/s counts the work of all matrix products as ../shared/ANCHORS.md
 -- does: 4·B·H·N²·D per attention (QKᵀ and PV), times the fraction of
@@ -236,7 +237,10 @@ end
 local function save_case(V, sh, g, inputs, outs)
   if O["save-inputs"] then
     local d = case_dir(O["save-inputs"], V, sh)
-    for k = 1, #inputs do inputs[k]:to("cpu"):save(("%s/in%d_%s.npy"):format(d, k, g:value(k).name)) end
+    -- bf16 as its bits (<u2): half the bytes of f32, for a [B,H,N,N] bias
+    for k = 1, #inputs do
+      inputs[k]:to("cpu"):save(("%s/in%d_%s.npy"):format(d, k, g:value(k).name), {raw = inputs[k]:dtype() == "bf16"})
+    end
   end
   if O["save-outputs"] then
     local d = case_dir(O["save-outputs"], V, sh)

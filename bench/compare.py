@@ -49,13 +49,17 @@ def log(*a):
 
 
 def load_inputs(case_dir, dt):
-    """The case's inputs by name (in<k>_<name>.npy), on the GPU: floats as dt, ids as int32."""
+    """The case's inputs by name (in<k>_<name>.npy), on the GPU: floats as dt (bf16 comes as
+    its bits, <u2), ids as int32."""
     x = {}
     for path in sorted(glob.glob(os.path.join(case_dir, "in*_*.npy"))):
         name = os.path.basename(path)[:-4].split("_", 1)[1]
         a = np.load(path)
-        t = torch.from_numpy(a).cuda()
-        x[name] = t.to(dt) if a.dtype.kind == "f" else t.to(torch.int32)
+        if a.dtype == np.uint16:
+            t = torch.from_numpy(a.view(np.int16)).cuda().view(torch.bfloat16)
+        else:
+            t = torch.from_numpy(a).cuda()
+        x[name] = t.to(dt) if t.is_floating_point() else t.to(torch.int32)
     return x
 
 
