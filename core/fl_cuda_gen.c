@@ -387,10 +387,12 @@ static void gen_group(gen *G, const fl_kernel *pk, fl_cuda_kernel *k) {
 
 /* ---- the program ---- */
 
+enum { HELP_MMA = 1, HELP_WGMMA = 2 };
+
 /* A group as a tensor-core kernel (and its scalar kernel for the rows
  * it flags), or as its scalar kernel, saying why in `why`. */
 static fl_status gen_group_kernels(gen *G, const fl_kernel *pk, fl_cuda_path path, fl_cuda_program *out,
-                                   int *any_mma, fl_err *e) {
+                                   int *helpers, fl_err *e) {
   fl_mma_group mg;
   const char *why = "scalar kernels asked for", *why_not_hopper = NULL;
   /* FL_PATH_AUTO, unsettled, is taken as mma */
@@ -403,7 +405,7 @@ static fl_status gen_group_kernels(gen *G, const fl_kernel *pk, fl_cuda_path pat
     if (s != FL_OK) return s;
     k->path = mg.hopper ? FL_PATH_HOPPER : FL_PATH_MMA;
     if (why_not_hopper) snprintf(k->why, sizeof k->why, "not wgmma: %s", why_not_hopper);
-    *any_mma |= mg.hopper ? 3 : 1;
+    *helpers |= mg.hopper ? HELP_MMA | HELP_WGMMA : HELP_MMA;
     if (!mg.fixup) return FL_OK;
     why = "";
   }
@@ -429,11 +431,11 @@ fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path pa
   gen G = {.p = p, .g = g, .out_dtype = out_dtype};
   G.c = (fl_cx){.g = g, .b = &b, .rolled = 1, .member = load_member, .user = &G};
   fl_status s = FL_OK;
-  int any_mma = 0;
+  int helpers = 0; /* the device helpers the tensor-core kernels need */
   for (int i = 0; i < p->n && s == FL_OK; i++) {
     const fl_kernel *pk = &p->k[i];
     int first = out->nkernels;
-    if (pk->is_group) s = gen_group_kernels(&G, pk, path, out, &any_mma, e);
+    if (pk->is_group) s = gen_group_kernels(&G, pk, path, out, &helpers, e);
     else gen_node(&G, pk->first, &out->k[out->nkernels++]);
     for (int f = 0; f < pk->nfold; f++) gen_node(&G, pk->fold[f], &out->k[out->nkernels++]);
     for (int k = first; k < out->nkernels; k++) out->k[k].plan_kernel = i;
@@ -442,8 +444,8 @@ fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path pa
     if (out->k[i].nparams >= FL_CUDA_MAX_PARAMS) G.c.err = "a kernel reads too many values";
   char *body = fl_text_take(&b);
   fl_text all = {0};
-  fl_text_put(&all, "%s%s%s%s", fl_cuda_prelude, any_mma ? fl_cuda_mma_prelude() : "",
-              any_mma & 2 ? fl_cuda_wgmma_prelude() : "", body ? body : "");
+  fl_text_put(&all, "%s%s%s%s", fl_cuda_prelude, helpers & HELP_MMA ? fl_cuda_mma_prelude() : "",
+              helpers & HELP_WGMMA ? fl_cuda_wgmma_prelude() : "", body ? body : "");
   free(body);
   out->source = fl_text_take(&all);
   if (s != FL_OK || G.c.err || !out->source) {

@@ -63,6 +63,7 @@ typedef struct printer {
   const fl_mma_group *m;
   const fl_tiles *t;
   fl_dtype out_dtype;
+  int64_t positions; /* the grid's positions: the fixup flags, then the word "any" */
   fl_cx c;
   int safe;         /* running maxima read non-finite as 0 */
   const char *row;  /* the row half of the context: "h >> 1" or "r" */
@@ -199,12 +200,23 @@ static int64_t op_limit(const fl_mma_group *m, const fl_mma_operand *o) {
   return o->role == FL_MMA_Q ? m->rows : m->keys;
 }
 
-/* The shared-memory address of operand o's tile: the one in use (so<o>),
- * or (wgmma keys and values, two tiles each) the other one. */
-static void tile_at(const printer *P, int o, int next, char *buf, size_t n);
+/* Padded rows (mma.sync), or swizzled panels (wgmma: no padding). */
+static int64_t smem_bytes(const fl_mma_group *m, int o) {
+  return op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
+}
 
-/* Loads operand o's rows [r0, r0 + rows) into its tile (cp.async, rows
- * past the end zero-filled), the other one if `next`. */
+/* wgmma kernels keep two tiles of keys: the next step's load while this
+ * one computes. (Values take one, loaded while the scores are computed:
+ * small enough for three blocks a multiprocessor.) */
+static int buffers(const fl_mma_group *m, int o) { return m->hopper && m->op[o].role == FL_MMA_K ? 2 : 1; }
+
+/* The shared-memory address of operand o's tile: the one in use (so<o>),
+ * or, where it has two, the other one. */
+static void tile_at(const printer *P, int o, int next, char *buf, size_t n) {
+  if (next && buffers(P->m, o) == 2) snprintf(buf, n, "(sb%d + (cur ^ 1) * %lldu)", o, (long long)smem_bytes(P->m, o));
+  else snprintf(buf, n, "so%d", o);
+}
+
 /* The shared-memory offset of chunk `ch` of row `r` in operand o's tile. */
 static void chunk_at(const printer *P, int o, const char *r, const char *ch, char *buf, size_t n) {
   const fl_mma_operand *op = &P->m->op[o];
@@ -242,6 +254,8 @@ static int put_even_load(printer *P, int o, const char *r0, int next) {
   return 1;
 }
 
+/* Loads operand o's rows [r0, r0 + rows) into its tile (cp.async, rows
+ * past the end zero-filled), the other one if `next`. */
 static void put_load(printer *P, int o, const char *r0, int next) {
   const fl_mma_group *m = P->m;
   const fl_mma_operand *op = &m->op[o];
@@ -452,6 +466,16 @@ static void put_mu(printer *P, const char *prefix) {
   P->safe = 0;
 }
 
+/* oa<i> *= f<j> element by element, or (`keep_zeros`) only where nonzero. */
+static void put_scale_sums(printer *P, int et, int i, int j, int keep_zeros) {
+  char guard[48] = "";
+  if (keep_zeros) snprintf(guard, sizeof guard, "if (oa%d[et][h] != 0.0f) ", i);
+  line(P, "  #pragma unroll");
+  line(P, "  for (int et = 0; et < %d; ++et)", et);
+  line(P, "    #pragma unroll");
+  line(P, "    for (int h = 0; h < 4; ++h) %soa%d[et][h] *= f%d[h >> 1];", guard, i, j);
+}
+
 static void put_rescale(printer *P) {
   char kind;
   int i, v;
@@ -472,15 +496,9 @@ static void put_rescale(printer *P) {
     } else {
       int et = P->m->op[P->m->a_v[i]].width / 8;
       line(P, "if (__all_sync(0xffffffffu, fl_finite(f%d[0]) && fl_finite(f%d[1]))) {", j, j);
-      line(P, "  #pragma unroll");
-      line(P, "  for (int et = 0; et < %d; ++et)", et);
-      line(P, "    #pragma unroll");
-      line(P, "    for (int h = 0; h < 4; ++h) oa%d[et][h] *= f%d[h >> 1];", i, j);
+      put_scale_sums(P, et, i, j, 0);
       line(P, "} else {");
-      line(P, "  #pragma unroll");
-      line(P, "  for (int et = 0; et < %d; ++et)", et);
-      line(P, "    #pragma unroll");
-      line(P, "    for (int h = 0; h < 4; ++h) if (oa%d[et][h] != 0.0f) oa%d[et][h] *= f%d[h >> 1];", i, i, j);
+      put_scale_sums(P, et, i, j, 1);
       line(P, "}");
     }
   }
@@ -544,13 +562,6 @@ static int needed(const printer *P, int v) {
   return 0;
 }
 
-static int64_t grid_positions(const printer *P) {
-  const fl_group *gr = &P->m->k->tiles.gr;
-  int64_t n = 1;
-  for (int s = 0; s < gr->ngrid; s++) n *= sym_size(P, gr->grid[s]);
-  return n;
-}
-
 /* The C-order position in the grid of the row `row` (for the fixup flags). */
 static void put_flat(printer *P, const char *dst, const char *row) {
   const fl_group *gr = &P->m->k->tiles.gr;
@@ -579,7 +590,7 @@ static void put_fixup(printer *P) {
     P->c.depth++;
     put_flat(P, "fp", "ra[r]");
     line(P, "fix[fp] = 1;");
-    line(P, "fix[%lld] = 1; /* any */", (long long)grid_positions(P));
+    line(P, "fix[%lld] = 1; /* any */", (long long)P->positions);
     P->c.depth--;
     line(P, "}");
   }
@@ -670,21 +681,6 @@ static void put_finish(printer *P) {
 }
 
 /* ---- the kernel ---- */
-
-/* Padded rows (mma.sync), or swizzled panels (wgmma: no padding). */
-static int64_t smem_bytes(const fl_mma_group *m, int o) {
-  return op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
-}
-
-/* wgmma kernels keep two tiles of keys: the next step's load while this
- * one computes. (Values take one, loaded while the scores are computed:
- * small enough for three blocks a multiprocessor.) */
-static int buffers(const fl_mma_group *m, int o) { return m->hopper && m->op[o].role == FL_MMA_K ? 2 : 1; }
-
-static void tile_at(const printer *P, int o, int next, char *buf, size_t n) {
-  if (next && buffers(P->m, o) == 2) snprintf(buf, n, "(sb%d + (cur ^ 1) * %lldu)", o, (long long)smem_bytes(P->m, o));
-  else snprintf(buf, n, "so%d", o);
-}
 
 /* Tiles have landed (and, for wgmma, are visible to the async proxy) in
  * every thread: all of them, or (`but_last`) all but the last group. */
@@ -917,7 +913,7 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
 
 fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
                             fl_cuda_kernel *kd, fl_err *e) {
-  printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .cur = -1};
+  printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .positions = kd->threads, .cur = -1};
   P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .fvars = 1, .member = hook_member, .reduce = hook_reduce,
                 .known = hook_known, .user = &P, .depth = 1};
   if (m->hopper) {

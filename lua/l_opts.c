@@ -1,5 +1,6 @@
 /* Shared binding helpers: option tables, dtype and device names (with errors
  * that name the argument), raising core errors, defining userdata types. */
+#include <stdio.h>
 #include <string.h>
 
 #include "l_tensor.h"
@@ -87,4 +88,26 @@ fl_dtype l_opts_dtype(lua_State *L, int arg, fl_dtype dflt) {
 fl_device l_opts_device(lua_State *L, int arg, fl_device dflt) {
   const char *s = opt_string(L, arg, "device");
   return s ? l_check_device(L, arg, s) : dflt;
+}
+
+/* The string option `key` of the table at arg, one of `names` (the first
+ * the default): its index. */
+int l_opts_choice(lua_State *L, int arg, const char *key, const char *const *names) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  lua_getfield(L, arg, key);
+  const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  int found = lua_isnil(L, -1) ? 0 : -1;
+  for (int i = 0; k && names[i] && found < 0; i++)
+    if (strcmp(k, names[i]) == 0) found = i;
+  if (found < 0) {
+    char want[160] = "";
+    size_t len = 0;
+    for (int i = 0; names[i] && len < sizeof want; i++)
+      len += (size_t)snprintf(want + len, sizeof want - len, "%s\"%s\"", i == 0 ? "" : names[i + 1] ? ", " : " or ",
+                              names[i]);
+    const char *got = k ? lua_pushfstring(L, "'%s'", k) : luaL_typename(L, -1);
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be %s, got %s", key, want, got));
+  }
+  lua_pop(L, 1);
+  return found;
 }

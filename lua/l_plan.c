@@ -3,7 +3,6 @@
  * the CPU executor, prints as the plan's listing, and lists its kernels. A
  * plan belongs to the graph as it was: after a pass changes the graph, the
  * plan refuses to run. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,36 +163,14 @@ static int p_kernels(lua_State *L) {
   return 1;
 }
 
-/* The string option `key` of the table at arg, one of `names` (the first
- * the default): its index. */
-static int opt_choice(lua_State *L, int arg, const char *key, const char *const *names) {
-  if (lua_isnoneornil(L, arg)) return 0;
-  lua_getfield(L, arg, key);
-  const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  int found = lua_isnil(L, -1) ? 0 : -1;
-  for (int i = 0; k && names[i] && found < 0; i++)
-    if (strcmp(k, names[i]) == 0) found = i;
-  if (found < 0) {
-    char want[160] = "";
-    size_t len = 0;
-    for (int i = 0; names[i] && len < sizeof want; i++)
-      len += (size_t)snprintf(want + len, sizeof want - len, "%s\"%s\"", i == 0 ? "" : names[i + 1] ? ", " : " or ",
-                              names[i]);
-    const char *got = k ? lua_pushfstring(L, "'%s'", k) : luaL_typename(L, -1);
-    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be %s, got %s", key, want, got));
-  }
-  lua_pop(L, 1);
-  return found;
-}
-
 /* The options `kernels` ("auto" or "scalar") and `path` ("auto", "hopper"
  * or "mma") of the table at arg: the kernels asked for. */
 static fl_cuda_path opt_path(lua_State *L, int arg) {
   static const char *const kernels[] = {"auto", "scalar", NULL};
   static const char *const paths[] = {"auto", "hopper", "mma", NULL};
   static const fl_cuda_path path_of[] = {FL_PATH_AUTO, FL_PATH_HOPPER, FL_PATH_MMA};
-  int scalar = opt_choice(L, arg, "kernels", kernels);
-  fl_cuda_path path = path_of[opt_choice(L, arg, "path", paths)];
+  int scalar = l_opts_choice(L, arg, "kernels", kernels);
+  fl_cuda_path path = path_of[l_opts_choice(L, arg, "path", paths)];
   return scalar ? FL_PATH_SCALAR : path;
 }
 

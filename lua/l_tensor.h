@@ -42,6 +42,10 @@ int l_raise(lua_State *L, const fl_err *e);
 void l_opts_check(lua_State *L, int arg, const char *const *allowed);
 fl_dtype l_opts_dtype(lua_State *L, int arg, fl_dtype dflt);
 fl_device l_opts_device(lua_State *L, int arg, fl_device dflt);
+/* The string option `key` of the option table at arg, one of `names` (NULL
+ * ended; absent: the first): its index. Anything else raises an argument
+ * error listing them. */
+int l_opts_choice(lua_State *L, int arg, const char *key, const char *const *names);
 fl_dtype l_check_dtype(lua_State *L, int arg, const char *name);
 fl_device l_check_device(lua_State *L, int arg, const char *name);
 

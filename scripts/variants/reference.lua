@@ -116,6 +116,13 @@ function R.tables(inputs)
   return x
 end
 
+-- Tensors anywhere (on a GPU too) as nested tables of their f32 values.
+function R.host_tables(ts)
+  local x = {}
+  for n, t in ipairs(ts) do x[n] = t:to("cpu"):to("f32"):totable() end
+  return x
+end
+
 -- f(x, y) elementwise over nested tables of one shape (y may be nil).
 function R.zip(x, y, f)
   if type(x) ~= "table" then return f(x, y) end

@@ -10,11 +10,7 @@ local R = require "variants.reference"
 local B, H, N, D = 1, 2, 100, 64
 local FLOAT = {f32 = true, f16 = true, bf16 = true}
 
-local function f32_tables(ts)
-  local out = {}
-  for k, t in ipairs(ts) do out[k] = t:to("cpu"):to("f32"):totable() end
-  return out
-end
+local f32_tables = R.host_tables
 
 -- A variant's graph after the passes, and its bf16 inputs on the GPU.
 local function planned(V)

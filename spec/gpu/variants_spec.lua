@@ -104,11 +104,7 @@ local function launch(plan, inputs, dtype, outs, kernels)
   return res, ms
 end
 
-local function host_tables(ts)
-  local out = {}
-  for k, t in ipairs(ts) do out[k] = t:to("cpu"):to("f32"):totable() end
-  return out
-end
+local host_tables = R.host_tables
 
 -- A tensor as nested tables read on demand (t:get), for inputs too large
 -- for totable (the [B, H, N, N] pair bias at N = 4096): the sampled rows
