@@ -71,6 +71,7 @@ typedef struct printer {
   int known;        /* mask conditions known (a full tile) */
   int edge;         /* the step may hold keys past the end */
   int cur;          /* the score whose body is printed, or -1 */
+  int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
 } printer;
 
 static int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
@@ -206,9 +207,12 @@ static int64_t smem_bytes(const fl_mma_group *m, int o) {
 }
 
 /* wgmma kernels keep two tiles of keys: the next step's load while this
- * one computes. (Values take one, loaded while the scores are computed:
- * small enough for three blocks a multiprocessor.) */
-static int buffers(const fl_mma_group *m, int o) { return m->hopper && m->op[o].role == FL_MMA_K ? 2 : 1; }
+ * one computes. Values take one, loaded while the scores are computed, or
+ * two when pipelined (the previous step's are read while this step's load). */
+static int buffers(const fl_mma_group *m, int o) {
+  fl_mma_role r = m->op[o].role;
+  return m->hopper && (r == FL_MMA_K || (r == FL_MMA_V && m->pipe)) ? 2 : 1;
+}
 
 /* The shared-memory address of operand o's tile: the one in use (so<o>),
  * or, where it has two, the other one. */
@@ -226,7 +230,8 @@ static void chunk_at(const printer *P, int o, const char *r, const char *ch, cha
 
 /* An affine operand whose chunks fall evenly on the threads: each thread
  * takes one chunk column and every rpi-th row, so its addresses (global
- * and shared) step by constants. */
+ * and shared) step by constants, folded into the copies' offsets. A row
+ * past the end copies no bytes (its address is never read) and zero-fills. */
 static int put_even_load(printer *P, int o, const char *r0, int next) {
   const fl_mma_group *m = P->m;
   const fl_mma_operand *op = &m->op[o];
@@ -240,15 +245,15 @@ static int put_even_load(printer *P, int o, const char *r0, int next) {
   line(P, "{");
   P->c.depth++;
   line(P, "const int rt = tid / %lld, ch = tid %% %lld;", (long long)chunks, (long long)chunks);
-  line(P, "const long long p0 = (%s) + rt, left = %lldLL - p0;", r0, (long long)op_limit(m, op));
+  line(P, "const long long p0 = (%s) + rt;", r0);
+  line(P, "const int left = (int)(%lldLL - p0 < %lldLL ? %lldLL - p0 : %lldLL); /* rows inside */",
+       (long long)op_limit(m, op), (long long)rows, (long long)op_limit(m, op), (long long)rows);
   line(P, "const auto *src = v%d + ob%d + p0 * %lldLL + ch * 8;", src, o, (long long)op->stride);
   line(P, "const unsigned dst = %s + (unsigned)(%s);", base, at);
   line(P, "#pragma unroll");
-  line(P, "for (int it = 0; it < %lld; ++it) {", (long long)(rows / rpi));
-  line(P, "  const bool ok = it * %lld < left;", (long long)rpi);
-  line(P, "  fl_cp16(dst + it * %lldu, ok ? src + it * %lldLL : v%d + ob%d, ok ? 16 : 0);",
-       (long long)(m->hopper ? rpi * 128 : rpi * (op->width + 8) * 2), (long long)(rpi * op->stride), src, o);
-  line(P, "}");
+  line(P, "for (int it = 0; it < %lld; ++it)", (long long)(rows / rpi));
+  line(P, "  fl_cp16(dst + it * %lldu, src + it * %lldLL, it * %lld < left ? 16 : 0);",
+       (long long)(m->hopper ? rpi * 128 : rpi * (op->width + 8) * 2), (long long)(rpi * op->stride), (long long)rpi);
   P->c.depth--;
   line(P, "}");
   return 1;
@@ -357,16 +362,39 @@ static void put_mma_pairs(printer *P, const char *n, int64_t count, const char *
   line(P, "}");
 }
 
+/* wgmma: issues the scores, each one group, and (`wait`) waits for each. */
+static void put_wgmma_scores(printer *P, int wait) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->ntv; i++) {
+    char acc[16], q[16], k[16];
+    snprintf(acc, sizeof acc, "s%d", i);
+    snprintf(q, sizeof q, "%s%d", m->q_regs ? "qf" : "so", m->tv_q[i]);
+    snprintf(k, sizeof k, "so%d", m->tv_k[i]);
+    if (wait) line(P, "float %s[%lld][4];", acc, (long long)(m->step / 8));
+    fl_cuda_wgmma_put_scores(&P->c, m->dt, acc, q, m->q_regs, block_rows(m), k, m->op[m->tv_q[i]].width, m->step);
+    if (wait) fl_cuda_wgmma_put_wait(&P->c, 0, acc, m->step / 2);
+  }
+}
+
+/* wgmma, pipelined: waits for the scores, `pending` products still in flight. */
+static void put_wgmma_scores_wait(printer *P, int pending) {
+  for (int i = 0; i < P->m->ntv; i++) {
+    char acc[16];
+    snprintf(acc, sizeof acc, "s%d", i);
+    fl_cuda_wgmma_put_wait(&P->c, pending, acc, P->m->step / 2);
+  }
+}
+
 static void put_scores(printer *P) {
   const fl_mma_group *m = P->m;
+  if (m->hopper) {
+    put_wgmma_scores(P, 1);
+    return;
+  }
   for (int i = 0; i < m->ntv; i++) {
     const fl_mma_operand *q = &m->op[m->tv_q[i]], *k = &m->op[m->tv_k[i]];
     char acc[16];
     snprintf(acc, sizeof acc, "s%d", i);
-    if (m->hopper) {
-      fl_cuda_wgmma_put_scores(&P->c, m->dt, acc, m->tv_q[i], block_rows(m), m->tv_k[i], q->width, m->step);
-      continue;
-    }
     line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
     line(P, "#pragma unroll");
     line(P, "for (int nt = 0; nt < %lld; ++nt) s%d[nt][0] = s%d[nt][1] = s%d[nt][2] = s%d[nt][3] = 0.0f;",
@@ -476,6 +504,22 @@ static void put_scale_sums(printer *P, int et, int i, int j, int keep_zeros) {
   line(P, "    for (int h = 0; h < 4; ++h) %soa%d[et][h] *= f%d[h >> 1];", guard, i, j);
 }
 
+/* oa<i> *= f<j>, skipped where the warp's factors are all 1 (its rows'
+ * maxima did not move: most steps). Zeros stay zeros (0 · inf would be
+ * NaN); with every factor finite a plain multiply does that. */
+static void put_scale_weighted(printer *P, int i, int j) {
+  int et = P->m->op[P->m->a_v[i]].width / 8;
+  line(P, "if (!__all_sync(0xffffffffu, f%d[0] == 1.0f && f%d[1] == 1.0f)) {", j, j);
+  P->c.depth++;
+  line(P, "if (__all_sync(0xffffffffu, fl_finite(f%d[0]) && fl_finite(f%d[1]))) {", j, j);
+  put_scale_sums(P, et, i, j, 0);
+  line(P, "} else {");
+  put_scale_sums(P, et, i, j, 1);
+  line(P, "}");
+  P->c.depth--;
+  line(P, "}");
+}
+
 static void put_rescale(printer *P) {
   char kind;
   int i, v;
@@ -485,23 +529,33 @@ static void put_rescale(printer *P) {
     if (x->resc == FL_RESCALE_EXP) snprintf(f, sizeof f, "fl_exp(mb%d[r] - ma%d[r])", j, j);
     else if (x->resc == FL_RESCALE_EXP2) snprintf(f, sizeof f, "fl_exp2(mb%d[r] - ma%d[r])", j, j);
     else snprintf(f, sizeof f, "fl_pow(ma%d[r] / mb%d[r], (float)%.17g)", j, j, x->resc_pow);
-    line(P, "float f%d[2];", j);
+    if (!P->defer || kind == 'S') line(P, "float f%d[2];", j);
     line(P, "#pragma unroll");
     line(P, "for (int r = 0; r < 2; ++r) f%d[r] = mb%d[r] == ma%d[r] ? 1.0f : %s;", j, j, j, f);
-    /* zeros stay zeros (0 · inf would be NaN); with every factor finite a
-     * plain multiply does that */
     if (kind == 'S') {
       line(P, "#pragma unroll");
       line(P, "for (int r = 0; r < 2; ++r) if (ls%d[r] != 0.0f) ls%d[r] *= f%d[r];", i, i, j);
-    } else {
-      int et = P->m->op[P->m->a_v[i]].width / 8;
-      line(P, "if (__all_sync(0xffffffffu, fl_finite(f%d[0]) && fl_finite(f%d[1]))) {", j, j);
-      put_scale_sums(P, et, i, j, 0);
-      line(P, "} else {");
-      put_scale_sums(P, et, i, j, 1);
-      line(P, "}");
+    } else if (!P->defer) {
+      put_scale_weighted(P, i, j);
     }
   }
+}
+
+/* Pipelined wgmma: the weighted sums' factors, declared before the body
+ * (1 where it does not run) ... */
+static void put_deferred_factors(printer *P) {
+  char kind;
+  int i, v;
+  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++)
+    if (kind == 'A') line(P, "float f%d[2] = {1.0f, 1.0f};", j);
+}
+
+/* ... and their rescale, once the product adding to them has landed. */
+static void put_deferred_rescale(printer *P) {
+  char kind;
+  int i, v;
+  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++)
+    if (kind == 'A') put_scale_weighted(P, i, j);
 }
 
 static void put_sums_and_weights(printer *P) {
@@ -522,18 +576,50 @@ static void put_sums_and_weights(printer *P) {
   P->safe = 0;
 }
 
+/* wgmma: waits for every product, then pins the sums and the weights. */
+static void put_wgmma_products_wait(printer *P) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->na; i++) {
+    char acc[16], pk[16];
+    snprintf(acc, sizeof acc, "oa%d", i);
+    snprintf(pk, sizeof pk, "pk%d", i);
+    fl_cuda_wgmma_put_wait(&P->c, 0, acc, m->op[m->a_v[i]].width / 2);
+    fl_cuda_wgmma_put_keep_weights(&P->c, pk, m->step);
+  }
+}
+
+/* wgmma: packs the weights p<i> into pk<i> (`pack`), issues the products
+ * from the values' tiles at <tile><o>, and (`wait`) waits for them. */
+static void put_wgmma_products(printer *P, int pack, const char *tile, int wait) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->na; i++) {
+    char acc[16], p[16], pk[16], v[32];
+    snprintf(acc, sizeof acc, "oa%d", i);
+    snprintf(p, sizeof p, "p%d", i);
+    snprintf(pk, sizeof pk, "pk%d", i);
+    snprintf(v, sizeof v, "%s%d", tile, m->a_v[i]);
+    if (pack) fl_cuda_wgmma_put_pack(&P->c, m->dt, pk, p, m->step);
+    fl_cuda_wgmma_put_product(&P->c, m->dt, acc, pk, v, m->op[m->a_v[i]].width, m->step);
+  }
+  if (wait) put_wgmma_products_wait(P);
+}
+
 static void put_products(printer *P) {
   const fl_mma_group *m = P->m;
   const char *T = m->dt == FL_BF16 ? "bf16" : "f16";
+  if (m->hopper) {
+    line(P, "{");
+    P->c.depth++;
+    for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
+    put_wgmma_products(P, 1, "so", 1);
+    P->c.depth--;
+    line(P, "}");
+    return;
+  }
   for (int i = 0; i < m->na; i++) {
     const fl_mma_operand *v = &m->op[m->a_v[i]];
-    char acc[16], pw[16];
+    char acc[16];
     snprintf(acc, sizeof acc, "oa%d", i);
-    if (m->hopper) {
-      snprintf(pw, sizeof pw, "p%d", i);
-      fl_cuda_wgmma_put_product(&P->c, m->dt, acc, pw, m->a_v[i], v->width, m->step);
-      continue;
-    }
     line(P, "#pragma unroll");
     line(P, "for (int kk = 0; kk < %lld; ++kk) {", (long long)(m->step / 16));
     P->c.depth++;
@@ -803,6 +889,13 @@ static void put_q_fragments(printer *P) {
   for (int o = 0; o < m->nops; o++) {
     if (m->op[o].role != FL_MMA_Q) continue;
     int w = m->op[o].width;
+    if (m->hopper) {
+      char qf[16], tile[16];
+      snprintf(qf, sizeof qf, "qf%d", o);
+      snprintf(tile, sizeof tile, "so%d", o);
+      fl_cuda_wgmma_put_q_fragments(&P->c, qf, tile, op_rows(m, &m->op[o]), w);
+      continue;
+    }
     line(P, "unsigned qf%d[%d][4];", o, w / 16);
     line(P, "#pragma unroll");
     line(P, "for (int kk = 0; kk < %d; ++kk)", w / 16);
@@ -845,36 +938,27 @@ static void put_next_keys(printer *P, int64_t spt) {
   line(P, "fl_cp_commit();");
 }
 
-/* One step of keys: the values load while the scores are computed; the
- * next keys load while the weights multiply the values (mma.sync) or,
- * into the other tile, during the whole step (wgmma). */
-static void put_step(printer *P, int64_t spt) {
+/* The step's first key, keys inside, and the float key of the thread's first column. */
+static void put_step_keys(printer *P) {
   const fl_mma_group *m = P->m;
-  line(P, "while (st < chi) {");
-  P->c.depth++;
   line(P, "const long long key0 = st * %lldLL;", (long long)m->step);
   line(P, "const int kv = %lldLL - key0 < %lldLL ? (int)(%lldLL - key0) : %lld; /* keys of the step inside */",
        (long long)m->keys, (long long)m->step, (long long)m->keys, (long long)m->step);
   line(P, "const float kf0 = (float)(key0 + (lane & 3) * 2);");
-  put_landed(P);
-  put_loads(P, FL_MMA_V, "key0", 0);
-  line(P, "fl_cp_commit();");
-  if (m->hopper) {
-    for (int o = 0; o < m->nops; o++)
-      if (buffers(m, o) == 2)
-        line(P, "const unsigned so%d = sb%d + cur * %lldu;", o, o, (long long)smem_bytes(m, o));
-    put_next_keys(P, spt);
-  }
-  /* a warpgroup's own step? (its rows' tile not skipped) */
+}
+
+/* A warpgroup's own step? (its rows' tile not skipped) */
+static void put_mine(printer *P, int64_t spt) {
   line(P, "const bool mine = st >= lo && st < hi && (!tb || tb[(st / %lldLL) * %d] != 0);", (long long)spt,
        1 + P->t->nmask);
-  for (int i = 0; i < m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(m->step / 8));
-  line(P, "if (mine) {");
-  P->c.depth++;
+  for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
+}
+
+/* The body between the products, twice: a full tile inside the keys, and
+ * any other step. */
+static void put_bodies(printer *P, int64_t spt) {
   put_classes(P, spt);
-  put_scores(P);
-  /* two copies: a full tile inside the keys, and any other step */
-  line(P, "if (kv == %lld%s) {", (long long)m->step, P->t->nmask ? " && full" : "");
+  line(P, "if (kv == %lld%s) {", (long long)P->m->step, P->t->nmask ? " && full" : "");
   P->c.depth++;
   put_between(P, P->t->nmask > 0);
   P->c.depth--;
@@ -885,17 +969,130 @@ static void put_step(printer *P, int64_t spt) {
   P->edge = 0;
   P->c.depth--;
   line(P, "}");
+}
+
+/* One step of keys (mma.sync): the values load while the scores are
+ * computed, the next keys while the weights multiply the values. */
+static void put_step(printer *P, int64_t spt) {
+  line(P, "while (st < chi) {");
+  P->c.depth++;
+  put_step_keys(P);
+  put_landed(P);
+  put_loads(P, FL_MMA_V, "key0", 0);
+  line(P, "fl_cp_commit();");
+  put_mine(P, spt);
+  line(P, "if (mine) {");
+  P->c.depth++;
+  put_scores(P);
+  put_bodies(P, spt);
   P->c.depth--;
   line(P, "}");
-  put_landed_but(P, m->hopper);
-  if (!m->hopper) put_next_keys(P, spt);
+  put_landed(P);
+  put_next_keys(P, spt);
   line(P, "if (mine) {");
   P->c.depth++;
   put_products(P);
   P->c.depth--;
   line(P, "}");
   line(P, "st = nx;");
-  if (m->hopper) line(P, "cur ^= 1;");
+  P->c.depth--;
+  line(P, "}");
+}
+
+/* One step of keys (wgmma): the next keys load into the other tile during
+ * the whole step. Unpipelined, the values load while the scores are
+ * computed and the step waits for each product. Pipelined, the step's
+ * scores and the previous step's product (pk, from the values' other tile)
+ * are issued together, the body runs while that product is in flight, and
+ * the weighted sums are rescaled once it has landed. */
+static void put_step_hopper(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  line(P, "while (st < chi) {");
+  P->c.depth++;
+  put_step_keys(P);
+  put_landed(P);
+  for (int o = 0; o < m->nops; o++) {
+    if (buffers(m, o) != 2) continue;
+    line(P, "const unsigned so%d = sb%d + cur * %lldu;", o, o, (long long)smem_bytes(m, o));
+    if (m->op[o].role == FL_MMA_V) line(P, "const unsigned sp%d = sb%d + (cur ^ 1) * %lldu;", o, o, (long long)smem_bytes(m, o));
+  }
+  put_loads(P, FL_MMA_V, "key0", 0);
+  line(P, "fl_cp_commit();");
+  put_next_keys(P, spt);
+  put_mine(P, spt);
+  if (!m->pipe) {
+    line(P, "if (mine) {");
+    P->c.depth++;
+    put_scores(P);
+    put_bodies(P, spt);
+    P->c.depth--;
+    line(P, "}");
+    put_landed_but(P, 1);
+    line(P, "if (mine) {");
+    P->c.depth++;
+    put_products(P);
+    P->c.depth--;
+    line(P, "}");
+  } else {
+    put_deferred_factors(P);
+    for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
+    line(P, "if (mine) {");
+    P->c.depth++;
+    put_wgmma_scores(P, 0);
+    P->c.depth--;
+    line(P, "}");
+    line(P, "if (pm) {");
+    P->c.depth++;
+    put_wgmma_products(P, 0, "sp", 0);
+    P->c.depth--;
+    line(P, "}");
+    line(P, "if (mine) {");
+    P->c.depth++;
+    line(P, "if (pm) {");
+    P->c.depth++;
+    put_wgmma_scores_wait(P, m->na);
+    P->c.depth--;
+    line(P, "} else {");
+    P->c.depth++;
+    put_wgmma_scores_wait(P, 0);
+    P->c.depth--;
+    line(P, "}");
+    P->defer = 1;
+    put_bodies(P, spt);
+    P->defer = 0;
+    P->c.depth--;
+    line(P, "}");
+    line(P, "if (pm) {");
+    P->c.depth++;
+    put_wgmma_products_wait(P);
+    P->c.depth--;
+    line(P, "}");
+    line(P, "if (mine) {");
+    P->c.depth++;
+    put_deferred_rescale(P);
+    for (int i = 0; i < m->na; i++) {
+      char p[16], pk[16];
+      snprintf(p, sizeof p, "p%d", i);
+      snprintf(pk, sizeof pk, "pk%d", i);
+      fl_cuda_wgmma_put_pack(&P->c, m->dt, pk, p, m->step);
+    }
+    P->c.depth--;
+    line(P, "}");
+    line(P, "pm = mine;");
+  }
+  line(P, "st = nx;");
+  line(P, "cur ^= 1;");
+  P->c.depth--;
+  line(P, "}");
+  if (!m->pipe) return;
+  /* the last step's product */
+  line(P, "if (pm) {");
+  P->c.depth++;
+  put_landed(P);
+  for (int o = 0; o < m->nops; o++)
+    if (m->op[o].role == FL_MMA_V)
+      line(P, "const unsigned sp%d = sb%d + (cur ^ 1) * %lldu;", o, o, (long long)smem_bytes(m, o));
+  put_wgmma_products(P, 0, "sp", 1);
   P->c.depth--;
   line(P, "}");
 }
@@ -917,8 +1114,8 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .fvars = 1, .member = hook_member, .reduce = hook_reduce,
                 .known = hook_known, .user = &P, .depth = 1};
   if (m->hopper) {
-    fl_cuda_wgmma_put_fn(b, 0, m->dt, (int)m->step);
-    for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, 1, m->dt, m->op[m->a_v[i]].width);
+    fl_cuda_wgmma_put_fn(b, m->q_regs ? FL_WGMMA_RS : FL_WGMMA_SS, m->dt, (int)m->step);
+    for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, m->op[m->a_v[i]].width);
   }
   put_signature(&P, kd);
   put_prologue(&P);
@@ -932,18 +1129,22 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   line(&P, "fl_cp_commit();");
   if (m->hopper) {
     line(&P, "int cur = 0;");
+    if (m->pipe) line(&P, "bool pm = false; /* the previous step's product is still to be issued */");
+    for (int i = 0; m->pipe && i < m->na; i++) line(&P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
     for (int o = 0; o < m->nops; o++)
       if (buffers(m, o) == 2) line(&P, "const unsigned so%d = sb%d;", o, o);
   }
   line(&P, "if (st < chi) {");
   P.c.depth++;
   put_loads(&P, FL_MMA_K, r0, 0);
-  line(&P, "fl_cp_commit();");
+  if (!m->hopper) line(&P, "fl_cp_commit();");
   P.c.depth--;
   line(&P, "}");
-  if (!m->hopper) put_landed(&P);
+  if (m->hopper) line(&P, "fl_cp_commit();");
+  if (!m->hopper || m->q_regs) put_landed_but(&P, m->hopper);
   put_q_fragments(&P);
-  put_step(&P, spt);
+  if (m->hopper) put_step_hopper(&P, spt);
+  else put_step(&P, spt);
   put_finish(&P);
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);

@@ -29,10 +29,21 @@
 #define FL_MMA_MAX 8     /* members of each kind */
 #ifndef FL_WGMMA_GROUPS
 /* warpgroups a wgmma block. Measured on the H100 (B4 H16 N4096 D128, full):
- * 1 (three independent blocks a multiprocessor) 418 TFLOP/s, 2 (one block,
- * 168 registers) 292, 3 (one block) 307: blocks that wait on each other
- * at every step lose more than the shared key tiles save. */
+ * 1 (three independent blocks a multiprocessor) 447 TFLOP/s, 2 (one block,
+ * 166 registers) 318, 3 (one block, an earlier build) 307: blocks that
+ * wait on each other at every step lose more than the shared key tiles
+ * save. */
 #define FL_WGMMA_GROUPS 1
+#endif
+#ifndef FL_WGMMA_PIPE
+/* 1: each step issues its scores together with the previous step's
+ * product and runs the body while that product is in flight (values
+ * double-buffered, Q's fragments in registers). Correct, but the extra
+ * registers (190-250) leave two blocks a multiprocessor where the plain
+ * step keeps three, and that loses more than the overlap wins. Measured
+ * on the H100 (B4 H16 N4096, full): D=128 340 TFLOP/s against 447, D=64
+ * 285 against 320; causal D=128 255 against 311. */
+#define FL_WGMMA_PIPE 0
 #endif
 
 typedef enum fl_mma_role { FL_MMA_Q, FL_MMA_K, FL_MMA_V } fl_mma_role;
@@ -55,7 +66,7 @@ typedef struct fl_mma_group {
   int64_t rows;     /* query positions (the row slot's size) */
   int64_t keys;     /* loop positions */
   int64_t step;     /* keys a step: 64, 32 or 16 */
-  int q_regs;       /* Q fragments kept in registers */
+  int q_regs;       /* Q fragments kept in registers (wgmma: the scores' A from them) */
   int nops;
   fl_mma_operand op[3 * FL_MMA_MAX];
   int ntv, tv[FL_MMA_MAX], tv_reduce[FL_MMA_MAX], tv_q[FL_MMA_MAX], tv_k[FL_MMA_MAX];
@@ -65,6 +76,7 @@ typedef struct fl_mma_group {
   int ne, e[FL_MMA_MAX], e_reg[FL_MMA_MAX]; /* epilogue members; over the register dim? */
   int fixup;               /* some member rescales: rows may need the scalar kernel */
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
+  int pipe;                /* wgmma: a step's scores issued with the previous step's product */
   int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
 } fl_mma_group;
 

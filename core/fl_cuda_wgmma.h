@@ -24,25 +24,47 @@
 /* Fences, commit/wait, descriptors: once a program. */
 const char *fl_cuda_wgmma_prelude(void);
 
-/* The wrapper of wgmma m64nNk16 for dtype dt: A from shared memory (rs 0,
- * `fl_wgmma_ss_<T>_<n>(float *d, desc a, desc b)`, both K-major) or from
- * registers (rs 1, `fl_wgmma_rs_<T>_<n>(float *d, const unsigned *a, desc b)`,
- * B MN-major). Guarded, so printing it twice is harmless. */
-void fl_cuda_wgmma_put_fn(fl_text *b, int rs, fl_dtype dt, int n);
+typedef enum fl_wgmma_kind {
+  FL_WGMMA_SS,  /* A and B from shared memory, both K-major */
+  FL_WGMMA_RS,  /* A from registers, B K-major */
+  FL_WGMMA_RST  /* A from registers, B MN-major (transposed) */
+} fl_wgmma_kind;
+
+/* The wrapper of wgmma m64nNk16 for dtype dt:
+ * `fl_wgmma_<ss|rs|rst>_<T>_<n>(float *d, <desc a | const unsigned *a>, desc b)`.
+ * Guarded, so printing it twice is harmless. */
+void fl_cuda_wgmma_put_fn(fl_text *b, fl_wgmma_kind kind, fl_dtype dt, int n);
 
 /* The byte offset in a tile of `rows` rows of 16-byte chunk `ch` of row
  * `r` (C expressions), as a C expression into buf. */
 void fl_cuda_wgmma_chunk_at(char *buf, size_t n, int64_t rows, const char *r, const char *ch);
 
-/* acc[step / 8][4] = q · kᵀ over the head dim: q's tile at so<q> (q_rows
- * rows, the warpgroup `wg` taking 64 of them), k's at so<k> (step rows),
- * both `width` wide. */
-void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, int q, int q_rows, int k, int width,
-                              int64_t step);
+/* `unsigned qf[width / 16][4]`: the warp's rows of the tile at `tile`
+ * (rows x width) as A fragments, for scores with q in registers. */
+void fl_cuda_wgmma_put_q_fragments(fl_cx *c, const char *qf, const char *tile, int64_t rows, int width);
 
-/* acc[width / 8][4] += p · v: p the weights (float p[step / 8][4], the
- * accumulator layout), v's tile at so<v> (step rows, `width` wide). */
-void fl_cuda_wgmma_put_product(fl_cx *c, fl_dtype dt, const char *acc, const char *p, int v, int width,
+/* Issues acc[step / 8][4] (declared) = q · kᵀ over the head dim, one committed group
+ * not waited for: q the A fragments (q_regs) or the tile at address q
+ * (q_rows rows, the warpgroup `wg` taking 64 of them), k's tile at address
+ * k (step rows), both `width` wide. */
+void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, const char *q, int q_regs, int q_rows,
+                              const char *k, int width, int64_t step);
+
+/* Waits until at most `pending` groups are in flight, then pins
+ * the n floats of acc (their values are the products' from here on). */
+void fl_cuda_wgmma_put_wait(fl_cx *c, int pending, const char *acc, int64_t n);
+
+/* pk[step / 16][4] = the weights p (float p[step / 8][4], the accumulator
+ * layout) packed as A fragments. */
+void fl_cuda_wgmma_put_pack(fl_cx *c, fl_dtype dt, const char *pk, const char *p, int64_t step);
+
+/* Issues acc[width / 8][4] += pk · v, one committed group not waited for:
+ * v's tile at address v (step rows, `width` wide). */
+void fl_cuda_wgmma_put_product(fl_cx *c, fl_dtype dt, const char *acc, const char *pk, const char *v, int width,
                                int64_t step);
+
+/* Pins the packed weights after the product reading them is waited for:
+ * until then their registers must not be reused. */
+void fl_cuda_wgmma_put_keep_weights(fl_cx *c, const char *pk, int64_t step);
 
 #endif
