@@ -248,12 +248,15 @@ static const char *binary_op(fl_xop op, int *call) {
 /* exp(a - b) in float as 2^(a·log2 e - b·log2 e): one fused multiply-add
  * an element when b is a row's (the product hoisted), as FlashAttention's
  * softmax does; the rounding of b·log2 e is well under the error of
- * ex2.approx. */
+ * ex2.approx. A scaled a (k·a') multiplies a' by k·log2 e instead. */
 static int emit_exp_of_difference(fl_cx *c, const fl_expr *ex) {
-  const fl_expr *d = &c->g->exprs[ex->args[0]];
-  int a = emit(c, d->args[0]), b = emit(c, d->args[1]), t = c->tmp++;
-  fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, 1.44269504088896341f, -(t%d * 1.44269504088896341f)));", t, a,
-             b);
+  const fl_expr *d = &c->g->exprs[ex->args[0]], *x = &c->g->exprs[d->args[0]];
+  double k = 1.0;
+  int a = c->scaled && x->op == FL_X_LOAD ? c->scaled(c, x, &k) : -1;
+  if (a < 0) a = emit(c, d->args[0]);
+  int b = emit(c, d->args[1]), t = c->tmp++;
+  fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, %.9ef, -(t%d * 1.44269504088896341f)));", t, a,
+             k * 1.44269504088896341, b);
   return t;
 }
 

@@ -27,6 +27,10 @@ struct fl_cx {
   int (*reduce)(fl_cx *c, int x);
   /* A where's condition whose truth is known: the name holding it, or NULL. */
   const char *(*known)(fl_cx *c, int x);
+  /* A load the kernel holds as k times what it keeps (a score whose
+   * constant scale is left for the exponential to fold in): prints what it
+   * keeps into a new temporary, sets *k and returns it, or returns -1. */
+  int (*scaled)(fl_cx *c, const fl_expr *ex, double *k);
   void *user;
   const char *err; /* why printing failed, or NULL */
 };

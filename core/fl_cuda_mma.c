@@ -8,6 +8,7 @@
  * h / 2, position nt * 8 + (lane % 4) * 2 + h % 2. */
 #include "fl_cuda_mma.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,6 +73,8 @@ typedef struct printer {
   int edge;         /* the step may hold keys past the end */
   int cur;          /* the score whose body is printed, or -1 */
   int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
+  double fold[FL_MMA_MAX]; /* score i is kept unscaled: it is fold[i] times s<i> (0: as is) */
+  int raw;          /* score reads give what is kept, unscaled */
 } printer;
 
 static int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
@@ -106,7 +109,9 @@ static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
   const fl_mma_group *m = P->m;
   (void)idx;
   int i, t = c->tmp;
-  if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem)
+  if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem && P->fold[i] && !P->raw)
+    line(P, "const float t%d = s%d[nt][h] * %.9ef;", t, i, P->fold[i]);
+  else if (i >= 0 && P->elem)
     line(P, "const float t%d = s%d[nt][h];", t, i);
   else if ((i = index_in(m->x, m->nx, ex->src)) >= 0)
     line(P, "const float t%d = %smx%d[%s]%s;", t, P->safe ? "fl_safe(" : "", i, P->row, P->safe ? ")" : "");
@@ -131,6 +136,15 @@ static int hook_reduce(fl_cx *c, int x) {
   printer *P = c->user;
   if (P->cur < 0 || x != P->m->tv_reduce[P->cur]) return -1;
   line(P, "const float t%d = s%d[nt][h];", c->tmp, P->cur);
+  return c->tmp++;
+}
+
+static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k) {
+  printer *P = c->user;
+  int i = index_in(P->m->tv, P->m->ntv, ex->src);
+  if (i < 0 || !P->elem || !P->fold[i]) return -1;
+  line(P, "const float t%d = s%d[nt][h];", c->tmp, i);
+  *k = P->fold[i];
   return c->tmp++;
 }
 
@@ -421,6 +435,7 @@ static void put_score_bodies(printer *P, int known) {
   P->known = known;
   open_elements(P);
   for (int i = 0; i < m->ntv; i++) {
+    if (P->fold[i]) continue;
     P->cur = i;
     char fmt[48];
     snprintf(fmt, sizeof fmt, "s%d[nt][h] = %%s;", i);
@@ -448,9 +463,18 @@ static void put_row_expr(printer *P, int v, int x, const char *dst, const char *
   line(P, "}");
 }
 
+/* The scale of a score kept unscaled when expression x is just a read of
+ * it, else 0. */
+static double folded_read(const printer *P, int x) {
+  const fl_expr *ex = &P->g->exprs[x];
+  int i = ex->op == FL_X_LOAD ? index_in(P->m->tv, P->m->ntv, ex->src) : -1;
+  return i >= 0 ? P->fold[i] : 0.0;
+}
+
 /* A row's maximum (minimum) over the step, NaNs kept (max.NaN), keys past
  * the end left out, then across the four threads of the row, then into
- * the running value. */
+ * the running value. A score kept unscaled (by k > 0) takes its extreme
+ * first and the scale after: rounding is monotonic, so that is exact. */
 static void put_extremes(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->nx; i++) {
@@ -459,13 +483,18 @@ static void put_extremes(printer *P) {
     line(P, "{");
     P->c.depth++;
     line(P, "float xm[2] = {%s, %s};", id, id);
+    double k = folded_read(P, val(P, m->x[i])->body);
     open_elements(P);
     char fmt[128];
     snprintf(fmt, sizeof fmt, "xm[h >> 1] = fl_%sn(xm[h >> 1], valid ? %%s : %s);", fn, id);
+    P->raw = k != 0;
     put_member_expr(P, m->x[i], val(P, m->x[i])->body, fmt);
+    P->raw = 0;
     close_elements(P);
+    char scale[40] = "";
+    if (k) snprintf(scale, sizeof scale, " * %.9ef", k);
     line(P, "#pragma unroll");
-    line(P, "for (int r = 0; r < 2; ++r) mx%d[r] = fl_%sn(mx%d[r], fl_quad_%s(xm[r]));", i, fn, i, fn);
+    line(P, "for (int r = 0; r < 2; ++r) mx%d[r] = fl_%sn(mx%d[r], fl_quad_%s(xm[r])%s);", i, fn, i, fn, scale);
     P->c.depth--;
     line(P, "}");
   }
@@ -778,13 +807,36 @@ static void put_landed_but(printer *P, int but_last) {
 
 static void put_landed(printer *P) { put_landed_but(P, 0); }
 
+/* Key and value bytes one grid position (a head) streams. */
+static int64_t head_bytes(const fl_mma_group *m) {
+  int64_t w = 0;
+  for (int o = 0; o < m->nops; o++)
+    if (m->op[o].role != FL_MMA_Q) w += m->op[o].width;
+  return m->keys * w * 2;
+}
+
+/* The block's query rows (row0) and other grid position (rest). Blocks
+ * run in chunks of g heads, and within a chunk the last rows first, heads
+ * fastest: under causal masks the long blocks of every head start early
+ * and the short ones fill the end, while the chunk's keys and values (a
+ * few tens of MB) stay in L2 for all its blocks. */
+static void put_block_order(printer *P) {
+  int64_t g = (24ll << 20) / (head_bytes(P->m) ? head_bytes(P->m) : 1);
+  g = g < 1 ? 1 : g > 64 ? 64 : g;
+  line(P, "const unsigned nb = gridDim.x, lin = blockIdx.x + nb * blockIdx.y, first = lin / (%uu * nb) * %uu;",
+       (unsigned)g, (unsigned)g);
+  line(P, "const unsigned g = gridDim.y - first < %uu ? gridDim.y - first : %uu, in = lin - first * nb;", (unsigned)g,
+       (unsigned)g);
+  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d;", block_rows(P->m));
+  line(P, "long long rest = first + in %% g;");
+}
+
 static void put_prologue(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_group *gr = &m->k->tiles.gr;
   line(P, "extern __shared__ __align__(16) unsigned char fl_sm[];");
   line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;");
-  line(P, "const long long row0 = (long long)(gridDim.x - 1 - blockIdx.x) * %d;", block_rows(m));
-  line(P, "long long rest = blockIdx.y;");
+  put_block_order(P);
   for (int s = gr->ngrid - 1; s >= 0; s--) {
     if (s == m->row_slot) continue;
     int64_t n = sym_size(P, gr->grid[s]);
@@ -904,9 +956,24 @@ static void put_q_fragments(printer *P) {
   }
 }
 
+/* A score whose body is its product times a positive constant (or over
+ * one): the constant, left for the row extremes and the exponentials to
+ * take (one multiply an element fewer). Else 0. */
+static double score_scale(const printer *P, int i) {
+  const fl_expr *ex = &P->g->exprs[val(P, P->m->tv[i])->body];
+  if (ex->nargs != 2 || (ex->op != FL_X_MUL && ex->op != FL_X_DIV)) return 0.0;
+  const fl_expr *a = &P->g->exprs[ex->args[0]], *b = &P->g->exprs[ex->args[1]];
+  int r = P->m->tv_reduce[i];
+  double k = 0.0;
+  if (ex->args[0] == r && b->op == FL_X_CONST) k = ex->op == FL_X_MUL ? b->value : 1.0 / b->value;
+  else if (ex->op == FL_X_MUL && ex->args[1] == r && a->op == FL_X_CONST) k = a->value;
+  return k > 0.0 && isfinite(k) && isfinite(1.0 / k) ? k : 0.0;
+}
+
 /* Between the products: the variant's body on the scores (its mask
  * conditions `known` on a full tile), the row state, the weights. */
 static void put_between(printer *P, int known) {
+  for (int i = 0; i < P->m->ntv; i++) P->fold[i] = P->edge ? 0.0 : score_scale(P, i);
   put_score_bodies(P, known);
   put_mu(P, "mb");
   put_extremes(P);
@@ -1112,7 +1179,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
                             fl_cuda_kernel *kd, fl_err *e) {
   printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .positions = kd->threads, .cur = -1};
   P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .fvars = 1, .member = hook_member, .reduce = hook_reduce,
-                .known = hook_known, .user = &P, .depth = 1};
+                .known = hook_known, .scaled = hook_scaled, .user = &P, .depth = 1};
   if (m->hopper) {
     fl_cuda_wgmma_put_fn(b, m->q_regs ? FL_WGMMA_RS : FL_WGMMA_SS, m->dt, (int)m->step);
     for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, m->op[m->a_v[i]].width);
@@ -1154,7 +1221,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   int64_t rest = 1;
   for (int s = 0; s < m->k->tiles.gr.ngrid; s++)
     if (s != m->row_slot) rest *= p->g->syms[m->k->tiles.gr.grid[s]].size;
-  if (rest > 65535 || m->rows / block_rows(m) >= 0x7fffffff)
+  if (rest > 65535 || (int64_t)kd->grid[0] * rest >= 0xffffffffll) /* blocks are numbered in 32 bits */
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
