@@ -166,10 +166,15 @@ class Torch:
 
             def pair_bias(score, b, h, qi, kj):
                 return score + bias[b, h, qi, kj]
-            return [("SDPA (bias as attn_mask) + gate",
-                     lambda: torch.sigmoid(gate) * F.scaled_dot_product_attention(q, k, v, attn_mask=bias)),
-                    ("FlexAttention (captured bias) + gate",
-                     lambda: torch.sigmoid(gate) * flex(q, k, v, score_mod=pair_bias))]
+            ways = [("SDPA (bias as attn_mask) + gate",
+                     lambda: torch.sigmoid(gate) * F.scaled_dot_product_attention(q, k, v, attn_mask=bias))]
+            # Past 2^31 elements (B1 H16 N16384) FlexAttention's kernel reads the
+            # captured bias out of bounds (illegal address, PyTorch 2.11), which
+            # ends the process's CUDA context and every case after it.
+            if bias.numel() < 2 ** 31:
+                ways.append(("FlexAttention (captured bias) + gate",
+                             lambda: torch.sigmoid(gate) * flex(q, k, v, score_mod=pair_bias)))
+            return ways
         if name == "sigmoid":
             shift = math.log(self.N)
             return [self.math(q, k, v, mod=lambda s: s - shift, weight="sigmoid")]
