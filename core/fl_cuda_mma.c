@@ -1038,6 +1038,25 @@ static void put_bodies(printer *P, int64_t spt) {
   line(P, "}");
 }
 
+/* The step's scores and body, then, once the values have landed (wgmma:
+ * the next keys' copy still in flight; mma.sync: the next keys' copy
+ * issued after), the weights times the values. */
+static void put_scores_then_products(printer *P, int64_t spt) {
+  line(P, "if (mine) {");
+  P->c.depth++;
+  put_scores(P);
+  put_bodies(P, spt);
+  P->c.depth--;
+  line(P, "}");
+  put_landed_but(P, P->m->hopper);
+  if (!P->m->hopper) put_next_keys(P, spt);
+  line(P, "if (mine) {");
+  P->c.depth++;
+  put_products(P);
+  P->c.depth--;
+  line(P, "}");
+}
+
 /* One step of keys (mma.sync): the values load while the scores are
  * computed, the next keys while the weights multiply the values. */
 static void put_step(printer *P, int64_t spt) {
@@ -1048,19 +1067,7 @@ static void put_step(printer *P, int64_t spt) {
   put_loads(P, FL_MMA_V, "key0", 0);
   line(P, "fl_cp_commit();");
   put_mine(P, spt);
-  line(P, "if (mine) {");
-  P->c.depth++;
-  put_scores(P);
-  put_bodies(P, spt);
-  P->c.depth--;
-  line(P, "}");
-  put_landed(P);
-  put_next_keys(P, spt);
-  line(P, "if (mine) {");
-  P->c.depth++;
-  put_products(P);
-  P->c.depth--;
-  line(P, "}");
+  put_scores_then_products(P, spt);
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
@@ -1088,18 +1095,7 @@ static void put_step_hopper(printer *P, int64_t spt) {
   put_next_keys(P, spt);
   put_mine(P, spt);
   if (!m->pipe) {
-    line(P, "if (mine) {");
-    P->c.depth++;
-    put_scores(P);
-    put_bodies(P, spt);
-    P->c.depth--;
-    line(P, "}");
-    put_landed_but(P, 1);
-    line(P, "if (mine) {");
-    P->c.depth++;
-    put_products(P);
-    P->c.depth--;
-    line(P, "}");
+    put_scores_then_products(P, spt);
   } else {
     put_deferred_factors(P);
     for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
