@@ -617,17 +617,25 @@ static void put_wgmma_products_wait(printer *P) {
   }
 }
 
-/* wgmma: packs the weights p<i> into pk<i> (`pack`), issues the products
- * from the values' tiles at <tile><o>, and (`wait`) waits for them. */
-static void put_wgmma_products(printer *P, int pack, const char *tile, int wait) {
-  const fl_mma_group *m = P->m;
-  for (int i = 0; i < m->na; i++) {
-    char acc[16], p[16], pk[16], v[32];
-    snprintf(acc, sizeof acc, "oa%d", i);
+/* wgmma: the weights p<i> packed into pk<i>. */
+static void put_wgmma_pack(printer *P) {
+  for (int i = 0; i < P->m->na; i++) {
+    char p[16], pk[16];
     snprintf(p, sizeof p, "p%d", i);
     snprintf(pk, sizeof pk, "pk%d", i);
+    fl_cuda_wgmma_put_pack(&P->c, P->m->dt, pk, p, P->m->step);
+  }
+}
+
+/* wgmma: issues the products pk<i> · v from the values' tiles at
+ * <tile><o>, and (`wait`) waits for them. */
+static void put_wgmma_products(printer *P, const char *tile, int wait) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->na; i++) {
+    char acc[16], pk[16], v[32];
+    snprintf(acc, sizeof acc, "oa%d", i);
+    snprintf(pk, sizeof pk, "pk%d", i);
     snprintf(v, sizeof v, "%s%d", tile, m->a_v[i]);
-    if (pack) fl_cuda_wgmma_put_pack(&P->c, m->dt, pk, p, m->step);
     fl_cuda_wgmma_put_product(&P->c, m->dt, acc, pk, v, m->op[m->a_v[i]].width, m->step);
   }
   if (wait) put_wgmma_products_wait(P);
@@ -640,7 +648,8 @@ static void put_products(printer *P) {
     line(P, "{");
     P->c.depth++;
     for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
-    put_wgmma_products(P, 1, "so", 1);
+    put_wgmma_pack(P);
+    put_wgmma_products(P, "so", 1);
     P->c.depth--;
     line(P, "}");
     return;
@@ -1005,6 +1014,17 @@ static void put_next_keys(printer *P, int64_t spt) {
   line(P, "fl_cp_commit();");
 }
 
+/* `if (cond) {` and its closing brace, the body indented between. */
+static void open_if(printer *P, const char *cond) {
+  line(P, "if (%s) {", cond);
+  P->c.depth++;
+}
+
+static void close_if(printer *P) {
+  P->c.depth--;
+  line(P, "}");
+}
+
 /* The step's first key, keys inside, and the float key of the thread's first column. */
 static void put_step_keys(printer *P) {
   const fl_mma_group *m = P->m;
@@ -1042,19 +1062,15 @@ static void put_bodies(printer *P, int64_t spt) {
  * the next keys' copy still in flight; mma.sync: the next keys' copy
  * issued after), the weights times the values. */
 static void put_scores_then_products(printer *P, int64_t spt) {
-  line(P, "if (mine) {");
-  P->c.depth++;
+  open_if(P, "mine");
   put_scores(P);
   put_bodies(P, spt);
-  P->c.depth--;
-  line(P, "}");
+  close_if(P);
   put_landed_but(P, P->m->hopper);
   if (!P->m->hopper) put_next_keys(P, spt);
-  line(P, "if (mine) {");
-  P->c.depth++;
+  open_if(P, "mine");
   put_products(P);
-  P->c.depth--;
-  line(P, "}");
+  close_if(P);
 }
 
 /* One step of keys (mma.sync): the values load while the scores are
@@ -1099,48 +1115,31 @@ static void put_step_hopper(printer *P, int64_t spt) {
   } else {
     put_deferred_factors(P);
     for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
-    line(P, "if (mine) {");
-    P->c.depth++;
+    open_if(P, "mine");
     put_wgmma_scores(P, 0);
-    P->c.depth--;
-    line(P, "}");
-    line(P, "if (pm) {");
-    P->c.depth++;
-    put_wgmma_products(P, 0, "sp", 0);
-    P->c.depth--;
-    line(P, "}");
-    line(P, "if (mine) {");
-    P->c.depth++;
-    line(P, "if (pm) {");
-    P->c.depth++;
+    close_if(P);
+    open_if(P, "pm");
+    put_wgmma_products(P, "sp", 0);
+    close_if(P);
+    open_if(P, "mine");
+    open_if(P, "pm");
     put_wgmma_scores_wait(P, m->na);
     P->c.depth--;
     line(P, "} else {");
     P->c.depth++;
     put_wgmma_scores_wait(P, 0);
-    P->c.depth--;
-    line(P, "}");
+    close_if(P);
     P->defer = 1;
     put_bodies(P, spt);
     P->defer = 0;
-    P->c.depth--;
-    line(P, "}");
-    line(P, "if (pm) {");
-    P->c.depth++;
+    close_if(P);
+    open_if(P, "pm");
     put_wgmma_products_wait(P);
-    P->c.depth--;
-    line(P, "}");
-    line(P, "if (mine) {");
-    P->c.depth++;
+    close_if(P);
+    open_if(P, "mine");
     put_deferred_rescale(P);
-    for (int i = 0; i < m->na; i++) {
-      char p[16], pk[16];
-      snprintf(p, sizeof p, "p%d", i);
-      snprintf(pk, sizeof pk, "pk%d", i);
-      fl_cuda_wgmma_put_pack(&P->c, m->dt, pk, p, m->step);
-    }
-    P->c.depth--;
-    line(P, "}");
+    put_wgmma_pack(P);
+    close_if(P);
     line(P, "pm = mine;");
   }
   line(P, "st = nx;");
@@ -1149,15 +1148,13 @@ static void put_step_hopper(printer *P, int64_t spt) {
   line(P, "}");
   if (!m->pipe) return;
   /* the last step's product */
-  line(P, "if (pm) {");
-  P->c.depth++;
+  open_if(P, "pm");
   put_landed(P);
   for (int o = 0; o < m->nops; o++)
     if (m->op[o].role == FL_MMA_V)
       line(P, "const unsigned sp%d = sb%d + (cur ^ 1) * %lldu;", o, o, (long long)smem_bytes(m, o));
-  put_wgmma_products(P, 0, "sp", 1);
-  P->c.depth--;
-  line(P, "}");
+  put_wgmma_products(P, "sp", 1);
+  close_if(P);
 }
 
 static void put_signature(printer *P, const fl_cuda_kernel *kd) {
