@@ -198,10 +198,9 @@ static int emit_reduce(fl_cx *c, int x) {
 }
 
 static int emit_where(fl_cx *c, const fl_expr *ex) {
-  const char *known = c->known ? c->known(c, ex->args[0]) : NULL;
+  if (c->known && c->known(c, ex->args[0])) return emit(c, ex->args[1]);
   char cond[32];
-  if (known) snprintf(cond, sizeof cond, "%s", known);
-  else snprintf(cond, sizeof cond, "t%d != 0", emit(c, ex->args[0])); /* NaN counts as true */
+  snprintf(cond, sizeof cond, "t%d != 0", emit(c, ex->args[0])); /* NaN counts as true */
   int t = c->tmp++;
   fl_cx_line(c, "%s t%d;", fl_cx_real(c), t);
   fl_cx_line(c, "if (%s) {", cond);

@@ -25,8 +25,8 @@ struct fl_cx {
   int (*member)(fl_cx *c, const fl_expr *ex, const int *idx);
   /* A nested reduction the kernel computes otherwise: its temporary, or -1. */
   int (*reduce)(fl_cx *c, int x);
-  /* A where's condition whose truth is known: the name holding it, or NULL. */
-  const char *(*known)(fl_cx *c, int x);
+  /* A where's condition known true (the where is its first branch): 1, else 0. */
+  int (*known)(fl_cx *c, int x);
   /* A load the kernel holds as k times what it keeps (a score whose
    * constant scale is left for the exponential to fold in): prints what it
    * keeps into a new temporary, sets *k and returns it, or returns -1. */

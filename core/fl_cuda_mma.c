@@ -69,7 +69,7 @@ typedef struct printer {
   int safe;         /* running maxima read non-finite as 0 */
   const char *row;  /* the row half of the context: "h >> 1" or "r" */
   int elem;         /* in an element context ([nt][h] or [et][h]) */
-  int known;        /* mask conditions known (a full tile) */
+  int known;        /* every mask condition known true (a full tile) */
   int edge;         /* the step may hold keys past the end */
   int cur;          /* the score whose body is printed, or -1 */
   int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
@@ -148,16 +148,18 @@ static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k) {
   return c->tmp++;
 }
 
-static const char *hook_known(fl_cx *c, int x) {
-  static char name[16];
-  printer *P = c->user;
-  if (!P->known || P->cur < 0) return NULL;
+/* Is x a mask condition of the score being printed, on a tile where every
+ * condition is known true? */
+static int is_known_mask(const printer *P, int tv, int x) {
+  if (!P->known) return 0;
   for (int k = 0; k < P->t->nmask; k++)
-    if (P->t->mask_tv[k] == P->m->tv[P->cur] && P->t->mask[k] == x) {
-      snprintf(name, sizeof name, "mk%d", k);
-      return name;
-    }
-  return NULL;
+    if (P->t->mask_tv[k] == tv && P->t->mask[k] == x) return 1;
+  return 0;
+}
+
+static int hook_known(fl_cx *c, int x) {
+  printer *P = c->user;
+  return P->cur >= 0 && is_known_mask(P, P->m->tv[P->cur], x);
 }
 
 /* ---- variables ---- */
@@ -430,9 +432,8 @@ static void put_scores(printer *P) {
   }
 }
 
-static void put_score_bodies(printer *P, int known) {
+static void put_score_bodies(printer *P) {
   const fl_mma_group *m = P->m;
-  P->known = known;
   open_elements(P);
   for (int i = 0; i < m->ntv; i++) {
     if (P->fold[i]) continue;
@@ -443,7 +444,6 @@ static void put_score_bodies(printer *P, int known) {
   }
   P->cur = -1;
   close_elements(P);
-  P->known = 0;
 }
 
 /* ---- one step: the running state ---- */
@@ -965,11 +965,18 @@ static void put_q_fragments(printer *P) {
   }
 }
 
+/* Score i's body, through the wheres whose condition is known true. */
+static const fl_expr *score_body(const printer *P, int i) {
+  const fl_expr *ex = &P->g->exprs[val(P, P->m->tv[i])->body];
+  while (ex->op == FL_X_WHERE && is_known_mask(P, P->m->tv[i], ex->args[0])) ex = &P->g->exprs[ex->args[1]];
+  return ex;
+}
+
 /* A score whose body is its product times a positive constant (or over
  * one): the constant, left for the row extremes and the exponentials to
  * take (one multiply an element fewer). Else 0. */
 static double score_scale(const printer *P, int i) {
-  const fl_expr *ex = &P->g->exprs[val(P, P->m->tv[i])->body];
+  const fl_expr *ex = score_body(P, i);
   if (ex->nargs != 2 || (ex->op != FL_X_MUL && ex->op != FL_X_DIV)) return 0.0;
   const fl_expr *a = &P->g->exprs[ex->args[0]], *b = &P->g->exprs[ex->args[1]];
   int r = P->m->tv_reduce[i];
@@ -979,11 +986,13 @@ static double score_scale(const printer *P, int i) {
   return k > 0.0 && isfinite(k) && isfinite(1.0 / k) ? k : 0.0;
 }
 
-/* Between the products: the variant's body on the scores (its mask
- * conditions `known` on a full tile), the row state, the weights. */
+/* Between the products: the variant's body on the scores (every mask
+ * condition `known` true on a full tile), the row state, the weights. */
 static void put_between(printer *P, int known) {
+  P->known = known;
   for (int i = 0; i < P->m->ntv; i++) P->fold[i] = P->edge ? 0.0 : score_scale(P, i);
-  put_score_bodies(P, known);
+  put_score_bodies(P);
+  P->known = 0;
   put_mu(P, "mb");
   put_extremes(P);
   put_mu(P, "ma");
@@ -991,14 +1000,15 @@ static void put_between(printer *P, int known) {
   put_sums_and_weights(P);
 }
 
-/* The step's tile classes: full (mask code left out), and the mask
- * conditions known true on the whole tile. */
+/* The step's tile class: full (mask code left out) with every mask
+ * condition true on the whole tile. A full tile with a condition false
+ * (not skipped: its other branch is not the identity) takes the general body. */
 static void put_classes(printer *P, int64_t spt) {
   const fl_tiles *t = P->t;
   if (!t->nmask) return;
   line(P, "const signed char *te = tb ? tb + (st / %lldLL) * %d : 0;", (long long)spt, 1 + t->nmask);
-  line(P, "const bool full = te && te[0] == %d;", FL_TILE_FULL);
-  for (int k = 0; k < t->nmask; k++) line(P, "const bool mk%d = te && te[%d] > 0;", k, 1 + k);
+  line(P, "bool full = te && te[0] == %d;", FL_TILE_FULL);
+  for (int k = 0; k < t->nmask; k++) line(P, "full = full && te[%d] > 0;", 1 + k);
 }
 
 /* The next step's keys, into the other tile where there are two. */
