@@ -63,6 +63,9 @@ static struct cu_driver {
   CUresult (*EventDestroy)(CUevent);
   CUresult (*GetErrorName)(CUresult, const char **);
   CUresult (*GetErrorString)(CUresult, const char **);
+  /* CUDA 12 and later; NULL before (kernels that use it then fail to launch) */
+  CUresult (*TensorMapEncodeTiled)(void *, int, unsigned, void *, const uint64_t *, const uint64_t *,
+                                   const unsigned *, const unsigned *, int, int, int, int);
 } cu;
 
 static const struct { const char *name; size_t offset; } cu_symbols[] = {
@@ -115,6 +118,8 @@ static fl_status load_driver(void) {
     }
     memcpy((char *)&cu + cu_symbols[i].offset, &p, sizeof p);
   }
+  void *tm = dlsym(cu.lib, "cuTensorMapEncodeTiled");
+  memcpy(&cu.TensorMapEncodeTiled, &tm, sizeof tm);
   return FL_OK;
 }
 
@@ -369,4 +374,18 @@ void fl_cuda_timer_free(fl_cuda_timer *t) {
     if (t->stop) cu.EventDestroy(t->stop);
   }
   t->start = t->stop = NULL;
+}
+
+/* The driver's enum values (cuda.h) for what the kernels' tiles need. */
+enum { TMAP_FLOAT16 = 6, TMAP_BFLOAT16 = 9, TMAP_SWIZZLE_128B = 3, TMAP_L2_256B = 3 };
+
+fl_status fl_cuda_tensor_map_encode(fl_cuda_tensor_map *m, int f16, uint64_t base, int rank, const uint64_t *dims,
+                                    const uint64_t *strides, const unsigned *box, fl_err *e) {
+  if (!cu.TensorMapEncodeTiled)
+    return fl_fail(e, FL_ECUDA, "the CUDA driver has no cuTensorMapEncodeTiled (CUDA 12 or later is needed)");
+  unsigned ones[5] = {1, 1, 1, 1, 1};
+  CUresult r = cu.TensorMapEncodeTiled(m, f16 ? TMAP_FLOAT16 : TMAP_BFLOAT16, (unsigned)rank, (void *)(uintptr_t)base,
+                                       dims, strides, box, ones, 0, TMAP_SWIZZLE_128B, TMAP_L2_256B, 0);
+  if (r) return cu_fail(e, r, "cuTensorMapEncodeTiled");
+  return FL_OK;
 }

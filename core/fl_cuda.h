@@ -63,6 +63,18 @@ fl_status fl_cuda_function_set_shared(const fl_cuda_function *f, int bytes, fl_e
 fl_status fl_cuda_launch(const fl_cuda_function *f, const unsigned grid[3],
                          const unsigned block[3], unsigned shared_bytes, void *stream,
                          void **params, fl_err *e);
+/* A tensor map (the driver's CUtensorMap) for the tensor memory accelerator. */
+typedef struct fl_cuda_tensor_map {
+  _Alignas(64) uint64_t w[16];
+} fl_cuda_tensor_map;
+
+/* A tensor map over the bf16 (f16 if `f16`) tensor at device address
+ * `base`: `rank` dims (at most 5) of dims[] elements, innermost first,
+ * strides[] the bytes between consecutive indices of dims 1.., boxes of
+ * box[] elements landing in shared memory with the 128-byte swizzle,
+ * elements outside the tensor read as zeros. */
+fl_status fl_cuda_tensor_map_encode(fl_cuda_tensor_map *m, int f16, uint64_t base, int rank, const uint64_t *dims,
+                                    const uint64_t *strides, const unsigned *box, fl_err *e);
 /* Waits for all work on device `ordinal`. */
 fl_status fl_cuda_synchronize(int ordinal, fl_err *e);
 

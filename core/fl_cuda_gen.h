@@ -24,6 +24,17 @@
  * wgmma cannot take gets mma.sync). */
 typedef enum fl_cuda_path { FL_PATH_SCALAR, FL_PATH_MMA, FL_PATH_HOPPER, FL_PATH_AUTO } fl_cuda_path;
 
+#define FL_CUDA_MAX_TMAPS 8
+
+/* A tensor map a kernel takes (after its other arguments): over input
+ * `value`, 3 dims innermost first, byte strides of dims 1 and 2, the box. */
+typedef struct fl_cuda_tmap {
+  int value;
+  int f16;
+  uint64_t dims[3], strides[2];
+  unsigned box[3];
+} fl_cuda_tmap;
+
 typedef struct fl_cuda_kernel {
   char name[32];
   int64_t threads;           /* scalar kernels: one a position, in blocks of 128 */
@@ -39,6 +50,8 @@ typedef struct fl_cuda_kernel {
   int nparams;
   int param[FL_CUDA_MAX_PARAMS]; /* value ids, in the kernel's parameter order */
   char writes[FL_CUDA_MAX_PARAMS];
+  int ntmaps;
+  fl_cuda_tmap tmap[FL_CUDA_MAX_TMAPS];
 } fl_cuda_kernel;
 
 typedef struct fl_cuda_program {

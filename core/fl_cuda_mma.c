@@ -207,7 +207,7 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 /* ---- shared-memory tiles ---- */
 
 static int block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
-static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * m->wgs; }
+static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
 
 static int64_t op_rows(const fl_mma_group *m, const fl_mma_operand *o) {
   return o->role == FL_MMA_Q ? block_rows(m) : m->step;
@@ -227,6 +227,7 @@ static int64_t smem_bytes(const fl_mma_group *m, int o) {
  * two when pipelined (the previous step's are read while this step's load). */
 static int buffers(const fl_mma_group *m, int o) {
   fl_mma_role r = m->op[o].role;
+  if (m->ws) return r == FL_MMA_Q ? 1 : m->stages;
   return m->hopper && (r == FL_MMA_K || (r == FL_MMA_V && m->pipe)) ? 2 : 1;
 }
 
@@ -844,7 +845,8 @@ static void put_prologue(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_group *gr = &m->k->tiles.gr;
   line(P, "extern __shared__ __align__(16) unsigned char fl_sm[];");
-  line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = tid >> 7;");
+  line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
+  line(P, "const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0); /* warp-uniform, as the compiler sees it */");
   put_block_order(P);
   for (int s = gr->ngrid - 1; s >= 0; s--) {
     if (s == m->row_slot) continue;
@@ -872,6 +874,9 @@ static void put_prologue(printer *P) {
     put_offset(P, m->op[o].member, m->op[o].load, dst);
     P->c.depth--;
     line(P, "}");
+    if (m->ws)
+      line(P, "const int pl%d = (int)(ob%d / %lldLL); /* its plane */", o, o,
+           (long long)(m->op[o].plane_rows * m->op[o].width));
   }
 }
 
@@ -1099,6 +1104,41 @@ static void put_step(printer *P, int64_t spt) {
   line(P, "}");
 }
 
+/* Pipelined wgmma: issues this step's scores (if `mine`) with the previous
+ * step's product (if `pm`, from the values' tiles sp<o>) and waits for the
+ * scores only. Straight-line code for each case: the compiler tracks what
+ * is in flight along each path but not that two branches on one flag go
+ * the same way, and where it cannot prove that nothing reads an
+ * accumulator while a wgmma adds to it, it serializes every wgmma. */
+static void put_pipe_issue(printer *P) {
+  const fl_mma_group *m = P->m;
+  for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
+  open_if(P, "mine && pm");
+  put_wgmma_scores(P, 0);
+  put_wgmma_products(P, "sp", 0);
+  put_wgmma_scores_wait(P, m->na);
+  P->c.depth--;
+  line(P, "} else if (pm) {");
+  P->c.depth++;
+  put_wgmma_products(P, "sp", 0);
+  P->c.depth--;
+  line(P, "} else if (mine) {");
+  P->c.depth++;
+  put_wgmma_scores(P, 0);
+  put_wgmma_scores_wait(P, 0);
+  close_if(P);
+}
+
+/* ... then, after the body: waits for the product whether or not one was
+ * issued (same reason), rescales the sums and packs the new weights. */
+static void put_pipe_rescale(printer *P) {
+  put_wgmma_products_wait(P);
+  open_if(P, "mine");
+  put_deferred_rescale(P);
+  put_wgmma_pack(P);
+  close_if(P);
+}
+
 /* One step of keys (wgmma): the next keys load into the other tile during
  * the whole step. Unpipelined, the values load while the scores are
  * computed and the step waits for each product. Pipelined, the step's
@@ -1124,32 +1164,13 @@ static void put_step_hopper(printer *P, int64_t spt) {
     put_scores_then_products(P, spt);
   } else {
     put_deferred_factors(P);
-    for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
+    put_pipe_issue(P);
     open_if(P, "mine");
-    put_wgmma_scores(P, 0);
-    close_if(P);
-    open_if(P, "pm");
-    put_wgmma_products(P, "sp", 0);
-    close_if(P);
-    open_if(P, "mine");
-    open_if(P, "pm");
-    put_wgmma_scores_wait(P, m->na);
-    P->c.depth--;
-    line(P, "} else {");
-    P->c.depth++;
-    put_wgmma_scores_wait(P, 0);
-    close_if(P);
     P->defer = 1;
     put_bodies(P, spt);
     P->defer = 0;
     close_if(P);
-    open_if(P, "pm");
-    put_wgmma_products_wait(P);
-    close_if(P);
-    open_if(P, "mine");
-    put_deferred_rescale(P);
-    put_wgmma_pack(P);
-    close_if(P);
+    put_pipe_rescale(P);
     line(P, "pm = mine;");
   }
   line(P, "st = nx;");
@@ -1175,8 +1196,219 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
     fl_text_put(P->c.b, "%s%s *__restrict__ v%d, ", kd->writes[i] ? "" : "const ",
                 fl_cuda_ctype(fl_cuda_storage(P->g, v, P->out_dtype)), v);
   }
-  fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, int *fix, int *err) {\n");
+  fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, int *fix, int *err");
+  for (int o = 0; P->m->ws && o < P->m->nops; o++) fl_text_put(P->c.b, ", const __grid_constant__ fl_tmap tm%d", o);
+  fl_text_put(P->c.b, ") {\n");
 }
+
+/* ---- warp-specialized wgmma kernels ----
+ *
+ * Warpgroups 0 .. wgs-1 compute (64 query rows each, as in the plain
+ * kernel); warpgroup wgs loads: one of its threads walks the same steps
+ * and has the tensor memory accelerator copy each step's keys and values
+ * into one of `stages` tiles. Each tile has two barriers: full (the
+ * copy's bytes have landed) and empty (every computing thread is done
+ * reading it). Fresh barriers count as having completed a phase of
+ * parity 1, so the first pass over the tiles waits on nothing. The
+ * loader keeps few registers (setmaxnreg) and hands the rest to the
+ * computing warpgroups. */
+
+/* Registers a thread of each warpgroup: 512 a thread position in all
+ * (64K a multiprocessor, one block), multiples of 8, at most 240. */
+static int ws_loader_regs(const fl_mma_group *m) { return m->wgs >= 3 ? 24 : 40; }
+
+static int ws_compute_regs(const fl_mma_group *m) {
+  int r = (512 - ws_loader_regs(m)) / m->wgs / 8 * 8;
+  return r > 240 ? 240 : r;
+}
+
+/* Barriers: Q's, then a stage each of keys full, values full, keys empty, values empty. */
+static int ws_barriers(const fl_mma_group *m) { return 1 + 4 * m->stages; }
+
+static int64_t tiles_bytes(const fl_mma_group *m) {
+  int64_t n = 0;
+  for (int o = 0; o < m->nops; o++) n += smem_bytes(m, o) * buffers(m, o);
+  return n;
+}
+
+static int64_t role_bytes(const fl_mma_group *m, fl_mma_role role) {
+  int64_t n = 0;
+  for (int o = 0; o < m->nops; o++)
+    if (m->op[o].role == role) n += smem_bytes(m, o);
+  return n;
+}
+
+/* A box of 64 positions of the last dim by the tile's rows, a box a panel. */
+static void put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *kd) {
+  kd->ntmaps = 0;
+  for (int o = 0; m->ws && o < m->nops; o++) {
+    const fl_mma_operand *op = &m->op[o];
+    fl_cuda_tmap *t = &kd->tmap[kd->ntmaps++];
+    t->value = g->exprs[op->load].src;
+    t->f16 = m->dt == FL_F16;
+    t->dims[0] = (uint64_t)op->width, t->dims[1] = (uint64_t)op->plane_rows, t->dims[2] = (uint64_t)op->planes;
+    t->strides[0] = (uint64_t)op->width * 2, t->strides[1] = (uint64_t)(op->plane_rows * op->width * 2);
+    t->box[0] = 64, t->box[1] = (unsigned)op_rows(m, op), t->box[2] = 1;
+  }
+}
+
+/* The copies of every operand of `role`: rows from `r0` into tile
+ * `base`<o> (+ `stage` tiles), completing on barrier `bar`. */
+static void put_tma(printer *P, fl_mma_role role, const char *base, const char *stage, const char *r0,
+                    const char *bar) {
+  const fl_mma_group *m = P->m;
+  for (int o = 0; o < m->nops; o++) {
+    const fl_mma_operand *op = &m->op[o];
+    if (op->role != role) continue;
+    char tile[64];
+    if (stage) snprintf(tile, sizeof tile, "%s%d + %s * %lldu", base, o, stage, (long long)smem_bytes(m, o));
+    else snprintf(tile, sizeof tile, "%s%d", base, o);
+    for (int p = 0; p < op->width / 64; p++)
+      line(P, "fl_tma3(%s + %lldu, &tm%d, %d, (int)(%s), pl%d, %s);", tile, (long long)(p * op_rows(m, op) * 128), o,
+           p * 64, r0, o, bar);
+  }
+}
+
+static void put_ws_loader(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  char cond[32], r0[48];
+  line(P, "fl_regs_dec<%d>();", ws_loader_regs(m));
+  snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
+  open_if(P, cond);
+  line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(m, FL_MMA_Q));
+  put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
+  put_next(P, spt, "st", "clo");
+  line(P, "for (unsigned i = 0; st < chi; ++i) {");
+  P->c.depth++;
+  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
+  snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
+  line(P, "fl_bar_wait(bke + s * 8u, ph ^ 1u);");
+  line(P, "fl_bar_expect(bkf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_K));
+  put_tma(P, FL_MMA_K, "sb", "s", r0, "bkf + s * 8u");
+  line(P, "fl_bar_wait(bve + s * 8u, ph ^ 1u);");
+  line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_V));
+  put_tma(P, FL_MMA_V, "sb", "s", r0, "bvf + s * 8u");
+  put_next(P, spt, "nx", "st + 1");
+  line(P, "st = nx;");
+  P->c.depth--;
+  line(P, "}");
+  close_if(P);
+}
+
+/* A step of the computing warpgroups: they wait for every step's tiles
+ * (the barriers' phases must be followed) and release them, whether the
+ * step is theirs or not. */
+static void put_ws_step(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  line(P, "for (unsigned i = 0; st < chi; ++i) {");
+  P->c.depth++;
+  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
+  put_step_keys(P);
+  for (int o = 0; o < m->nops; o++)
+    if (buffers(m, o) > 1) line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)smem_bytes(m, o));
+  put_next(P, spt, "nx", "st + 1");
+  put_mine(P, spt);
+  line(P, "fl_bar_wait(bkf + s * 8u, ph);");
+  open_if(P, "mine");
+  put_scores(P);
+  line(P, "fl_bar_arrive(bke + s * 8u);");
+  put_bodies(P, spt);
+  P->c.depth--;
+  line(P, "} else {");
+  line(P, "  fl_bar_arrive(bke + s * 8u);");
+  line(P, "}");
+  line(P, "fl_bar_wait(bvf + s * 8u, ph);");
+  open_if(P, "mine");
+  put_products(P);
+  close_if(P);
+  line(P, "fl_bar_arrive(bve + s * 8u);");
+  line(P, "st = nx;");
+  P->c.depth--;
+  line(P, "}");
+}
+
+/* A pipelined step of the computing warpgroups: this step's scores are
+ * issued with the previous step's product (from its values' tile, still
+ * held), the body runs while both are in flight, the weighted sums are
+ * rescaled once the product has landed, and only then is the previous
+ * values' tile released. */
+static void put_ws_step_pipe(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  line(P, "bool pm = false; /* the previous step's product is still to be issued */");
+  line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
+  for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
+  line(P, "unsigned i = 0;");
+  line(P, "for (; st < chi; ++i) {");
+  P->c.depth++;
+  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
+  put_step_keys(P);
+  for (int o = 0; o < m->nops; o++) {
+    if (buffers(m, o) == 1) continue;
+    line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)smem_bytes(m, o));
+    if (m->op[o].role == FL_MMA_V) line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)smem_bytes(m, o));
+  }
+  put_next(P, spt, "nx", "st + 1");
+  put_mine(P, spt);
+  put_deferred_factors(P);
+  line(P, "fl_bar_wait(bkf + s * 8u, ph);");
+  line(P, "if (i > 0) fl_bar_wait(bvf + ps * 8u, pph);");
+  put_pipe_issue(P);
+  line(P, "fl_bar_arrive(bke + s * 8u);");
+  open_if(P, "mine");
+  P->defer = 1;
+  put_bodies(P, spt);
+  P->defer = 0;
+  close_if(P);
+  put_pipe_rescale(P);
+  line(P, "if (i > 0) fl_bar_arrive(bve + ps * 8u);");
+  line(P, "pm = mine, ps = s, pph = ph;");
+  line(P, "st = nx;");
+  P->c.depth--;
+  line(P, "}");
+  /* the last step's product */
+  open_if(P, "i > 0");
+  line(P, "fl_bar_wait(bvf + ps * 8u, pph);");
+  open_if(P, "pm");
+  for (int o = 0; o < m->nops; o++)
+    if (m->op[o].role == FL_MMA_V) line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)smem_bytes(m, o));
+  put_wgmma_products(P, "sp", 1);
+  close_if(P);
+  close_if(P);
+}
+
+static void put_ws(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  int S = m->stages, n = FL_MMA_THREADS * m->wgs;
+  line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
+       (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
+  open_if(P, "tid == 0");
+  line(P, "fl_bar_init(bq, 1);");
+  line(P, "#pragma unroll");
+  line(P, "for (int s = 0; s < %d; ++s) {", S);
+  line(P, "  fl_bar_init(bkf + s * 8u, 1), fl_bar_init(bvf + s * 8u, 1);");
+  line(P, "  fl_bar_init(bke + s * 8u, %d), fl_bar_init(bve + s * 8u, %d);", n, n);
+  line(P, "}");
+  line(P, "fl_bar_init_done();");
+  close_if(P);
+  line(P, "__syncthreads();");
+  line(P, "if (wg == %d) {", m->wgs);
+  P->c.depth++;
+  put_ws_loader(P, spt);
+  P->c.depth--;
+  line(P, "} else {");
+  P->c.depth++;
+  line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
+  line(P, "fl_bar_wait(bq, 0);");
+  put_q_fragments(P);
+  put_next(P, spt, "st", "clo");
+  if (m->pipe) put_ws_step_pipe(P, spt);
+  else put_ws_step(P, spt);
+  put_finish(P);
+  close_if(P);
+}
+
+static void put_plain(printer *P, int64_t spt);
+static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_kernel *kd, fl_err *e);
 
 fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
                             fl_cuda_kernel *kd, fl_err *e) {
@@ -1192,32 +1424,43 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   int64_t spt;
   put_schedule(&P, &spt);
   put_state(&P);
-  put_next(&P, spt, "st", "clo");
-  char r0[64];
-  snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
-  put_loads(&P, FL_MMA_Q, "row0", 0);
-  line(&P, "fl_cp_commit();");
-  if (m->hopper) {
-    line(&P, "int cur = 0;");
-    if (m->pipe) line(&P, "bool pm = false; /* the previous step's product is still to be issued */");
-    for (int i = 0; m->pipe && i < m->na; i++) line(&P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
-    for (int o = 0; o < m->nops; o++)
-      if (buffers(m, o) == 2) line(&P, "const unsigned so%d = sb%d;", o, o);
-  }
-  line(&P, "if (st < chi) {");
-  P.c.depth++;
-  put_loads(&P, FL_MMA_K, r0, 0);
-  if (!m->hopper) line(&P, "fl_cp_commit();");
-  P.c.depth--;
-  line(&P, "}");
-  if (m->hopper) line(&P, "fl_cp_commit();");
-  if (!m->hopper || m->q_regs) put_landed_but(&P, m->hopper);
-  put_q_fragments(&P);
-  if (m->hopper) put_step_hopper(&P, spt);
-  else put_step(&P, spt);
-  put_finish(&P);
+  if (m->ws) put_ws(&P, spt);
+  else put_plain(&P, spt);
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
+  return launch_shape(p, m, kd, e);
+}
+
+/* The kernel after its state (cp.async loads, every thread computes). */
+static void put_plain(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  put_next(P, spt, "st", "clo");
+  char r0[64];
+  snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
+  put_loads(P, FL_MMA_Q, "row0", 0);
+  line(P, "fl_cp_commit();");
+  if (m->hopper) {
+    line(P, "int cur = 0;");
+    if (m->pipe) line(P, "bool pm = false; /* the previous step's product is still to be issued */");
+    for (int i = 0; m->pipe && i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
+    for (int o = 0; o < m->nops; o++)
+      if (buffers(m, o) == 2) line(P, "const unsigned so%d = sb%d;", o, o);
+  }
+  line(P, "if (st < chi) {");
+  P->c.depth++;
+  put_loads(P, FL_MMA_K, r0, 0);
+  if (!m->hopper) line(P, "fl_cp_commit();");
+  P->c.depth--;
+  line(P, "}");
+  if (m->hopper) line(P, "fl_cp_commit();");
+  if (!m->hopper || m->q_regs) put_landed_but(P, m->hopper);
+  put_q_fragments(P);
+  if (m->hopper) put_step_hopper(P, spt);
+  else put_step(P, spt);
+  put_finish(P);
+}
+
+static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_kernel *kd, fl_err *e) {
   kd->block[0] = (unsigned)block_threads(m);
   kd->block[1] = kd->block[2] = 1;
   kd->grid[0] = (unsigned)((m->rows + block_rows(m) - 1) / block_rows(m));
@@ -1231,6 +1474,8 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   kd->smem = 0;
   for (int o = 0; o < m->nops; o++) kd->smem += (int)(smem_bytes(m, o) * buffers(m, o));
   if (m->hopper) kd->smem += 1024; /* room to align the panels */
+  if (m->ws) kd->smem += ws_barriers(m) * 8;
+  put_tmaps(p->g, m, kd);
   kd->schedule = 1;
   kd->fix = 1;
   return FL_OK;

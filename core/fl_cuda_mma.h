@@ -46,6 +46,20 @@
 #define FL_WGMMA_PIPE 0
 #endif
 
+#ifndef FL_WGMMA_WS
+/* 1: wgmma kernels are warp-specialized where the tensor memory
+ * accelerator can load every tile: a producer warpgroup loads (TMA,
+ * mbarriers), FL_WS_CONSUMERS warpgroups compute. */
+#define FL_WGMMA_WS 1
+#endif
+#ifndef FL_WS_CONSUMERS
+#define FL_WS_CONSUMERS 2
+#endif
+#define FL_WS_STAGES 2
+#ifndef FL_WS_PIPE
+#define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
+#endif
+
 typedef enum fl_mma_role { FL_MMA_Q, FL_MMA_K, FL_MMA_V } fl_mma_role;
 
 /* A tile loaded into shared memory: rows (query rows, or keys) of a
@@ -57,6 +71,8 @@ typedef struct fl_mma_operand {
   int width;        /* positions along the last dim */
   int affine;       /* offset = base + row * stride (else computed a row) */
   int64_t stride;
+  int64_t plane_rows; /* rows adjacent in the source's last two dims, of this many (0: not) */
+  int64_t planes;     /* the source as planes of plane_rows x width */
 } fl_mma_operand;
 
 typedef struct fl_mma_group {
@@ -78,6 +94,8 @@ typedef struct fl_mma_group {
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
   int pipe;                /* wgmma: a step's scores issued with the previous step's product */
   int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
+  int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */
+  int stages;              /* ws: key and value tiles in flight */
 } fl_mma_group;
 
 /* Does kernel k of plan p qualify, for wgmma (hopper) or mma.sync? On no,

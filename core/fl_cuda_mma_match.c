@@ -113,6 +113,10 @@ static int operand(matcher *M, int member, int load, fl_mma_role role, int row_v
     if (is_var(g, ld->args[d], row_var) && !seen++) op.stride = st[d];
     else op.affine = 0;
   }
+  if (n >= 2 && is_var(g, ld->args[n - 2], row_var) && op.stride == op.width) {
+    op.plane_rows = g->syms[src->dims[n - 2]].size;
+    op.planes = fl_value_numel(g, ld->src) / (op.plane_rows * op.width);
+  }
   for (int i = 0; i < m->nops; i++) {
     const fl_mma_operand *o = &m->op[i];
     if (o->role == role && g->exprs[o->load].src == ld->src && same_expr(M, o->member, o->load, member, load))
@@ -284,6 +288,18 @@ static int64_t regs_estimate(const fl_mma_group *m, int64_t step, int q_regs) {
   return r;
 }
 
+/* Can the tensor memory accelerator load every tile? Each source is
+ * whole planes of its rows (a row past the end then reads as zeros). */
+static int tma_loads(const fl_mma_group *m) {
+  if (!FL_WGMMA_WS || m->nops > FL_CUDA_MAX_TMAPS) return 0;
+  for (int o = 0; o < m->nops; o++) {
+    const fl_mma_operand *op = &m->op[o];
+    int64_t limit = op->role == FL_MMA_Q ? m->rows : m->keys;
+    if (!op->affine || op->plane_rows != limit || op->planes > 0x7fffffff) return 0;
+  }
+  return 1;
+}
+
 /* wgmma: every tile in 64-wide panels, keys a step 64 or 128 (N of the
  * first product), the accumulators few enough for one warpgroup. */
 static int choose_hopper_sizes(matcher *M) {
@@ -296,6 +312,12 @@ static int choose_hopper_sizes(matcher *M) {
     if (pt < m->keys && pt % steps[i]) continue;
     if (regs_estimate(m, steps[i], 0) > 200) continue;
     m->step = steps[i];
+    if (tma_loads(m)) {
+      m->ws = 1, m->wgs = FL_WS_CONSUMERS, m->stages = FL_WS_STAGES;
+      /* the pipeline holds the packed weights too: past this ptxas spills */
+      m->pipe = FL_WS_PIPE && regs_estimate(m, m->step, 0) <= 144;
+      return 1;
+    }
     m->pipe = FL_WGMMA_PIPE;
     m->q_regs = FL_WGMMA_PIPE; /* measured with the pipeline: 319 TFLOP/s against 307 */
     return 1;

@@ -290,13 +290,20 @@ static fl_status launch(fl_cuda_exec *x, int k, buffers *b, fl_err *e) {
   fl_status s0 = fixup_needed(x, kd, b, &needed, e);
   if (s0 != FL_OK || !needed) return s0;
   uint64_t args[FL_CUDA_MAX_PARAMS + 4];
-  void *params[FL_CUDA_MAX_PARAMS + 4];
+  void *params[FL_CUDA_MAX_PARAMS + 4 + FL_CUDA_MAX_TMAPS];
   int n = 0;
   for (int a = 0; a < kd->nparams; a++) args[n++] = b->ptr[kd->param[a]];
   fl_status s = extra_args(x, kd, b, args, &n, e);
   if (s != FL_OK) return s;
   args[n++] = b->err;
   for (int a = 0; a < n; a++) params[a] = &args[a];
+  fl_cuda_tensor_map maps[FL_CUDA_MAX_TMAPS];
+  for (int t = 0; t < kd->ntmaps && s == FL_OK; t++) {
+    const fl_cuda_tmap *d = &kd->tmap[t];
+    s = fl_cuda_tensor_map_encode(&maps[t], d->f16, b->ptr[d->value], 3, d->dims, d->strides, d->box, e);
+    params[n++] = &maps[t];
+  }
+  if (s != FL_OK) return s;
   if (kd->block[0]) return fl_cuda_launch(&x->fn[k], kd->grid, kd->block, kd->smem, NULL, params, e);
   int64_t blocks = (kd->threads + BLOCK - 1) / BLOCK;
   if (blocks == 0) return FL_OK;

@@ -24,7 +24,29 @@ static const char WGMMA_PRELUDE[] =
   "__device__ __forceinline__ void fl_proxy_fence() { asm volatile(\"fence.proxy.async.shared::cta;\" ::: \"memory\"); }\n"
   "__device__ __forceinline__ unsigned long long fl_wg_desc(unsigned addr, unsigned lbo) {\n"
   "  return (unsigned long long)((addr & 0x3FFFFu) >> 4) | ((unsigned long long)((lbo & 0x3FFFFu) >> 4) << 16)\n"
-  "       | (64ull << 32) | (1ull << 62);\n}\n\n";
+  "       | (64ull << 32) | (1ull << 62);\n}\n"
+  /* warp-specialized kernels: tensor maps, mbarriers, TMA loads, register budgets */
+  "struct __align__(64) fl_tmap { unsigned long long w[16]; };\n"
+  "__device__ __forceinline__ void fl_bar_init(unsigned b, unsigned n) {\n"
+  "  asm volatile(\"mbarrier.init.shared::cta.b64 [%0], %1;\" :: \"r\"(b), \"r\"(n) : \"memory\");\n}\n"
+  "__device__ __forceinline__ void fl_bar_init_done() {\n"
+  "  asm volatile(\"fence.mbarrier_init.release.cluster;\\nfence.proxy.async.shared::cta;\" ::: \"memory\");\n}\n"
+  "__device__ __forceinline__ void fl_bar_expect(unsigned b, unsigned bytes) {\n"
+  "  asm volatile(\"mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\" :: \"r\"(b), \"r\"(bytes) : \"memory\");\n}\n"
+  "__device__ __forceinline__ void fl_bar_arrive(unsigned b) {\n"
+  "  asm volatile(\"mbarrier.arrive.shared::cta.b64 _, [%0];\" :: \"r\"(b) : \"memory\");\n}\n"
+  "/* until the phase of parity ph has completed */\n"
+  "__device__ __forceinline__ void fl_bar_wait(unsigned b, unsigned ph) {\n"
+  "  unsigned ok = 0;\n"
+  "  while (!ok)\n"
+  "    asm volatile(\"{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }\"\n"
+  "                 : \"=r\"(ok) : \"r\"(b), \"r\"(ph) : \"memory\");\n}\n"
+  "/* box (x, y, z) of tensor map m into shared memory at dst, completing on barrier b */\n"
+  "__device__ __forceinline__ void fl_tma3(unsigned dst, const fl_tmap *m, int x, int y, int z, unsigned b) {\n"
+  "  asm volatile(\"cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\"\n"
+  "               :: \"r\"(dst), \"l\"(m), \"r\"(x), \"r\"(y), \"r\"(z), \"r\"(b) : \"memory\");\n}\n"
+  "template <int N> __device__ __forceinline__ void fl_regs_dec() { asm volatile(\"setmaxnreg.dec.sync.aligned.u32 %0;\" :: \"n\"(N)); }\n"
+  "template <int N> __device__ __forceinline__ void fl_regs_inc() { asm volatile(\"setmaxnreg.inc.sync.aligned.u32 %0;\" :: \"n\"(N)); }\n\n";
 
 const char *fl_cuda_wgmma_prelude(void) { return WGMMA_PRELUDE; }
 
