@@ -49,13 +49,12 @@
 #ifndef FL_WGMMA_WS
 /* 1: wgmma kernels are warp-specialized where the tensor memory
  * accelerator can load every tile: a producer warpgroup loads (TMA,
- * mbarriers), FL_WS_CONSUMERS warpgroups compute. */
+ * mbarriers), two or three warpgroups compute. */
 #define FL_WGMMA_WS 1
 #endif
-#ifndef FL_WS_CONSUMERS
-#define FL_WS_CONSUMERS 2
-#endif
+#ifndef FL_WS_STAGES
 #define FL_WS_STAGES 2
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif

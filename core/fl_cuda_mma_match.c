@@ -300,6 +300,44 @@ static int tma_loads(const fl_mma_group *m) {
   return 1;
 }
 
+/* Values the group reads besides its tiles (a bias, document ids, a
+ * gate, an earlier kernel's output): each holds addresses and values the
+ * estimate does not count. */
+static int other_inputs(const matcher *M) {
+  const fl_mma_group *m = M->m;
+  int n = 0;
+  for (int i = 0; i < M->g->nvals; i++) {
+    if (i >= M->k->first && i < M->k->first + M->k->n) continue;
+    int tile = 0, read = 0;
+    for (int o = 0; o < m->nops; o++) tile |= M->g->exprs[m->op[o].load].src == i;
+    for (int v = M->k->first; !tile && !read && v < M->k->first + M->k->n; v++)
+      read = fl_expr_reads(M->g, M->g->vals[v].body, i);
+    n += read;
+  }
+  return n;
+}
+
+/* Warp-specialized, where TMA can load every tile and the head dim is
+ * 128 or more: three computing warpgroups where the estimate leaves room
+ * under the 128 registers a thread of a 512-thread block gets, else two
+ * (168); the pipelined step where its packed weights fit too. Measured on
+ * the H100 (B4 H16 N4096, bf16, TFLOP/s, full / causal): D=128 three
+ * warpgroups 491 / 358, two 413 / 330, the plain kernel 458 / 362; at
+ * B1 N16384 538 / 454 against 472 / 423. At D=64 the plain kernel wins
+ * (342 / 275 against 306 / 233), so it stays there. */
+static int choose_ws(matcher *M) {
+  fl_mma_group *m = M->m;
+  int wide = 0;
+  for (int o = 0; o < m->nops; o++) wide |= m->op[o].width >= 128;
+  if (!wide || !tma_loads(m)) return 0;
+  int64_t est = regs_estimate(m, m->step, 0) + 16 * other_inputs(M);
+  m->ws = 1;
+  m->wgs = est <= 136 ? 3 : 2;
+  m->stages = FL_WS_STAGES;
+  m->pipe = FL_WS_PIPE && est <= 144;
+  return 1;
+}
+
 /* wgmma: every tile in 64-wide panels, keys a step 64 or 128 (N of the
  * first product), the accumulators few enough for one warpgroup. */
 static int choose_hopper_sizes(matcher *M) {
@@ -312,32 +350,12 @@ static int choose_hopper_sizes(matcher *M) {
     if (pt < m->keys && pt % steps[i]) continue;
     if (regs_estimate(m, steps[i], 0) > 200) continue;
     m->step = steps[i];
-    if (tma_loads(m)) {
-      m->ws = 1, m->wgs = FL_WS_CONSUMERS, m->stages = FL_WS_STAGES;
-      /* the pipeline holds the packed weights too: past this ptxas spills */
-      m->pipe = FL_WS_PIPE && regs_estimate(m, m->step, 0) <= 144;
-      return 1;
-    }
+    if (choose_ws(M)) return 1;
     m->pipe = FL_WGMMA_PIPE;
     m->q_regs = FL_WGMMA_PIPE; /* measured with the pipeline: 319 TFLOP/s against 307 */
     return 1;
   }
   return fail(M, "too many accumulators for one warpgroup");
-}
-
-/* Inputs the group reads besides its tiles (a bias, document ids, a
- * gate): each holds addresses and values the estimate does not count. */
-static int other_inputs(const matcher *M) {
-  const fl_mma_group *m = M->m;
-  int n = 0;
-  for (int i = 0; i < M->g->ninputs; i++) {
-    int tile = 0, read = 0;
-    for (int o = 0; o < m->nops; o++) tile |= M->g->exprs[m->op[o].load].src == i;
-    for (int v = M->k->first; !tile && !read && v < M->k->first + M->k->n; v++)
-      read = fl_expr_reads(M->g, M->g->vals[v].body, i);
-    n += read;
-  }
-  return n;
 }
 
 /* Keys a step and whether Q stays in registers: an estimate of the live
