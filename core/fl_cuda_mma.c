@@ -710,8 +710,8 @@ static void put_fixup(printer *P) {
     line(P, "float %s[2];", dst);
     put_row_expr(P, v, val(P, v)->resc_arg, dst, "rc[r]");
     line(P, "#pragma unroll");
-    line(P, "for (int r = 0; r < 2; ++r) if (!fl_finite(mf%d[r]) && (lane & 3) == 0 && ra[r] < %lldLL) {", j,
-         (long long)P->m->rows);
+    line(P, "for (int r = 0; r < 2; ++r) if (!fl_finite(mf%d[r]) && (lane & 3) == 0 && (unsigned long long)ra[r] < %lluULL) {", j,
+         (unsigned long long)P->m->rows);
     P->c.depth++;
     put_flat(P, "fp", "ra[r]");
     line(P, "fix[fp] = 1;");
@@ -733,7 +733,8 @@ static void put_store(printer *P, int v, const char *what) {
 
 static void put_row_store(printer *P, int v, const char *arr) {
   line(P, "#pragma unroll");
-  line(P, "for (int r = 0; r < 2; ++r) if ((lane & 3) == 0 && ra[r] < %lldLL) {", (long long)P->m->rows);
+  line(P, "for (int r = 0; r < 2; ++r) if ((lane & 3) == 0 && (unsigned long long)ra[r] < %lluULL) {",
+       (unsigned long long)P->m->rows);
   P->c.depth++;
   put_vars(P, v, "ra[r]", "0", "0", 0);
   char what[32];
@@ -759,7 +760,7 @@ static void put_register_store(printer *P, int v, int acc) {
   line(P, "for (int h = 0; h < 4; ++h) {");
   P->c.depth++;
   line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
-  line(P, "if (e < %lldLL && ra[h >> 1] < %lldLL) {", (long long)E, (long long)P->m->rows);
+  line(P, "if (e < %lldLL && (unsigned long long)ra[h >> 1] < %lluULL) {", (long long)E, (unsigned long long)P->m->rows);
   P->c.depth++;
   P->elem = 1;
   P->row = "h >> 1";
@@ -825,6 +826,15 @@ static int64_t head_bytes(const fl_mma_group *m) {
   return m->keys * w * 2;
 }
 
+/* Rows a block of several warpgroups starts before the first (TMA reads
+ * zeros there), in whole tiles of 64: the block short of rows is then
+ * the first rows' one, which is also the shortest under a causal mask,
+ * not the last rows' (the longest). */
+static int64_t row_pad(const fl_mma_group *m) {
+  int64_t blocks = (m->rows + block_rows(m) - 1) / block_rows(m);
+  return m->ws ? (blocks * block_rows(m) - m->rows) / FL_MMA_ROWS * FL_MMA_ROWS : 0;
+}
+
 /* The block's query rows (row0) and other grid position (rest). Blocks
  * run in chunks of g heads, and within a chunk the last rows first, heads
  * fastest: under causal masks the long blocks of every head start early
@@ -837,7 +847,8 @@ static void put_block_order(printer *P) {
        (unsigned)g, (unsigned)g);
   line(P, "const unsigned g = gridDim.y - first < %uu ? gridDim.y - first : %uu, in = lin - first * nb;", (unsigned)g,
        (unsigned)g);
-  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d;", block_rows(P->m));
+  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d - %lldLL;", block_rows(P->m),
+       (long long)row_pad(P->m));
   line(P, "long long rest = first + in %% g;");
 }
 
@@ -855,7 +866,7 @@ static void put_prologue(printer *P) {
     line(P, "rest /= %lldLL;", (long long)n);
   }
   line(P, "const long long ra[2] = {row0 + warp * 16 + (lane >> 2), row0 + warp * 16 + (lane >> 2) + 8};");
-  line(P, "const long long rc[2] = {ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < %lldLL ? ra[1] : %lldLL};",
+  line(P, "const long long rc[2] = {ra[0] < 0 ? 0 : ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < 0 ? 0 : ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
   line(P, "const float rcf[2] = {(float)rc[0], (float)rc[1]};");
   int64_t off = 0;
@@ -903,9 +914,10 @@ static void put_schedule(printer *P, int64_t *spt_out) {
                 s == m->row_slot ? "wr" : gp, (long long)t->block[s]);
   }
   fl_text_put(P->c.b, ";\n");
-  line(P, "tbw[w] = tab && wr < %lldLL ? tab + blk * %lldLL : 0;", (long long)m->rows,
+  line(P, "const bool inside = (unsigned long long)wr < %lluULL;", (unsigned long long)m->rows);
+  line(P, "tbw[w] = tab && inside ? tab + blk * %lldLL : 0;",
        (long long)(fl_tiles_loop_tiles(t) * (1 + t->nmask)));
-  line(P, "low[w] = 0, hiw[w] = wr < %lldLL ? %lldLL : 0;", (long long)m->rows, (long long)nsteps);
+  line(P, "low[w] = 0, hiw[w] = inside ? %lldLL : 0;", (long long)nsteps);
   line(P, "if (tbw[w]) {");
   line(P, "  low[w] = bnd[2 * blk] * %lldLL;", (long long)spt);
   line(P, "  hiw[w] = bnd[2 * blk + 1] * %lldLL < %lldLL ? bnd[2 * blk + 1] * %lldLL : %lldLL;", (long long)spt,
