@@ -14,6 +14,13 @@
  * and the plan's tile classes: skipped tiles never loaded, full tiles with
  * their mask conditions known.
  *
+ * At head dims of 128 and more on Hopper, where TMA can load every tile,
+ * the kernel is warp-specialized instead (fl_mma_group.ws): one more
+ * warpgroup loads Q, K and V with the tensor memory accelerator into
+ * `stages` tiles on mbarriers, two or three computing warpgroups share
+ * them, and each step's scores are issued with the previous step's
+ * product (the pipelined step).
+ *
  * Rows whose final rescale argument is not finite (a row every key
  * masked) are flagged; the group's scalar kernel then recomputes exactly
  * those rows, with the executor's semantics. */

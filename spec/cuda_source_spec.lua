@@ -85,6 +85,35 @@ describe("CUDA source of every variant", function()
     assert.matches("wgmma.mma_async.sync.aligned.m64n", hsrc, 1, true)
   end)
 
+  it("at head dim 128 the hopper path is warp-specialized: TMA loads, mbarriers, register budgets", function()
+    local function source(name, D)
+      local V = variants.load(name)
+      local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, 300, D, {dtype = "bf16", seed = 1}, V.small)))
+      for _, p in ipairs(fl.passes) do g:run(p) end
+      local src, k = g:plan():cuda(nil, {path = "hopper"})
+      for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then assert.equal("hopper", kd.path) end end
+      return src
+    end
+    local full = source("full", 128)
+    -- three computing warpgroups and the loader, one block a multiprocessor
+    assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', full, 1, true)
+    assert.matches("const __grid_constant__ fl_tmap tm0, const __grid_constant__ fl_tmap tm1, "
+      .. "const __grid_constant__ fl_tmap tm2) {", full, 1, true)
+    assert.matches("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes", full, 1, true)
+    assert.matches("fl_regs_dec<24>();", full, 1, true)
+    assert.matches("fl_regs_inc<160>();", full, 1, true)
+    -- 300 rows in blocks of 192: the first block starts 64 rows early
+    assert.matches("* 192 - 64LL;", full, 1, true)
+    -- a group that reads a bias gets two computing warpgroups, more registers each
+    local alibi = source("alibi", 128)
+    assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', alibi, 1, true)
+    assert.matches("fl_regs_inc<232>();", alibi, 1, true)
+    -- at head dim 64 one warpgroup a block, cp.async
+    local small = source("full", 64)
+    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', small, 1, true)
+    assert.is_nil(small:find("fl_regs_dec<", 1, true))
+  end)
+
   it("refuses an unknown path", function()
     local V = variants.load("full")
     local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 1, 16, 16, {dtype = "bf16", seed = 1}, V.small)))
