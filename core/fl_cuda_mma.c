@@ -1141,6 +1141,15 @@ static void put_pipe_issue(printer *P) {
   close_if(P);
 }
 
+/* ... then the body, the weighted sums' rescale deferred ... */
+static void put_pipe_body(printer *P, int64_t spt) {
+  open_if(P, "mine");
+  P->defer = 1;
+  put_bodies(P, spt);
+  P->defer = 0;
+  close_if(P);
+}
+
 /* ... then, after the body: waits for the product whether or not one was
  * issued (same reason), rescales the sums and packs the new weights. */
 static void put_pipe_rescale(printer *P) {
@@ -1177,11 +1186,7 @@ static void put_step_hopper(printer *P, int64_t spt) {
   } else {
     put_deferred_factors(P);
     put_pipe_issue(P);
-    open_if(P, "mine");
-    P->defer = 1;
-    put_bodies(P, spt);
-    P->defer = 0;
-    close_if(P);
+    put_pipe_body(P, spt);
     put_pipe_rescale(P);
     line(P, "pm = mine;");
   }
@@ -1366,11 +1371,7 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   line(P, "if (i > 0) fl_bar_wait(bvf + ps * 8u, pph);");
   put_pipe_issue(P);
   line(P, "fl_bar_arrive(bke + s * 8u);");
-  open_if(P, "mine");
-  P->defer = 1;
-  put_bodies(P, spt);
-  P->defer = 0;
-  close_if(P);
+  put_pipe_body(P, spt);
   put_pipe_rescale(P);
   line(P, "if (i > 0) fl_bar_arrive(bve + ps * 8u);");
   line(P, "pm = mine, ps = s, pph = ph;");
