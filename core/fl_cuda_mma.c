@@ -1122,22 +1122,31 @@ static void put_step(printer *P, int64_t spt) {
  * is in flight along each path but not that two branches on one flag go
  * the same way, and where it cannot prove that nothing reads an
  * accumulator while a wgmma adds to it, it serializes every wgmma. */
-static void put_pipe_issue(printer *P) {
+static void put_pipe_issue(printer *P, const char *issued) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
   open_if(P, "mine && pm");
   put_wgmma_scores(P, 0);
   put_wgmma_products(P, "sp", 0);
+  if (issued) line(P, "%s", issued);
   put_wgmma_scores_wait(P, m->na);
   P->c.depth--;
   line(P, "} else if (pm) {");
   P->c.depth++;
   put_wgmma_products(P, "sp", 0);
+  if (issued) line(P, "%s", issued);
   P->c.depth--;
   line(P, "} else if (mine) {");
   P->c.depth++;
   put_wgmma_scores(P, 0);
+  if (issued) line(P, "%s", issued);
   put_wgmma_scores_wait(P, 0);
+  if (issued) {
+    P->c.depth--;
+    line(P, "} else {");
+    P->c.depth++;
+    line(P, "%s", issued);
+  }
   close_if(P);
 }
 
@@ -1185,7 +1194,7 @@ static void put_step_hopper(printer *P, int64_t spt) {
     put_scores_then_products(P, spt);
   } else {
     put_deferred_factors(P);
-    put_pipe_issue(P);
+    put_pipe_issue(P, NULL);
     put_pipe_body(P, spt);
     put_pipe_rescale(P);
     line(P, "pm = mine;");
@@ -1355,6 +1364,11 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
   for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
   line(P, "unsigned i = 0;");
+  if (FL_WS_PINGPONG) {
+    line(P, "const int next_turn = 1 + (wg + 1) %% %d; /* the next warpgroup's barrier */", m->wgs);
+    line(P, "if (wg == %d) fl_named_arrive(1, %d); /* the first turn is warpgroup 0's */", m->wgs - 1,
+         2 * FL_MMA_THREADS);
+  }
   line(P, "for (; st < chi; ++i) {");
   P->c.depth++;
   line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
@@ -1369,7 +1383,10 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   put_deferred_factors(P);
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
   line(P, "if (i > 0) fl_bar_wait(bvf + ps * 8u, pph);");
-  put_pipe_issue(P);
+  char turn[96];
+  snprintf(turn, sizeof turn, "fl_named_arrive(next_turn, %d);", 2 * FL_MMA_THREADS);
+  if (FL_WS_PINGPONG) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
+  put_pipe_issue(P, FL_WS_PINGPONG ? turn : NULL);
   line(P, "fl_bar_arrive(bke + s * 8u);");
   put_pipe_body(P, spt);
   put_pipe_rescale(P);
@@ -1378,6 +1395,7 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
+  if (FL_WS_PINGPONG) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
   /* the last step's product */
   open_if(P, "i > 0");
   line(P, "fl_bar_wait(bvf + ps * 8u, pph);");

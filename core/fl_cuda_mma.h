@@ -62,6 +62,16 @@
 #ifndef FL_WS_STAGES
 #define FL_WS_STAGES 2
 #endif
+#ifndef FL_WS_PINGPONG
+/* 1: the computing warpgroups take turns to issue their products (named
+ * barriers, round robin), so that one's body runs while another's
+ * products do. Correct (device check: 0 fails), but slower as it stands:
+ * measured on the H100 (bf16, D=128, three computing warpgroups, TFLOP/s
+ * on / off) full B4 N4096 477 / 496, N16384 544 / 549, causal B4 N4096
+ * 303 / 371 (the masked kernels spill 34 bytes with it, and a warpgroup
+ * whose rows skip a step still holds the others' turn). */
+#define FL_WS_PINGPONG 0
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif

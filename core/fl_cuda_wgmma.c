@@ -45,6 +45,9 @@ static const char WGMMA_PRELUDE[] =
   "__device__ __forceinline__ void fl_tma3(unsigned dst, const fl_tmap *m, int x, int y, int z, unsigned b) {\n"
   "  asm volatile(\"cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\"\n"
   "               :: \"r\"(dst), \"l\"(m), \"r\"(x), \"r\"(y), \"r\"(z), \"r\"(b) : \"memory\");\n}\n"
+  "/* named barriers 1..: the computing warpgroups take turns to issue */\n"
+  "__device__ __forceinline__ void fl_named_sync(int id, int n) { asm volatile(\"bar.sync %0, %1;\" :: \"r\"(id), \"r\"(n) : \"memory\"); }\n"
+  "__device__ __forceinline__ void fl_named_arrive(int id, int n) { asm volatile(\"bar.arrive %0, %1;\" :: \"r\"(id), \"r\"(n) : \"memory\"); }\n"
   "template <int N> __device__ __forceinline__ void fl_regs_dec() { asm volatile(\"setmaxnreg.dec.sync.aligned.u32 %0;\" :: \"n\"(N)); }\n"
   "template <int N> __device__ __forceinline__ void fl_regs_inc() { asm volatile(\"setmaxnreg.inc.sync.aligned.u32 %0;\" :: \"n\"(N)); }\n\n";
 
