@@ -23,7 +23,7 @@ describe("CUDA source of every variant", function()
     it(V.name .. " compiles for sm_90, sm_80 (mma.sync) and sm_90a (wgmma) at head dims 64 and 128", function()
       local report = {}
       for _, D in ipairs({64, 128}) do
-        local inputs = V.inputs(1, 2, 200, D, {dtype = "bf16", seed = 1}, V.small)
+        local inputs = V.inputs(1, 2, 1000, D, {dtype = "bf16", seed = 1}, V.small)
         local attn = fl.compile(V.make(V.small))
         assert.is_nil(attn:source(table.unpack(inputs)):find("#include", 1, true), "the source includes a header")
         local plan = attn:graph_of("source", table.unpack(inputs)):plan()
@@ -86,9 +86,9 @@ describe("CUDA source of every variant", function()
   end)
 
   it("at head dim 128 the hopper path is warp-specialized: TMA loads, mbarriers, register budgets", function()
-    local function source(name, D)
+    local function source(name, D, N)
       local V = variants.load(name)
-      local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, 300, D, {dtype = "bf16", seed = 1}, V.small)))
+      local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, N or 1024, D, {dtype = "bf16", seed = 1}, V.small)))
       for _, p in ipairs(fl.passes) do g:run(p) end
       local src, k = g:plan():cuda(nil, {path = "hopper"})
       for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then assert.equal("hopper", kd.path) end end
@@ -102,14 +102,20 @@ describe("CUDA source of every variant", function()
     assert.matches("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes", full, 1, true)
     assert.matches("fl_regs_dec<24>();", full, 1, true)
     assert.matches("fl_regs_inc<160>();", full, 1, true)
-    -- 300 rows in blocks of 192: the first block starts 64 rows early
-    assert.matches("* 192 - 64LL;", full, 1, true)
+    -- 1024 rows in blocks of 192: the first block starts 128 rows early
+    assert.matches("* 192 - 128LL;", full, 1, true)
     -- a group that reads a bias gets two computing warpgroups, more registers each
     local alibi = source("alibi", 128)
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', alibi, 1, true)
     assert.matches("fl_regs_inc<232>();", alibi, 1, true)
+    -- few steps a block (a sliding window, masks over document ids): one warpgroup a block
+    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("sliding_window", 128), 1, true)
+    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("document", 128), 1, true)
+    assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', source("causal", 128), 1, true)
     -- at head dim 64 one warpgroup a block, cp.async
     local small = source("full", 64)
+    -- and at head dim 128 over a short sequence (5 key tiles)
+    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 128, 300), 1, true)
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', small, 1, true)
     assert.is_nil(small:find("fl_regs_dec<", 1, true))
   end)
