@@ -37,9 +37,10 @@
 #ifndef FL_WGMMA_GROUPS
 /* warpgroups a wgmma block. Measured on the H100 (B4 H16 N4096 D128, full):
  * 1 (three independent blocks a multiprocessor) 447 TFLOP/s, 2 (one block,
- * 166 registers) 318, 3 (one block, an earlier build) 307: blocks that
- * wait on each other at every step lose more than the shared key tiles
- * save. */
+ * 166 registers) 318, 3 (one block, an earlier build) 307. Those
+ * builds had every wgmma serialized by ptxas (the warpgroup index was not
+ * warp-uniform to it); the warp-specialized kernel (FL_WGMMA_WS) is where
+ * several warpgroups a block now go. */
 #define FL_WGMMA_GROUPS 1
 #endif
 #ifndef FL_WGMMA_PIPE
