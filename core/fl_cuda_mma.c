@@ -1321,19 +1321,34 @@ static void put_ws_loader(printer *P, int64_t spt) {
   close_if(P);
 }
 
+/* Pipelined: the previous step's values' tile of operand o (stage ps). */
+static void put_previous_values(printer *P, int o) {
+  line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)smem_bytes(P->m, o));
+}
+
+/* The start of a step of the computing warpgroups: its stage and phase,
+ * keys, the stage's tiles (and, pipelined, the previous step's values at
+ * sp<o>), the next step, whether it is this warpgroup's. */
+static void put_ws_step_head(printer *P, int64_t spt) {
+  const fl_mma_group *m = P->m;
+  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
+  put_step_keys(P);
+  for (int o = 0; o < m->nops; o++) {
+    if (buffers(m, o) == 1) continue;
+    line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)smem_bytes(m, o));
+    if (m->pipe && m->op[o].role == FL_MMA_V) put_previous_values(P, o);
+  }
+  put_next(P, spt, "nx", "st + 1");
+  put_mine(P, spt);
+}
+
 /* A step of the computing warpgroups: they wait for every step's tiles
  * (the barriers' phases must be followed) and release them, whether the
  * step is theirs or not. */
 static void put_ws_step(printer *P, int64_t spt) {
-  const fl_mma_group *m = P->m;
   line(P, "for (unsigned i = 0; st < chi; ++i) {");
   P->c.depth++;
-  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
-  put_step_keys(P);
-  for (int o = 0; o < m->nops; o++)
-    if (buffers(m, o) > 1) line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)smem_bytes(m, o));
-  put_next(P, spt, "nx", "st + 1");
-  put_mine(P, spt);
+  put_ws_step_head(P, spt);
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
   open_if(P, "mine");
   put_scores(P);
@@ -1371,15 +1386,7 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   }
   line(P, "for (; st < chi; ++i) {");
   P->c.depth++;
-  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
-  put_step_keys(P);
-  for (int o = 0; o < m->nops; o++) {
-    if (buffers(m, o) == 1) continue;
-    line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)smem_bytes(m, o));
-    if (m->op[o].role == FL_MMA_V) line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)smem_bytes(m, o));
-  }
-  put_next(P, spt, "nx", "st + 1");
-  put_mine(P, spt);
+  put_ws_step_head(P, spt);
   put_deferred_factors(P);
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
   line(P, "if (i > 0) fl_bar_wait(bvf + ps * 8u, pph);");
@@ -1401,7 +1408,7 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   line(P, "fl_bar_wait(bvf + ps * 8u, pph);");
   open_if(P, "pm");
   for (int o = 0; o < m->nops; o++)
-    if (m->op[o].role == FL_MMA_V) line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)smem_bytes(m, o));
+    if (m->op[o].role == FL_MMA_V) put_previous_values(P, o);
   put_wgmma_products(P, "sp", 1);
   close_if(P);
   close_if(P);
@@ -1502,8 +1509,7 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_k
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
-  kd->smem = 0;
-  for (int o = 0; o < m->nops; o++) kd->smem += (int)(smem_bytes(m, o) * buffers(m, o));
+  kd->smem = (int)tiles_bytes(m);
   if (m->hopper) kd->smem += 1024; /* room to align the panels */
   if (m->ws) kd->smem += ws_barriers(m) * 8;
   put_tmaps(p->g, m, kd);
