@@ -449,10 +449,16 @@ local function view_shape(x, want)
 end
 
 -- Groups of consecutive non-1 dimensions whose sizes multiply to the same
--- number on both sides: {old = {k...}, new = {k...}}.
+-- number on both sides: {old = {k...}, new = {k...}}. Size-1 dimensions at
+-- the same place on both sides pair up one to one, so a view that keeps a
+-- batch of one keeps its dimension ([1,H,N,1] as [1,H,N] is still b,h,i).
 local function view_groups(old, new)
   local groups, i, j = {}, 1, 1
   local function skip_ones()
+    while old[i] == 1 and new[j] == 1 do
+      groups[#groups + 1] = {old = {i}, new = {j}}
+      i, j = i + 1, j + 1
+    end
     while old[i] == 1 do i = i + 1 end
     while new[j] == 1 do j = j + 1 end
   end
