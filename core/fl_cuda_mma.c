@@ -52,9 +52,15 @@ static const char MMA_PRELUDE[] =
   "  v = fl_minn(v, __shfl_xor_sync(0xffffffffu, v, 1)); return fl_minn(v, __shfl_xor_sync(0xffffffffu, v, 2));\n}\n"
   "__device__ __forceinline__ float fl_quad_sum(float v) {\n"
   "  v += __shfl_xor_sync(0xffffffffu, v, 1); return v + __shfl_xor_sync(0xffffffffu, v, 2);\n}\n"
-  "/* the first step at or after s not skipped (tab: a block's classes, a plan tile per spt steps) */\n"
-  "__device__ __forceinline__ long long fl_next_step(const signed char *tab, long long s, long long hi, int spt, int stride) {\n"
-  "  while (tab && s < hi && tab[(s / spt) * stride] == 0) ++s;\n"
+  "/* step s skipped? (tab: a block's classes of nt plan tiles, stride apart; a tile per spt steps, or tps tiles a step) */\n"
+  "__device__ __forceinline__ bool fl_step_skipped(const signed char *tab, int s, int spt, int tps, int nt, int stride) {\n"
+  "  const int t0 = s / spt * tps;\n"
+  "  for (int t = 0; t < tps; ++t)\n"
+  "    if (t0 + t < nt && tab[(long long)(t0 + t) * stride] != 0) return false;\n"
+  "  return true;\n}\n"
+  "/* the first step at or after s not skipped */\n"
+  "__device__ __forceinline__ int fl_next_step(const signed char *tab, int s, int hi, int spt, int tps, int nt, int stride) {\n"
+  "  while (tab && s < hi && fl_step_skipped(tab, s, spt, tps, nt, stride)) ++s;\n"
   "  return s;\n}\n\n";
 
 const char *fl_cuda_mma_prelude(void) { return MMA_PRELUDE; }
@@ -71,6 +77,7 @@ typedef struct printer {
   int elem;         /* in an element context ([nt][h] or [et][h]) */
   int known;        /* every mask condition known true (a full tile) */
   int edge;         /* the step may hold keys past the end */
+  int64_t tps;      /* plan tiles a step (> 1 when the step is wider than the plan's key tile) */
   int cur;          /* the score whose body is printed, or -1 */
   int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
   double fold[FL_MMA_MAX]; /* score i is kept unscaled: it is fold[i] times s<i> (0: as is) */
@@ -897,10 +904,11 @@ static void put_schedule(printer *P, int64_t *spt_out) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
   int64_t pt = fl_tiles_loop_width(t), nsteps = (m->keys + m->step - 1) / m->step;
-  int64_t spt = pt >= m->keys ? nsteps : pt / m->step;
+  int64_t spt = pt >= m->keys ? nsteps : pt >= m->step ? pt / m->step : 1;
+  P->tps = pt >= m->keys || pt >= m->step ? 1 : m->step / pt;
   *spt_out = spt;
   line(P, "const signed char *tbw[%d];", m->wgs);
-  line(P, "long long low[%d], hiw[%d];", m->wgs, m->wgs);
+  line(P, "int low[%d], hiw[%d]; /* in steps */", m->wgs, m->wgs);
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", m->wgs);
   P->c.depth++;
@@ -919,14 +927,19 @@ static void put_schedule(printer *P, int64_t *spt_out) {
        (long long)(fl_tiles_loop_tiles(t) * (1 + t->nmask)));
   line(P, "low[w] = 0, hiw[w] = inside ? %lldLL : 0;", (long long)nsteps);
   line(P, "if (tbw[w]) {");
-  line(P, "  low[w] = bnd[2 * blk] * %lldLL;", (long long)spt);
-  line(P, "  hiw[w] = bnd[2 * blk + 1] * %lldLL < %lldLL ? bnd[2 * blk + 1] * %lldLL : %lldLL;", (long long)spt,
-       (long long)nsteps, (long long)spt, (long long)nsteps);
+  if (P->tps > 1) {
+    line(P, "  low[w] = bnd[2 * blk] / %lldLL;", (long long)P->tps);
+    line(P, "  hiw[w] = (bnd[2 * blk + 1] + %lldLL) / %lldLL;", (long long)P->tps - 1, (long long)P->tps);
+  } else {
+    line(P, "  low[w] = bnd[2 * blk] * %lldLL;", (long long)spt);
+    line(P, "  hiw[w] = bnd[2 * blk + 1] * %lldLL < %lldLL ? bnd[2 * blk + 1] * %lldLL : %lldLL;", (long long)spt,
+         (long long)nsteps, (long long)spt, (long long)nsteps);
+  }
   line(P, "}");
   P->c.depth--;
   line(P, "}");
   line(P, "const signed char *tb = tbw[0];");
-  line(P, "long long lo = low[0], hi = hiw[0], clo = %lldLL, chi = 0;", (long long)nsteps);
+  line(P, "int lo = low[0], hi = hiw[0], clo = %lld, chi = 0;", (long long)nsteps);
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", m->wgs);
   line(P, "  if (w == wg) tb = tbw[w], lo = low[w], hi = hiw[w];");
@@ -936,11 +949,11 @@ static void put_schedule(printer *P, int64_t *spt_out) {
 
 /* `dst` = the first step at or after `from` some warpgroup runs, or chi. */
 static void put_next(printer *P, int64_t spt, const char *dst, const char *from) {
-  line(P, "long long %s = chi;", dst);
+  line(P, "int %s = chi;", dst);
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", P->m->wgs);
-  line(P, "  const long long x = fl_next_step(tbw[w], %s > low[w] ? %s : low[w], hiw[w], %lld, %d);", from, from,
-       (long long)spt, 1 + P->t->nmask);
+  line(P, "  const int x = fl_next_step(tbw[w], %s > low[w] ? %s : low[w], hiw[w], %lld, %lld, %lld, %d);",
+       from, from, (long long)spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
   line(P, "  if (x < hiw[w] && x < %s) %s = x;", dst, dst);
   line(P, "}");
 }
@@ -1017,12 +1030,31 @@ static void put_between(printer *P, int known) {
   put_sums_and_weights(P);
 }
 
+/* A step over several plan tiles is full when each of its tiles is. */
+static void put_classes_wide(printer *P) {
+  const fl_tiles *t = P->t;
+  line(P, "bool full = tb != 0;");
+  line(P, "#pragma unroll");
+  line(P, "for (int t = 0; t < %lld; ++t) {", (long long)P->tps);
+  line(P, "  const long long ti = st * %lldLL + t;", (long long)P->tps);
+  line(P, "  const signed char *te = tb + ti * %d;", 1 + t->nmask);
+  fl_text_put(P->c.b, "%*sfull = full && ti < %lldLL && te[0] == %d", 2 * (P->c.depth + 1), "",
+              (long long)fl_tiles_loop_tiles(t), FL_TILE_FULL);
+  for (int k = 0; k < t->nmask; k++) fl_text_put(P->c.b, " && te[%d] > 0", 1 + k);
+  fl_text_put(P->c.b, ";\n");
+  line(P, "}");
+}
+
 /* The step's tile class: full (mask code left out) with every mask
  * condition true on the whole tile. A full tile with a condition false
  * (not skipped: its other branch is not the identity) takes the general body. */
 static void put_classes(printer *P, int64_t spt) {
   const fl_tiles *t = P->t;
   if (!t->nmask) return;
+  if (P->tps > 1) {
+    put_classes_wide(P);
+    return;
+  }
   line(P, "const signed char *te = tb ? tb + (st / %lldLL) * %d : 0;", (long long)spt, 1 + t->nmask);
   line(P, "bool full = te && te[0] == %d;", FL_TILE_FULL);
   for (int k = 0; k < t->nmask; k++) line(P, "full = full && te[%d] > 0;", 1 + k);
@@ -1063,8 +1095,12 @@ static void put_step_keys(printer *P) {
 
 /* A warpgroup's own step? (its rows' tile not skipped) */
 static void put_mine(printer *P, int64_t spt) {
-  line(P, "const bool mine = st >= lo && st < hi && (!tb || tb[(st / %lldLL) * %d] != 0);", (long long)spt,
-       1 + P->t->nmask);
+  if (P->tps > 1)
+    line(P, "const bool mine = st >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, 1, %lld, %lld, %d));",
+         (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
+  else
+    line(P, "const bool mine = st >= lo && st < hi && (!tb || tb[(st / %lldLL) * %d] != 0);", (long long)spt,
+         1 + P->t->nmask);
   for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
 }
 
@@ -1241,7 +1277,7 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
 
 /* Registers a thread of each warpgroup: 512 a thread position in all
  * (64K a multiprocessor, one block), multiples of 8, at most 240. */
-static int ws_loader_regs(const fl_mma_group *m) { return m->wgs >= 3 ? 24 : 40; }
+static int ws_loader_regs(const fl_mma_group *m) { (void)m; return 24; }
 
 static int ws_compute_regs(const fl_mma_group *m) {
   int r = (512 - ws_loader_regs(m)) / m->wgs / 8 * 8;

@@ -73,6 +73,15 @@
  * whose rows skip a step still holds the others' turn). */
 #define FL_WS_PINGPONG 0
 #endif
+#ifndef FL_WS_STEP
+#define FL_WS_STEP 128 /* keys a step of the warp-specialized kernel, at most (64 or 128) */
+#endif
+#ifndef FL_WS_MIN_WIDTH
+#define FL_WS_MIN_WIDTH 64 /* the warp-specialized kernel for head dims this wide and more */
+#endif
+#ifndef FL_WS_WGS3_EST
+#define FL_WS_WGS3_EST 136 /* three computing warpgroups up to this register estimate, else two */
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif

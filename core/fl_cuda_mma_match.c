@@ -317,6 +317,29 @@ static int other_inputs(const matcher *M) {
   return n;
 }
 
+/* Does x load a value other than the group's members and tiles at a
+ * position that moves with the keys (a pair bias, a per-key gate)? */
+static int loads_by_key(const matcher *M, int member, int x) {
+  const fl_expr *ex = &M->g->exprs[x];
+  if (ex->op == FL_X_LOAD && (ex->src < M->k->first || ex->src >= M->k->first + M->k->n)) {
+    int tile = 0;
+    for (int o = 0; o < M->m->nops; o++) tile |= M->g->exprs[M->m->op[o].load].src == ex->src;
+    for (int i = 0; !tile && i < ex->nargs; i++)
+      for (int var = 0; var < FL_MAX_VARS; var++)
+        if (uses_var(M->g, ex->args[i], var) && fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, member, var) == -1)
+          return 1;
+  }
+  for (int i = 0; i < ex->nargs; i++)
+    if (loads_by_key(M, member, ex->args[i])) return 1;
+  return 0;
+}
+
+static int any_loads_by_key(const matcher *M) {
+  for (int v = M->k->first; v < M->k->first + M->k->n; v++)
+    if (!M->g->vals[v].epilogue && loads_by_key(M, v, M->g->vals[v].body)) return 1;
+  return 0;
+}
+
 /* Too few steps a block for a block a multiprocessor to make up its fixed
  * work (barriers, Q's load, the pipeline's fill): masks over data
  * (document ids; unknown ahead), or fewer than 8 key tiles a row on
@@ -331,29 +354,44 @@ static int few_steps(const fl_kernel *k) {
   return kept * (double)fl_tiles_loop_tiles(t) < 8.0;
 }
 
-/* Warp-specialized, where TMA can load every tile and the head dim is
- * 128 or more: three computing warpgroups where the estimate leaves room
- * under the 128 registers a thread of a 512-thread block gets, else two
- * (168); the pipelined step where its packed weights fit too. Measured on
- * the H100 (B4 H16 N4096, bf16, TFLOP/s, full / causal): D=128 three
- * warpgroups 491 / 358, two 413 / 330, the plain kernel 458 / 362; at
- * B1 N16384 538 / 454 against 472 / 423. At D=64 the plain kernel wins
- * (342 / 275 against 306 / 233), so it stays there. */
+/* Warp-specialized, where TMA can load every tile: 128 keys a step; three
+ * computing warpgroups (160 registers a thread) where the estimate
+ * leaves room, else two (240); the pipelined step where the previous
+ * step's packed weights fit beside it too (with two: mask code costs a
+ * few more, other inputs too many; ptxas spilled them).
+ * Measured on the H100 (bf16, TFLOP/s, B4 N4096 / B1 N16384, full and
+ * causal):
+ *   D=128: 64 keys, three warpgroups, pipelined 487 / 546, 356 / 442;
+ *          128 keys, two, plain 478 / 517, 372 / 471;
+ *          128 keys, two, pipelined 508 / 556, 375 / 474 (masked ones spill);
+ *   D=64:  the one-warpgroup kernel 339 / 377, 263 / 315;
+ *          64 keys, three, pipelined 303 / 342, 235 / 280;
+ *          128 keys, three, plain 359 / 409, 282 / 369;
+ *          128 keys, two, pipelined 335 / 379, 241 / 299. */
 static int choose_ws(matcher *M) {
   fl_mma_group *m = M->m;
-  int wide = 0;
-  for (int o = 0; o < m->nops; o++) wide |= m->op[o].width >= 128;
-  if (!wide || !tma_loads(m) || few_steps(M->k)) return 0;
-  int64_t est = regs_estimate(m, m->step, 0) + 16 * other_inputs(M);
+  int widest = 0;
+  for (int o = 0; o < m->nops; o++) widest = m->op[o].width > widest ? m->op[o].width : widest;
+  if (widest < FL_WS_MIN_WIDTH || m->step > FL_WS_STEP || !tma_loads(m) || few_steps(M->k)) return 0;
+  if (m->step > 64 && any_loads_by_key(M)) return 0; /* their addresses and values a key spill at 128 */
+  int other = other_inputs(M);
+  int64_t est = regs_estimate(m, m->step, 0) + 16 * other;
+  int64_t piped = est + m->na * m->step / 4; /* and the previous step's packed weights */
+  int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
+  if (widest < 128 && (wgs < 3 || m->step < 128)) return 0; /* narrow heads: measured only so */
   m->ws = 1;
-  m->wgs = est <= 136 ? 3 : 2;
+  m->wgs = wgs;
   m->stages = FL_WS_STAGES;
-  m->pipe = FL_WS_PIPE && est <= 144;
+  if (wgs == 3) m->pipe = piped <= 152;
+  else m->pipe = !other && piped + (M->k->tiles.nmask ? 8 : 0) <= 200;
+  m->pipe &= FL_WS_PIPE;
   return 1;
 }
 
 /* wgmma: every tile in 64-wide panels, keys a step 64 or 128 (N of the
- * first product), the accumulators few enough for one warpgroup. */
+ * first product), the accumulators few enough for one warpgroup. A step
+ * may span several of the plan's key tiles in the warp-specialized kernel
+ * only (up to FL_WS_STEP keys); the others keep a step within a tile. */
 static int choose_hopper_sizes(matcher *M) {
   fl_mma_group *m = M->m;
   int64_t pt = fl_tiles_loop_width(&M->k->tiles);
@@ -361,10 +399,12 @@ static int choose_hopper_sizes(matcher *M) {
     if (m->op[o].width % 64 || m->op[o].width > 256) return fail(M, "a head dim is not a multiple of 64");
   static const int64_t steps[] = {128, 64};
   for (unsigned i = 0; i < sizeof steps / sizeof *steps; i++) {
-    if (pt < m->keys && pt % steps[i]) continue;
+    int within = pt >= m->keys || pt % steps[i] == 0;
+    if (!within && steps[i] % pt) continue;
     if (regs_estimate(m, steps[i], 0) > 200) continue;
     m->step = steps[i];
     if (choose_ws(M)) return 1;
+    if (!within) continue;
     m->pipe = FL_WGMMA_PIPE;
     m->q_regs = FL_WGMMA_PIPE; /* measured with the pipeline: 319 TFLOP/s against 307 */
     return 1;

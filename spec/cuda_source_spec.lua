@@ -85,7 +85,7 @@ describe("CUDA source of every variant", function()
     assert.matches("wgmma.mma_async.sync.aligned.m64n", hsrc, 1, true)
   end)
 
-  it("at head dim 128 the hopper path is warp-specialized: TMA loads, mbarriers, register budgets", function()
+  it("the hopper path is warp-specialized: TMA loads, mbarriers, register budgets, 128 keys a step", function()
     local function source(name, D, N)
       local V = variants.load(name)
       local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, N or 1024, D, {dtype = "bf16", seed = 1}, V.small)))
@@ -94,30 +94,48 @@ describe("CUDA source of every variant", function()
       for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then assert.equal("hopper", kd.path) end end
       return src
     end
-    local full = source("full", 128)
-    -- three computing warpgroups and the loader, one block a multiprocessor
-    assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', full, 1, true)
+    local full = source("full", 128, 960)
+    -- two computing warpgroups of 240 registers and the loader, one block a multiprocessor
+    assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', full, 1, true)
     assert.matches("const __grid_constant__ fl_tmap tm0, const __grid_constant__ fl_tmap tm1, "
       .. "const __grid_constant__ fl_tmap tm2) {", full, 1, true)
     assert.matches("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes", full, 1, true)
     assert.matches("fl_regs_dec<24>();", full, 1, true)
-    assert.matches("fl_regs_inc<160>();", full, 1, true)
-    -- 1024 rows in blocks of 192: the first block starts 128 rows early
-    assert.matches("* 192 - 128LL;", full, 1, true)
-    -- a group that reads a bias gets two computing warpgroups, more registers each
+    assert.matches("fl_regs_inc<240>();", full, 1, true)
+    -- 128 keys a step (two of the plan's key tiles), pipelined
+    assert.matches("const long long key0 = st * 128LL;", full, 1, true)
+    assert.matches("bool pm = false;", full, 1, true)
+    -- 960 rows in blocks of 128: the first block starts 64 rows early
+    assert.matches("* 128 - 64LL;", full, 1, true)
+    -- a step's class from both its plan tiles; masked, not pipelined
+    local causal = source("causal", 128)
+    assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', causal, 1, true)
+    assert.matches("for (int t = 0; t < 2; ++t) {", causal, 1, true)
+    assert.matches("fl_step_skipped(tb, st, 1, 2, 16, 2)", causal, 1, true)
+    assert.is_nil(causal:find("bool pm = false;", 1, true))
+    -- a group that reads a bias: not pipelined
     local alibi = source("alibi", 128)
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', alibi, 1, true)
-    assert.matches("fl_regs_inc<232>();", alibi, 1, true)
+    assert.is_nil(alibi:find("bool pm = false;", 1, true))
+    -- a bias read at every key (T5 buckets): 64 keys a step
+    assert.matches("const long long key0 = st * 64LL;", source("t5_bias", 128), 1, true)
     -- few steps a block (a sliding window, masks over document ids): one warpgroup a block
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("sliding_window", 128), 1, true)
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("document", 128), 1, true)
-    assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', source("causal", 128), 1, true)
-    -- at head dim 64 one warpgroup a block, cp.async
-    local small = source("full", 64)
     -- and at head dim 128 over a short sequence (5 key tiles)
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 128, 300), 1, true)
-    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', small, 1, true)
-    assert.is_nil(small:find("fl_regs_dec<", 1, true))
+    -- at head dim 64 three computing warpgroups of 160, 128 keys a step, not pipelined
+    local small = source("full", 64)
+    assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', small, 1, true)
+    assert.matches("fl_regs_inc<160>();", small, 1, true)
+    assert.matches("const long long key0 = st * 128LL;", small, 1, true)
+    assert.is_nil(small:find("bool pm = false;", 1, true))
+    -- 1024 rows in blocks of 192: the first block starts 128 rows early
+    assert.matches("* 192 - 128LL;", small, 1, true)
+    -- but a head dim of 64 that would need two warpgroups stays on one warpgroup a block, cp.async
+    local alibi64 = source("alibi", 64)
+    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', alibi64, 1, true)
+    assert.is_nil(alibi64:find("fl_regs_dec<", 1, true))
   end)
 
   it("refuses an unknown path", function()
