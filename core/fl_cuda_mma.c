@@ -1534,7 +1534,21 @@ static void put_plain(printer *P, int64_t spt) {
   put_finish(P);
 }
 
+/* In words, for reports: how the kernel is laid out. */
+static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
+  const char *instr = m->hopper ? "wgmma" : "mma.sync";
+  if (m->ws)
+    snprintf(kd->design, sizeof kd->design,
+             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s", instr,
+             ws_loader_regs(m), m->wgs, ws_compute_regs(m), (long long)m->step, m->stages,
+             m->pipe ? ", pipelined" : "");
+  else
+    snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,
+             m->wgs == 1 ? "" : "s", (long long)m->step, m->pipe ? ", pipelined" : "");
+}
+
 static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_kernel *kd, fl_err *e) {
+  put_design(m, kd);
   kd->block[0] = (unsigned)block_threads(m);
   kd->block[1] = kd->block[2] = 1;
   kd->grid[0] = (unsigned)((m->rows + block_rows(m) - 1) / block_rows(m));

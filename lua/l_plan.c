@@ -175,7 +175,8 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
 }
 
 /* p:cuda([dtype [, {path =, kernels =}]]) -> source, {{name, threads, kind,
- * path, why, params = {value names}, writes = {booleans}}...}: the plan's
+ * path, why, params = {value names}, writes = {booleans}; tensor-core
+ * kernels also design (in words), block (threads), smem (bytes)}...}: the plan's
  * CUDA kernels, outputs in `dtype` (default: each its own). Needs no GPU;
  * path "auto" is the one p:launch takes on device 0, or "mma" with none. */
 static int p_cuda(lua_State *L) {
@@ -204,6 +205,12 @@ static int p_cuda(lua_State *L) {
     if (k->why[0]) {
       lua_pushstring(L, k->why);
       lua_setfield(L, -2, "why");
+    }
+    if (k->block[0]) {
+      lua_pushstring(L, k->design);
+      lua_setfield(L, -2, "design");
+      set_int(L, "block", k->block[0]);
+      set_int(L, "smem", k->smem);
     }
     lua_createtable(L, k->nparams, 0);
     lua_createtable(L, k->nparams, 0);

@@ -56,3 +56,30 @@ describe("bench/bench.lua", function()
     assert.matches("bench: no GPU here", out, 1, true)
   end)
 end)
+
+describe("bench/kernels.lua", function()
+  -- a table row as a pattern: the text as is, each # a number
+  local function row(text)
+    return (text:gsub("[%(%)%.%+%-%*%?%[%]%^%$%%]", "%%%0"):gsub("#", "%%d+"))
+  end
+
+  it("lists each variant's kernels with their design and NVRTC's report, without a GPU", function()
+    local out, rc = sh("build/flua bench/kernels.lua --variants full,sliding_window --shapes '1,2,1000,128;1,1,300,64'")
+    assert.equal(0, rc, out)
+    assert.matches(row("| full | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; TMA loader (24 registers) + 2 computing "
+      .. "warpgroups (240), 128 keys a step, 2 stages, pipelined | 384 | # | 0 | 161 KiB |"), out)
+    assert.matches(row("| sliding_window | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; 1 warpgroup, 64 keys a step, "
+      .. "cp.async | 128 | # | 0 | # KiB |"), out)
+    assert.matches(row("| full | 1,1,300,64 | fl_group1_mma | hopper | wgmma; 1 warpgroup, # keys a step, cp.async |"), out)
+    assert.matches(row("| full | 1,2,1000,128 | fl_group1 | scalar | scalar | 128 | # | 0 | 0 |"), out)
+  end)
+
+  it("refuses what it does not know, naming it", function()
+    local out, rc = sh("build/flua bench/kernels.lua --frobs 3 2>&1")
+    assert.is_not.equal(0, rc)
+    assert.matches("kernels: unknown argument '--frobs'", out, 1, true)
+    out, rc = sh("build/flua bench/kernels.lua --shapes 1,2 2>&1")
+    assert.is_not.equal(0, rc)
+    assert.matches("kernels: a shape is B,H,N,D, got '1,2'", out, 1, true)
+  end)
+end)

@@ -91,10 +91,18 @@ describe("CUDA source of every variant", function()
       local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, N or 1024, D, {dtype = "bf16", seed = 1}, V.small)))
       for _, p in ipairs(fl.passes) do g:run(p) end
       local src, k = g:plan():cuda(nil, {path = "hopper"})
-      for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then assert.equal("hopper", kd.path) end end
-      return src
+      local mma
+      for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then mma = kd end end
+      assert.equal("hopper", mma.path)
+      return src, mma
     end
-    local full = source("full", 128, 960)
+    local full, kd = source("full", 128, 960)
+    -- the kernel list says how it is laid out
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
+      .. "pipelined", kd.design)
+    assert.equal(384, kd.block)
+    -- Q's 128 rows, two stages of 128 keys and 128 values, 128 wide, bf16; room to align; the barriers
+    assert.equal((128 + 4 * 128) * 128 * 2 + 1024 + 9 * 8, kd.smem)
     -- two computing warpgroups of 240 registers and the loader, one block a multiprocessor
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', full, 1, true)
     assert.matches("const __grid_constant__ fl_tmap tm0, const __grid_constant__ fl_tmap tm1, "
@@ -133,8 +141,9 @@ describe("CUDA source of every variant", function()
     -- 1024 rows in blocks of 192: the first block starts 128 rows early
     assert.matches("* 192 - 128LL;", small, 1, true)
     -- but a head dim of 64 that would need two warpgroups stays on one warpgroup a block, cp.async
-    local alibi64 = source("alibi", 64)
+    local alibi64, kd64 = source("alibi", 64)
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', alibi64, 1, true)
+    assert.equal("wgmma; 1 warpgroup, 64 keys a step, cp.async", kd64.design)
     assert.is_nil(alibi64:find("fl_regs_dec<", 1, true))
   end)
 
