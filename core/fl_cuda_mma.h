@@ -14,12 +14,15 @@
  * and the plan's tile classes: skipped tiles never loaded, full tiles with
  * their mask conditions known.
  *
- * At head dims of 128 and more on Hopper, where TMA can load every tile,
- * the kernel is warp-specialized instead (fl_mma_group.ws): one more
- * warpgroup loads Q, K and V with the tensor memory accelerator into
+ * On Hopper, where TMA can load every tile and a row has enough key
+ * tiles, the kernel is warp-specialized instead (fl_mma_group.ws): one
+ * more warpgroup loads Q, K and V with the tensor memory accelerator into
  * `stages` tiles on mbarriers, two or three computing warpgroups share
- * them, and each step's scores are issued with the previous step's
- * product (the pipelined step).
+ * them, 128 keys a step (a step may span several of the plan's key tiles:
+ * its class is then theirs together), and where registers allow each
+ * step's scores are issued with the previous step's product (the
+ * pipelined step). The choices and their measurements are in
+ * fl_cuda_mma_match.c (choose_ws).
  *
  * Rows whose final rescale argument is not finite (a row every key
  * masked) are flagged; the group's scalar kernel then recomputes exactly
@@ -75,6 +78,13 @@
 #endif
 #ifndef FL_WS_STEP
 #define FL_WS_STEP 128 /* keys a step of the warp-specialized kernel, at most (64 or 128) */
+#endif
+#ifndef FL_WGMMA_MIN_STEP
+/* The fewest keys a wgmma step may take. 32 lets groups with many
+ * accumulators onto wgmma (differential attention at D=128: two computing
+ * warpgroups, 32 keys a step, 0 bytes spilled for sm_90a) instead of
+ * mma.sync at 16 keys a step; not yet run on a GPU, so off. */
+#define FL_WGMMA_MIN_STEP 64
 #endif
 #ifndef FL_WS_MIN_WIDTH
 #define FL_WS_MIN_WIDTH 64 /* the warp-specialized kernel for head dims this wide and more */

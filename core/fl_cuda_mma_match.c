@@ -388,7 +388,7 @@ static int choose_ws(matcher *M) {
   return 1;
 }
 
-/* wgmma: every tile in 64-wide panels, keys a step 64 or 128 (N of the
+/* wgmma: every tile in 64-wide panels, keys a step 128, 64 (or 32: FL_WGMMA_MIN_STEP; N of the
  * first product), the accumulators few enough for one warpgroup. A step
  * may span several of the plan's key tiles in the warp-specialized kernel
  * only (up to FL_WS_STEP keys); the others keep a step within a tile. */
@@ -397,8 +397,9 @@ static int choose_hopper_sizes(matcher *M) {
   int64_t pt = fl_tiles_loop_width(&M->k->tiles);
   for (int o = 0; o < m->nops; o++)
     if (m->op[o].width % 64 || m->op[o].width > 256) return fail(M, "a head dim is not a multiple of 64");
-  static const int64_t steps[] = {128, 64};
+  static const int64_t steps[] = {128, 64, 32};
   for (unsigned i = 0; i < sizeof steps / sizeof *steps; i++) {
+    if (steps[i] < FL_WGMMA_MIN_STEP) continue;
     int within = pt >= m->keys || pt % steps[i] == 0;
     if (!within && steps[i] % pt) continue;
     if (regs_estimate(m, steps[i], 0) > 200) continue;
