@@ -388,8 +388,9 @@ static int choose_ws(matcher *M) {
   return 1;
 }
 
-/* wgmma: every tile in 64-wide panels, keys a step 128, 64 (or 32: FL_WGMMA_MIN_STEP; N of the
- * first product), the accumulators few enough for one warpgroup. A step
+/* wgmma: every tile in 64-wide panels, keys a step 128 or 64 (or 32, see
+ * FL_WGMMA_MIN_STEP; N of the first product), the accumulators few enough
+ * for one warpgroup. A step
  * may span several of the plan's key tiles in the warp-specialized kernel
  * only (up to FL_WS_STEP keys); the others keep a step within a tile. */
 static int choose_hopper_sizes(matcher *M) {
