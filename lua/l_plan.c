@@ -315,7 +315,8 @@ static const fl_cuda_kernel *kernel_named(const fl_cuda_program *p, const char *
 
 /* p:compiled() -> nil before the first launch, else {ms, cache = "miss"|
  * "memory"|"disk", arch, path = "hopper"|"mma"|"scalar", kernels = {{name,
- * path, why, registers, spill_stores, spill_loads}...}}: how its CUDA
+ * path, why, design (tensor-core kernels: see p:cuda), registers,
+ * spill_stores, spill_loads}...}}: how its CUDA
  * kernels were compiled. */
 static int p_compiled(lua_State *L) {
   l_plan *u = check_plan(L, 1);
@@ -341,6 +342,10 @@ static int p_compiled(lua_State *L) {
       lua_setfield(L, -2, "path");
       lua_pushstring(L, kd->why);
       lua_setfield(L, -2, "why");
+      if (kd->block[0]) {
+        lua_pushstring(L, kd->design);
+        lua_setfield(L, -2, "design");
+      }
     }
     set_int(L, "registers", im->kernels[k].registers);
     set_int(L, "spill_stores", im->kernels[k].spill_stores);

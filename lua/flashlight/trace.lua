@@ -263,7 +263,7 @@ function Graph:explain()
   if c then
     local regs = {}
     for _, k in ipairs(c.kernels) do
-      local kind = k.path == "hopper" and "wgmma" or k.path == "mma" and "mma.sync" or "scalar"
+      local kind = k.design or (k.path == "hopper" and "wgmma" or k.path == "mma" and "mma.sync" or "scalar")
       if k.why and k.why ~= "" then kind = kind .. ", " .. k.why end
       regs[#regs + 1] = ("%s (%s) %d registers, %d B spilled"):format(k.name, kind, k.registers,
         k.spill_stores)
