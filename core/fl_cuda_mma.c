@@ -77,7 +77,8 @@ typedef struct printer {
   int elem;         /* in an element context ([nt][h] or [et][h]) */
   int known;        /* every mask condition known true (a full tile) */
   int edge;         /* the step may hold keys past the end */
-  int64_t tps;      /* plan tiles a step (> 1 when the step is wider than the plan's key tile) */
+  int64_t spt;      /* steps a plan key tile (all of them when one tile holds every key) */
+  int64_t tps;      /* plan key tiles a step (> 1 when a step is wider than a tile) */
   int cur;          /* the score whose body is printed, or -1 */
   int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
   double fold[FL_MMA_MAX]; /* score i is kept unscaled: it is fold[i] times s<i> (0: as is) */
@@ -898,15 +899,20 @@ static void put_prologue(printer *P) {
   }
 }
 
+/* How steps and the plan's key tiles relate: several steps a tile, one,
+ * or (a step wider than a tile) several tiles a step. */
+static void steps_and_tiles(printer *P) {
+  int64_t pt = fl_tiles_loop_width(P->t), step = P->m->step, keys = P->m->keys;
+  P->spt = pt >= keys ? (keys + step - 1) / step : pt >= step ? pt / step : 1;
+  P->tps = pt >= keys || pt >= step ? 1 : step / pt;
+}
+
 /* Each warpgroup's tile classes (tb) and loop bounds (lo, hi), in steps,
  * from its own 64 rows' entries; the block runs the union (clo, chi). */
-static void put_schedule(printer *P, int64_t *spt_out) {
+static void put_schedule(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
-  int64_t pt = fl_tiles_loop_width(t), nsteps = (m->keys + m->step - 1) / m->step;
-  int64_t spt = pt >= m->keys ? nsteps : pt >= m->step ? pt / m->step : 1;
-  P->tps = pt >= m->keys || pt >= m->step ? 1 : m->step / pt;
-  *spt_out = spt;
+  int64_t nsteps = (m->keys + m->step - 1) / m->step, spt = P->spt;
   line(P, "const signed char *tbw[%d];", m->wgs);
   line(P, "int low[%d], hiw[%d]; /* in steps */", m->wgs, m->wgs);
   line(P, "#pragma unroll");
@@ -927,14 +933,10 @@ static void put_schedule(printer *P, int64_t *spt_out) {
        (long long)(fl_tiles_loop_tiles(t) * (1 + t->nmask)));
   line(P, "low[w] = 0, hiw[w] = inside ? %lldLL : 0;", (long long)nsteps);
   line(P, "if (tbw[w]) {");
-  if (P->tps > 1) {
-    line(P, "  low[w] = bnd[2 * blk] / %lldLL;", (long long)P->tps);
-    line(P, "  hiw[w] = (bnd[2 * blk + 1] + %lldLL) / %lldLL;", (long long)P->tps - 1, (long long)P->tps);
-  } else {
-    line(P, "  low[w] = bnd[2 * blk] * %lldLL;", (long long)spt);
-    line(P, "  hiw[w] = bnd[2 * blk + 1] * %lldLL < %lldLL ? bnd[2 * blk + 1] * %lldLL : %lldLL;", (long long)spt,
-         (long long)nsteps, (long long)spt, (long long)nsteps);
-  }
+  line(P, "  low[w] = bnd[2 * blk] * %lldLL / %lldLL;", (long long)spt, (long long)P->tps);
+  line(P, "  const long long h = (bnd[2 * blk + 1] * %lldLL + %lldLL) / %lldLL; /* rounded out */", (long long)spt,
+       (long long)P->tps - 1, (long long)P->tps);
+  line(P, "  hiw[w] = h < %lldLL ? h : %lldLL;", (long long)nsteps, (long long)nsteps);
   line(P, "}");
   P->c.depth--;
   line(P, "}");
@@ -948,12 +950,12 @@ static void put_schedule(printer *P, int64_t *spt_out) {
 }
 
 /* `dst` = the first step at or after `from` some warpgroup runs, or chi. */
-static void put_next(printer *P, int64_t spt, const char *dst, const char *from) {
+static void put_next(printer *P, const char *dst, const char *from) {
   line(P, "int %s = chi;", dst);
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", P->m->wgs);
   line(P, "  const int x = fl_next_step(tbw[w], %s > low[w] ? %s : low[w], hiw[w], %lld, %lld, %lld, %d);",
-       from, from, (long long)spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
+       from, from, (long long)P->spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
   line(P, "  if (x < hiw[w] && x < %s) %s = x;", dst, dst);
   line(P, "}");
 }
@@ -1030,40 +1032,29 @@ static void put_between(printer *P, int known) {
   put_sums_and_weights(P);
 }
 
-/* A step over several plan tiles is full when each of its tiles is. */
-static void put_classes_wide(printer *P) {
+/* The step's tile class: full (mask code left out) when each plan tile it
+ * covers is full with every mask condition true on the whole tile. A full
+ * tile with a condition false (not skipped: its other branch is not the
+ * identity) takes the general body. */
+static void put_classes(printer *P) {
   const fl_tiles *t = P->t;
+  if (!t->nmask) return;
   line(P, "bool full = tb != 0;");
   line(P, "#pragma unroll");
   line(P, "for (int t = 0; t < %lld; ++t) {", (long long)P->tps);
-  line(P, "  const long long ti = st * %lldLL + t;", (long long)P->tps);
-  line(P, "  const signed char *te = tb + ti * %d;", 1 + t->nmask);
-  fl_text_put(P->c.b, "%*sfull = full && ti < %lldLL && te[0] == %d", 2 * (P->c.depth + 1), "",
+  line(P, "  const long long ti = st / %lldLL * %lldLL + t, te = ti * %d;", (long long)P->spt, (long long)P->tps,
+       1 + t->nmask);
+  fl_text_put(P->c.b, "%*sfull = full && ti < %lldLL && tb[te] == %d", 2 * (P->c.depth + 1), "",
               (long long)fl_tiles_loop_tiles(t), FL_TILE_FULL);
-  for (int k = 0; k < t->nmask; k++) fl_text_put(P->c.b, " && te[%d] > 0", 1 + k);
+  for (int k = 0; k < t->nmask; k++) fl_text_put(P->c.b, " && tb[te + %d] > 0", 1 + k);
   fl_text_put(P->c.b, ";\n");
   line(P, "}");
 }
 
-/* The step's tile class: full (mask code left out) with every mask
- * condition true on the whole tile. A full tile with a condition false
- * (not skipped: its other branch is not the identity) takes the general body. */
-static void put_classes(printer *P, int64_t spt) {
-  const fl_tiles *t = P->t;
-  if (!t->nmask) return;
-  if (P->tps > 1) {
-    put_classes_wide(P);
-    return;
-  }
-  line(P, "const signed char *te = tb ? tb + (st / %lldLL) * %d : 0;", (long long)spt, 1 + t->nmask);
-  line(P, "bool full = te && te[0] == %d;", FL_TILE_FULL);
-  for (int k = 0; k < t->nmask; k++) line(P, "full = full && te[%d] > 0;", 1 + k);
-}
-
 /* The next step's keys, into the other tile where there are two. */
-static void put_next_keys(printer *P, int64_t spt) {
+static void put_next_keys(printer *P) {
   char r0[64];
-  put_next(P, spt, "nx", "st + 1");
+  put_next(P, "nx", "st + 1");
   snprintf(r0, sizeof r0, "nx * %lldLL", (long long)P->m->step);
   line(P, "if (nx < chi) {");
   P->c.depth++;
@@ -1094,20 +1085,16 @@ static void put_step_keys(printer *P) {
 }
 
 /* A warpgroup's own step? (its rows' tile not skipped) */
-static void put_mine(printer *P, int64_t spt) {
-  if (P->tps > 1)
-    line(P, "const bool mine = st >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, 1, %lld, %lld, %d));",
-         (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
-  else
-    line(P, "const bool mine = st >= lo && st < hi && (!tb || tb[(st / %lldLL) * %d] != 0);", (long long)spt,
-         1 + P->t->nmask);
+static void put_mine(printer *P) {
+  line(P, "const bool mine = st >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, %lld, %lld, %lld, %d));",
+       (long long)P->spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
   for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
 }
 
 /* The body between the products, twice: a full tile inside the keys, and
  * any other step. */
-static void put_bodies(printer *P, int64_t spt) {
-  put_classes(P, spt);
+static void put_bodies(printer *P) {
+  put_classes(P);
   line(P, "if (kv == %lld%s) {", (long long)P->m->step, P->t->nmask ? " && full" : "");
   P->c.depth++;
   put_between(P, P->t->nmask > 0);
@@ -1124,13 +1111,13 @@ static void put_bodies(printer *P, int64_t spt) {
 /* The step's scores and body, then, once the values have landed (wgmma:
  * the next keys' copy still in flight; mma.sync: the next keys' copy
  * issued after), the weights times the values. */
-static void put_scores_then_products(printer *P, int64_t spt) {
+static void put_scores_then_products(printer *P) {
   open_if(P, "mine");
   put_scores(P);
-  put_bodies(P, spt);
+  put_bodies(P);
   close_if(P);
   put_landed_but(P, P->m->hopper);
-  if (!P->m->hopper) put_next_keys(P, spt);
+  if (!P->m->hopper) put_next_keys(P);
   open_if(P, "mine");
   put_products(P);
   close_if(P);
@@ -1138,15 +1125,15 @@ static void put_scores_then_products(printer *P, int64_t spt) {
 
 /* One step of keys (mma.sync): the values load while the scores are
  * computed, the next keys while the weights multiply the values. */
-static void put_step(printer *P, int64_t spt) {
+static void put_step(printer *P) {
   line(P, "while (st < chi) {");
   P->c.depth++;
   put_step_keys(P);
   put_landed(P);
   put_loads(P, FL_MMA_V, "key0", 0);
   line(P, "fl_cp_commit();");
-  put_mine(P, spt);
-  put_scores_then_products(P, spt);
+  put_mine(P);
+  put_scores_then_products(P);
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
@@ -1187,10 +1174,10 @@ static void put_pipe_issue(printer *P, const char *issued) {
 }
 
 /* ... then the body, the weighted sums' rescale deferred ... */
-static void put_pipe_body(printer *P, int64_t spt) {
+static void put_pipe_body(printer *P) {
   open_if(P, "mine");
   P->defer = 1;
-  put_bodies(P, spt);
+  put_bodies(P);
   P->defer = 0;
   close_if(P);
 }
@@ -1211,7 +1198,7 @@ static void put_pipe_rescale(printer *P) {
  * scores and the previous step's product (pk, from the values' other tile)
  * are issued together, the body runs while that product is in flight, and
  * the weighted sums are rescaled once it has landed. */
-static void put_step_hopper(printer *P, int64_t spt) {
+static void put_step_hopper(printer *P) {
   const fl_mma_group *m = P->m;
   line(P, "while (st < chi) {");
   P->c.depth++;
@@ -1224,14 +1211,14 @@ static void put_step_hopper(printer *P, int64_t spt) {
   }
   put_loads(P, FL_MMA_V, "key0", 0);
   line(P, "fl_cp_commit();");
-  put_next_keys(P, spt);
-  put_mine(P, spt);
+  put_next_keys(P);
+  put_mine(P);
   if (!m->pipe) {
-    put_scores_then_products(P, spt);
+    put_scores_then_products(P);
   } else {
     put_deferred_factors(P);
     put_pipe_issue(P, NULL);
-    put_pipe_body(P, spt);
+    put_pipe_body(P);
     put_pipe_rescale(P);
     line(P, "pm = mine;");
   }
@@ -1331,7 +1318,7 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
   }
 }
 
-static void put_ws_loader(printer *P, int64_t spt) {
+static void put_ws_loader(printer *P) {
   const fl_mma_group *m = P->m;
   char cond[32], r0[48];
   line(P, "fl_regs_dec<%d>();", ws_loader_regs(m));
@@ -1339,7 +1326,7 @@ static void put_ws_loader(printer *P, int64_t spt) {
   open_if(P, cond);
   line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(m, FL_MMA_Q));
   put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
-  put_next(P, spt, "st", "clo");
+  put_next(P, "st", "clo");
   line(P, "for (unsigned i = 0; st < chi; ++i) {");
   P->c.depth++;
   line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
@@ -1350,7 +1337,7 @@ static void put_ws_loader(printer *P, int64_t spt) {
   line(P, "fl_bar_wait(bve + s * 8u, ph ^ 1u);");
   line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_V));
   put_tma(P, FL_MMA_V, "sb", "s", r0, "bvf + s * 8u");
-  put_next(P, spt, "nx", "st + 1");
+  put_next(P, "nx", "st + 1");
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
@@ -1365,7 +1352,7 @@ static void put_previous_values(printer *P, int o) {
 /* The start of a step of the computing warpgroups: its stage and phase,
  * keys, the stage's tiles (and, pipelined, the previous step's values at
  * sp<o>), the next step, whether it is this warpgroup's. */
-static void put_ws_step_head(printer *P, int64_t spt) {
+static void put_ws_step_head(printer *P) {
   const fl_mma_group *m = P->m;
   line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
   put_step_keys(P);
@@ -1374,22 +1361,22 @@ static void put_ws_step_head(printer *P, int64_t spt) {
     line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)smem_bytes(m, o));
     if (m->pipe && m->op[o].role == FL_MMA_V) put_previous_values(P, o);
   }
-  put_next(P, spt, "nx", "st + 1");
-  put_mine(P, spt);
+  put_next(P, "nx", "st + 1");
+  put_mine(P);
 }
 
 /* A step of the computing warpgroups: they wait for every step's tiles
  * (the barriers' phases must be followed) and release them, whether the
  * step is theirs or not. */
-static void put_ws_step(printer *P, int64_t spt) {
+static void put_ws_step(printer *P) {
   line(P, "for (unsigned i = 0; st < chi; ++i) {");
   P->c.depth++;
-  put_ws_step_head(P, spt);
+  put_ws_step_head(P);
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
   open_if(P, "mine");
   put_scores(P);
   line(P, "fl_bar_arrive(bke + s * 8u);");
-  put_bodies(P, spt);
+  put_bodies(P);
   P->c.depth--;
   line(P, "} else {");
   line(P, "  fl_bar_arrive(bke + s * 8u);");
@@ -1409,7 +1396,7 @@ static void put_ws_step(printer *P, int64_t spt) {
  * held), the body runs while both are in flight, the weighted sums are
  * rescaled once the product has landed, and only then is the previous
  * values' tile released. */
-static void put_ws_step_pipe(printer *P, int64_t spt) {
+static void put_ws_step_pipe(printer *P) {
   const fl_mma_group *m = P->m;
   line(P, "bool pm = false; /* the previous step's product is still to be issued */");
   line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
@@ -1422,7 +1409,7 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   }
   line(P, "for (; st < chi; ++i) {");
   P->c.depth++;
-  put_ws_step_head(P, spt);
+  put_ws_step_head(P);
   put_deferred_factors(P);
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
   line(P, "if (i > 0) fl_bar_wait(bvf + ps * 8u, pph);");
@@ -1431,7 +1418,7 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   if (FL_WS_PINGPONG) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
   put_pipe_issue(P, FL_WS_PINGPONG ? turn : NULL);
   line(P, "fl_bar_arrive(bke + s * 8u);");
-  put_pipe_body(P, spt);
+  put_pipe_body(P);
   put_pipe_rescale(P);
   line(P, "if (i > 0) fl_bar_arrive(bve + ps * 8u);");
   line(P, "pm = mine, ps = s, pph = ph;");
@@ -1450,7 +1437,7 @@ static void put_ws_step_pipe(printer *P, int64_t spt) {
   close_if(P);
 }
 
-static void put_ws(printer *P, int64_t spt) {
+static void put_ws(printer *P) {
   const fl_mma_group *m = P->m;
   int S = m->stages, n = FL_MMA_THREADS * m->wgs;
   line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
@@ -1467,21 +1454,21 @@ static void put_ws(printer *P, int64_t spt) {
   line(P, "__syncthreads();");
   line(P, "if (wg == %d) {", m->wgs);
   P->c.depth++;
-  put_ws_loader(P, spt);
+  put_ws_loader(P);
   P->c.depth--;
   line(P, "} else {");
   P->c.depth++;
   line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
   line(P, "fl_bar_wait(bq, 0);");
   put_q_fragments(P);
-  put_next(P, spt, "st", "clo");
-  if (m->pipe) put_ws_step_pipe(P, spt);
-  else put_ws_step(P, spt);
+  put_next(P, "st", "clo");
+  if (m->pipe) put_ws_step_pipe(P);
+  else put_ws_step(P);
   put_finish(P);
   close_if(P);
 }
 
-static void put_plain(printer *P, int64_t spt);
+static void put_plain(printer *P);
 static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_kernel *kd, fl_err *e);
 
 fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
@@ -1495,20 +1482,20 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   }
   put_signature(&P, kd);
   put_prologue(&P);
-  int64_t spt;
-  put_schedule(&P, &spt);
+  steps_and_tiles(&P);
+  put_schedule(&P);
   put_state(&P);
-  if (m->ws) put_ws(&P, spt);
-  else put_plain(&P, spt);
+  if (m->ws) put_ws(&P);
+  else put_plain(&P);
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
   return launch_shape(p, m, kd, e);
 }
 
 /* The kernel after its state (cp.async loads, every thread computes). */
-static void put_plain(printer *P, int64_t spt) {
+static void put_plain(printer *P) {
   const fl_mma_group *m = P->m;
-  put_next(P, spt, "st", "clo");
+  put_next(P, "st", "clo");
   char r0[64];
   snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
   put_loads(P, FL_MMA_Q, "row0", 0);
@@ -1529,8 +1516,8 @@ static void put_plain(printer *P, int64_t spt) {
   if (m->hopper) line(P, "fl_cp_commit();");
   if (!m->hopper || m->q_regs) put_landed_but(P, m->hopper);
   put_q_fragments(P);
-  if (m->hopper) put_step_hopper(P, spt);
-  else put_step(P, spt);
+  if (m->hopper) put_step_hopper(P);
+  else put_step(P);
   put_finish(P);
 }
 

@@ -300,16 +300,23 @@ static int tma_loads(const fl_mma_group *m) {
   return 1;
 }
 
+static int in_kernel(const matcher *M, int v) { return v >= M->k->first && v < M->k->first + M->k->n; }
+
+/* Is value `src` what one of the group's tiles is loaded from? */
+static int tile_source(const matcher *M, int src) {
+  for (int o = 0; o < M->m->nops; o++)
+    if (M->g->exprs[M->m->op[o].load].src == src) return 1;
+  return 0;
+}
+
 /* Values the group reads besides its tiles (a bias, document ids, a
  * gate, an earlier kernel's output): each holds addresses and values the
  * estimate does not count. */
 static int other_inputs(const matcher *M) {
-  const fl_mma_group *m = M->m;
   int n = 0;
   for (int i = 0; i < M->g->nvals; i++) {
-    if (i >= M->k->first && i < M->k->first + M->k->n) continue;
-    int tile = 0, read = 0;
-    for (int o = 0; o < m->nops; o++) tile |= M->g->exprs[m->op[o].load].src == i;
+    if (in_kernel(M, i)) continue;
+    int tile = tile_source(M, i), read = 0;
     for (int v = M->k->first; !tile && !read && v < M->k->first + M->k->n; v++)
       read = fl_expr_reads(M->g, M->g->vals[v].body, i);
     n += read;
@@ -317,18 +324,22 @@ static int other_inputs(const matcher *M) {
   return n;
 }
 
+/* Does x use a variable of member's that walks the keys? */
+static int uses_key(const matcher *M, int member, int x) {
+  const fl_expr *ex = &M->g->exprs[x];
+  if (ex->op == FL_X_VAR) return fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, member, ex->var) == -1;
+  for (int i = 0; i < ex->nargs; i++)
+    if (uses_key(M, member, ex->args[i])) return 1;
+  return 0;
+}
+
 /* Does x load a value other than the group's members and tiles at a
  * position that moves with the keys (a pair bias, a per-key gate)? */
 static int loads_by_key(const matcher *M, int member, int x) {
   const fl_expr *ex = &M->g->exprs[x];
-  if (ex->op == FL_X_LOAD && (ex->src < M->k->first || ex->src >= M->k->first + M->k->n)) {
-    int tile = 0;
-    for (int o = 0; o < M->m->nops; o++) tile |= M->g->exprs[M->m->op[o].load].src == ex->src;
-    for (int i = 0; !tile && i < ex->nargs; i++)
-      for (int var = 0; var < FL_MAX_VARS; var++)
-        if (uses_var(M->g, ex->args[i], var) && fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, member, var) == -1)
-          return 1;
-  }
+  if (ex->op == FL_X_LOAD && !in_kernel(M, ex->src) && !tile_source(M, ex->src))
+    for (int i = 0; i < ex->nargs; i++)
+      if (uses_key(M, member, ex->args[i])) return 1;
   for (int i = 0; i < ex->nargs; i++)
     if (loads_by_key(M, member, ex->args[i])) return 1;
   return 0;
