@@ -1264,7 +1264,7 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
 
 /* Registers a thread of each warpgroup: 512 a thread position in all
  * (64K a multiprocessor, one block), multiples of 8, at most 240. */
-static int ws_loader_regs(const fl_mma_group *m) { (void)m; return 24; }
+static int ws_loader_regs(const fl_mma_group *m) { (void)m; return FL_WS_LOADER_REGS; }
 
 static int ws_compute_regs(const fl_mma_group *m) {
   int r = (512 - ws_loader_regs(m)) / m->wgs / 8 * 8;
@@ -1321,7 +1321,7 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
 static void put_ws_loader(printer *P) {
   const fl_mma_group *m = P->m;
   char cond[32], r0[48];
-  line(P, "fl_regs_dec<%d>();", ws_loader_regs(m));
+  if (FL_WS_SETMAXNREG) line(P, "fl_regs_dec<%d>();", ws_loader_regs(m));
   snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
   open_if(P, cond);
   line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(m, FL_MMA_Q));
@@ -1458,7 +1458,7 @@ static void put_ws(printer *P) {
   P->c.depth--;
   line(P, "} else {");
   P->c.depth++;
-  line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
+  if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
   line(P, "fl_bar_wait(bq, 0);");
   put_q_fragments(P);
   put_next(P, "st", "clo");

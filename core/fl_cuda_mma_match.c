@@ -351,18 +351,19 @@ static int any_loads_by_key(const matcher *M) {
   return 0;
 }
 
-/* Too few steps a block for a block a multiprocessor to make up its fixed
+/* Too few keys a row for a block a multiprocessor to make up its fixed
  * work (barriers, Q's load, the pipeline's fill): masks over data
- * (document ids; unknown ahead), or fewer than 8 key tiles a row on
- * average (short sequences, sliding windows). Measured on the H100 (B4 H16
- * N4096 D128, TFLOP/s, warp-specialized against one warpgroup a block):
- * sliding window 121 against 138, document 88 against 107. */
-static int few_steps(const fl_kernel *k) {
+ * (document ids; unknown ahead), or fewer kept keys a row on average
+ * than min_keys (short sequences, sliding windows). Measured on the H100
+ * (bf16, TFLOP/s, warp-specialized against one warpgroup a block): D=128
+ * B4 H16 N4096 sliding window 121 against 138, document 88 against 107;
+ * D=64 B8 H16 N1024 full 227 against 246, causal 132 against 146. */
+static int few_keys(const fl_kernel *k, double min_keys) {
   const fl_tiles *t = &k->tiles;
   if (t->data) return 1;
   const fl_tile_counts *c = &k->counts;
   double kept = t->nmask && c->total > 0 ? (double)(c->total - c->skipped) / (double)c->total : 1.0;
-  return kept * (double)fl_tiles_loop_tiles(t) < 8.0;
+  return kept * (double)(fl_tiles_loop_tiles(t) * fl_tiles_loop_width(t)) < min_keys;
 }
 
 /* Warp-specialized, where TMA can load every tile: 128 keys a step; three
@@ -383,7 +384,8 @@ static int choose_ws(matcher *M) {
   fl_mma_group *m = M->m;
   int widest = 0;
   for (int o = 0; o < m->nops; o++) widest = m->op[o].width > widest ? m->op[o].width : widest;
-  if (widest < FL_WS_MIN_WIDTH || m->step > FL_WS_STEP || !tma_loads(m) || few_steps(M->k)) return 0;
+  if (widest < FL_WS_MIN_WIDTH || m->step > FL_WS_STEP || !tma_loads(m)) return 0;
+  if (few_keys(M->k, widest < 128 ? 2048.0 : 512.0)) return 0;
   if (m->step > 64 && any_loads_by_key(M)) return 0; /* their addresses and values a key spill at 128 */
   int other = other_inputs(M);
   int64_t est = regs_estimate(m, m->step, 0) + 16 * other;

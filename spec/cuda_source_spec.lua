@@ -133,13 +133,19 @@ describe("CUDA source of every variant", function()
     -- and at head dim 128 over a short sequence (5 key tiles)
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 128, 300), 1, true)
     -- at head dim 64 three computing warpgroups of 160, 128 keys a step, not pipelined
-    local small = source("full", 64)
+    local small = source("full", 64, 2048)
     assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', small, 1, true)
     assert.matches("fl_regs_inc<160>();", small, 1, true)
     assert.matches("const long long key0 = st * 128LL;", small, 1, true)
     assert.is_nil(small:find("bool pm = false;", 1, true))
-    -- 1024 rows in blocks of 192: the first block starts 128 rows early
-    assert.matches("* 192 - 128LL;", small, 1, true)
+    -- 2048 rows in blocks of 192: the first block starts 64 rows early
+    assert.matches("* 192 - 64LL;", small, 1, true)
+    -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block
+    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 64, 1024), 1, true)
+    -- differential attention's two accumulators at head dim 128: 32 keys a step, two computing warpgroups
+    local diff, kdd = source("differential", 128)
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 32 keys a step, 2 stages", kdd.design)
+    assert.matches("const long long key0 = st * 32LL;", diff, 1, true)
     -- but a head dim of 64 that would need two warpgroups stays on one warpgroup a block, cp.async
     local alibi64, kd64 = source("alibi", 64)
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', alibi64, 1, true)
