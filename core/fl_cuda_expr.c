@@ -144,6 +144,23 @@ static void put_const(fl_cx *c, int t, double v) {
   else fl_cx_line(c, "const %s t%d = (%s)%.17g;", r, t, r, v);
 }
 
+/* The symbol that variable v of the value in scope walks. */
+static int var_sym(const fl_cx *c, int v) {
+  const fl_value *val = &c->g->vals[c->scope];
+  if (v < val->ndim) return val->dims[v];
+  if (v < val->ndim + val->nred) return val->red[v - val->ndim];
+  return val->loc[v - val->ndim - val->nred];
+}
+
+/* An index that is a variable, whose positions all lie inside a dim of
+ * `size`: its variable (an integer already, in range, so neither converted
+ * nor checked), else -1. */
+static int direct_index(const fl_cx *c, int x, int64_t size) {
+  const fl_expr *ex = &c->g->exprs[x];
+  if (ex->op != FL_X_VAR || c->g->syms[var_sym(c, ex->var)].size > size) return -1;
+  return ex->var;
+}
+
 static int emit_load(fl_cx *c, const fl_expr *ex) {
   const fl_graph *g = c->g;
   const fl_value *src = &g->vals[ex->src];
@@ -158,9 +175,12 @@ static int emit_load(fl_cx *c, const fl_expr *ex) {
   fl_cx_strides(g, src, st);
   fl_text_put(c->b, "%*sconst %s t%d = (%s)fl_ld(v%d, 0", 2 * c->depth, "", fl_cx_real(c), t,
               fl_cx_real(c), ex->src);
-  for (int d = 0; d < ex->nargs; d++)
-    fl_text_put(c->b, " + fl_index(t%d, %lldLL, err) * %lldLL", idx[d],
-                (long long)g->syms[src->dims[d]].size, (long long)st[d]);
+  for (int d = 0; d < ex->nargs; d++) {
+    int64_t size = g->syms[src->dims[d]].size;
+    int v = direct_index(c, ex->args[d], size);
+    if (v >= 0) fl_text_put(c->b, " + x%d * %lldLL", v, (long long)st[d]);
+    else fl_text_put(c->b, " + fl_index(t%d, %lldLL, err) * %lldLL", idx[d], (long long)size, (long long)st[d]);
+  }
   fl_text_put(c->b, ");\n");
   return t;
 }
@@ -281,6 +301,10 @@ static int emit_op(fl_cx *c, const fl_expr *ex) {
       fl_cx_line(c, "const %s t%d = %s;", r, t, c->f32 ? "FL_NANF" : "FL_NAN");
     } else if (call) {
       fl_cx_line(c, "const %s t%d = %s(t%d, t%d);", r, t, op, a, b);
+    } else if (c->f32 && ex->op == FL_X_DIV && c->g->exprs[ex->args[1]].op == FL_X_CONST) {
+      /* the reciprocal fl_div would take, folded here (NVRTC keeps __frcp_rn of a constant) */
+      float r = 1.0f / (float)c->g->exprs[ex->args[1]].value;
+      fl_cx_line(c, "const float t%d = t%d * %.9ef;", t, a, (double)r);
     } else if (c->f32 && ex->op == FL_X_DIV) {
       fl_cx_line(c, "const float t%d = fl_div(t%d, t%d);", t, a, b);
     } else {
