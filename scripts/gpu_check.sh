@@ -1,6 +1,7 @@
 #!/bin/sh
 # On a GPU machine with dist/ (from `make dist`) beside the sources: the core
-# tests, the GPU specs, the demo, and the randn bit-equality check by hand.
+# tests, the GPU specs, the demo, the randn bit-equality check by hand and the
+# tensor-core kernels under compute-sanitizer (memcheck, racecheck, synccheck).
 # Logs go to $OUT when set.
 out=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -18,6 +19,13 @@ local g = fl.randn({4, 16, 1024, 128}, {dtype = "bf16", seed = 1, device = "cuda
 c:save("/tmp/c.npy", {raw = true}); g:save("/tmp/g.npy", {raw = true})
 local a, b = io.open("/tmp/c.npy", "rb"):read("a"), io.open("/tmp/g.npy", "rb"):read("a")
 print(g, "bit-identical to the cpu tensor:", a == b, #a .. " bytes")' || status=1
+# The tensor-core kernels under compute-sanitizer: plain, causal, document and
+# differential at N 200 (one warpgroup a block) and 1000 (warp-specialized).
+for tool in memcheck racecheck synccheck; do
+  FL_SANITIZE_N=200,1000 compute-sanitizer --tool $tool --error-exitcode 1 dist/flua spec/gpu/sanitize.lua \
+    > "$out/sanitize_$tool.log" 2>&1 || status=1
+  echo "sanitize $tool: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_$tool.log" | tr '\n' ' ')"
+done
 compute-sanitizer --tool memcheck --leak-check full dist/flua -e '
 local fl = require "flashlight"
 for i = 1, 3 do local t = fl.randn({256, 256}, {device = "cuda", seed = i}):to("f16"):to("cpu") end
