@@ -23,6 +23,8 @@ static const char MMA_PRELUDE[] =
   "  unsigned r; asm(\"{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }\" : \"=r\"(r) : \"l\"(p)); return r;\n}\n"
   "__device__ __forceinline__ void fl_cp16(unsigned dst, const void *src, int bytes) {\n"
   "  asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16, %2;\" :: \"r\"(dst), \"l\"(src), \"r\"(bytes));\n}\n"
+  "__device__ __forceinline__ unsigned short fl_lds16(unsigned a) {\n"
+  "  unsigned short x; asm volatile(\"ld.shared.u16 %0, [%1];\" : \"=h\"(x) : \"r\"(a)); return x;\n}\n"
   "__device__ __forceinline__ void fl_cp_commit() { asm volatile(\"cp.async.commit_group;\"); }\n"
   "__device__ __forceinline__ void fl_cp_wait() { asm volatile(\"cp.async.wait_group 0;\" ::: \"memory\"); }\n"
   "__device__ __forceinline__ void fl_cp_wait1() { asm volatile(\"cp.async.wait_group 1;\" ::: \"memory\"); }\n"
@@ -75,6 +77,7 @@ typedef struct printer {
   int safe;         /* running maxima read non-finite as 0 */
   const char *row;  /* the row half of the context: "h >> 1" or "r" */
   int elem;         /* in an element context ([nt][h] or [et][h]) */
+  int at_key;       /* at a score's element: its key kj of the step's stage s */
   int known;        /* every mask condition known true (a full tile) */
   int edge;         /* the step may hold keys past the end */
   int64_t spt;      /* steps a plan key tile (all of them when one tile holds every key) */
@@ -112,6 +115,8 @@ static int register_epilogue(printer *P, int v) {
   return t;
 }
 
+static void put_tile_input_read(printer *P, int i, int t);
+
 static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
   printer *P = c->user;
   const fl_mma_group *m = P->m;
@@ -131,6 +136,8 @@ static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
     line(P, "const float t%d = ep%d[%s];", t, i, P->row);
   else if (i >= 0 && P->elem)
     return register_epilogue(P, ex->src);
+  else if (P->at_key && (i = fl_cuda_mma_tile_input(m, ex->src)) >= 0)
+    put_tile_input_read(P, i, t);
   else if (ex->src >= m->k->first && ex->src < m->k->first + m->k->n) {
     c->err = "a member read where the tensor-core kernel does not hold it";
     return -1;
@@ -228,6 +235,18 @@ static int64_t op_limit(const fl_mma_group *m, const fl_mma_operand *o) {
 /* Padded rows (mma.sync), or swizzled panels (wgmma: no padding). */
 static int64_t smem_bytes(const fl_mma_group *m, int o) {
   return op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
+}
+
+/* A tile input's tile (a step's keys by the block's rows), a stage. */
+static int64_t tile_input_bytes(const fl_mma_group *m) { return block_rows(m) * m->step * 2; }
+
+/* Tile input i at the current score element: its row in the block, its
+ * key in the step, from the stage's tile (128-byte swizzle, one panel). */
+static void put_tile_input_read(printer *P, int i, int t) {
+  char at[200];
+  fl_cuda_wgmma_chunk_at(at, sizeof at, block_rows(P->m), "(int)(ra[h >> 1] - row0)", "kj >> 3");
+  line(P, "const float t%d = %s(fl_lds16(sbb%d + s * %lldu + (unsigned)(%s) + (kj & 7) * 2));", t,
+       P->m->dt == FL_F16 ? "fl_f16_f" : "fl_bf16_f", i, (long long)tile_input_bytes(P->m), at);
 }
 
 /* wgmma kernels keep two tiles of keys: the next step's load while this
@@ -344,6 +363,7 @@ static void open_elements(printer *P) {
        (double)(m->keys - 1));
   line(P, "(void)kc; (void)rw; (void)kcf; (void)rwf;");
   P->elem = 1;
+  P->at_key = 1;
   P->row = "h >> 1";
 }
 
@@ -352,6 +372,7 @@ static void close_elements(printer *P) {
   line(P, "}");
   line(P, "}");
   P->elem = 0;
+  P->at_key = 0;
 }
 
 /* Member v's expression x for the current element, in a scope of its own:
@@ -897,6 +918,20 @@ static void put_prologue(printer *P) {
       line(P, "const int pl%d = (int)(ob%d / %lldLL); /* its plane */", o, o,
            (long long)(m->op[o].plane_rows * m->op[o].width));
   }
+  for (int i = 0; i < m->nb; i++) {
+    line(P, "const unsigned sbb%d = sm0 + %lldu;", i, (long long)off);
+    off += m->stages * tile_input_bytes(m);
+    line(P, "long long obb%d = 0;", i);
+    line(P, "{");
+    P->c.depth++;
+    put_vars(P, m->b[i].member, "0", "0", "0", 1);
+    char dst[16];
+    snprintf(dst, sizeof dst, "obb%d", i);
+    put_offset(P, m->b[i].member, m->b[i].load, dst);
+    P->c.depth--;
+    line(P, "}");
+    line(P, "const int plb%d = (int)(obb%d / %lldLL); /* its plane */", i, i, (long long)(m->rows * m->keys));
+  }
 }
 
 /* How steps and the plan's key tiles relate: several steps a tile, one,
@@ -1246,7 +1281,8 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
                 fl_cuda_ctype(fl_cuda_storage(P->g, v, P->out_dtype)), v);
   }
   fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, int *fix, int *err");
-  for (int o = 0; P->m->ws && o < P->m->nops; o++) fl_text_put(P->c.b, ", const __grid_constant__ fl_tmap tm%d", o);
+  for (int o = 0; P->m->ws && o < P->m->nops + P->m->nb; o++)
+    fl_text_put(P->c.b, ", const __grid_constant__ fl_tmap tm%d", o);
   fl_text_put(P->c.b, ") {\n");
 }
 
@@ -1277,7 +1313,7 @@ static int ws_barriers(const fl_mma_group *m) { return 1 + 4 * m->stages; }
 static int64_t tiles_bytes(const fl_mma_group *m) {
   int64_t n = 0;
   for (int o = 0; o < m->nops; o++) n += smem_bytes(m, o) * buffers(m, o);
-  return n;
+  return n + m->nb * m->stages * tile_input_bytes(m);
 }
 
 static int64_t role_bytes(const fl_mma_group *m, fl_mma_role role) {
@@ -1298,6 +1334,14 @@ static void put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *
     t->dims[0] = (uint64_t)op->width, t->dims[1] = (uint64_t)op->plane_rows, t->dims[2] = (uint64_t)op->planes;
     t->strides[0] = (uint64_t)op->width * 2, t->strides[1] = (uint64_t)(op->plane_rows * op->width * 2);
     t->box[0] = 64, t->box[1] = (unsigned)op_rows(m, op), t->box[2] = 1;
+  }
+  for (int i = 0; i < m->nb; i++) {
+    fl_cuda_tmap *t = &kd->tmap[kd->ntmaps++];
+    t->value = m->b[i].src;
+    t->f16 = m->dt == FL_F16;
+    t->dims[0] = (uint64_t)m->keys, t->dims[1] = (uint64_t)m->rows, t->dims[2] = (uint64_t)m->b[i].planes;
+    t->strides[0] = (uint64_t)m->keys * 2, t->strides[1] = (uint64_t)(m->rows * m->keys * 2);
+    t->box[0] = (unsigned)m->step, t->box[1] = (unsigned)block_rows(m), t->box[2] = 1;
   }
 }
 
@@ -1335,8 +1379,11 @@ static void put_ws_loader(printer *P) {
   line(P, "fl_bar_expect(bkf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_K));
   put_tma(P, FL_MMA_K, "sb", "s", r0, "bkf + s * 8u");
   line(P, "fl_bar_wait(bve + s * 8u, ph ^ 1u);");
-  line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_V));
+  line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)(role_bytes(m, FL_MMA_V) + m->nb * tile_input_bytes(m)));
   put_tma(P, FL_MMA_V, "sb", "s", r0, "bvf + s * 8u");
+  for (int i = 0; i < m->nb; i++)
+    line(P, "fl_tma3(sbb%d + s * %lldu, &tm%d, (int)(%s), (int)(row0), plb%d, bvf + s * 8u);", i,
+         (long long)tile_input_bytes(m), m->nops + i, r0, i);
   put_next(P, "nx", "st + 1");
   line(P, "st = nx;");
   P->c.depth--;
@@ -1376,6 +1423,7 @@ static void put_ws_step(printer *P) {
   open_if(P, "mine");
   put_scores(P);
   line(P, "fl_bar_arrive(bke + s * 8u);");
+  if (P->m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
   put_bodies(P);
   P->c.depth--;
   line(P, "} else {");
@@ -1526,9 +1574,9 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
   const char *instr = m->hopper ? "wgmma" : "mma.sync";
   if (m->ws)
     snprintf(kd->design, sizeof kd->design,
-             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s", instr,
+             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s", instr,
              ws_loader_regs(m), m->wgs, ws_compute_regs(m), (long long)m->step, m->stages,
-             m->pipe ? ", pipelined" : "");
+             m->pipe ? ", pipelined" : "", m->nb ? ", row-by-key inputs in tiles" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,
              m->wgs == 1 ? "" : "s", (long long)m->step, m->pipe ? ", pipelined" : "");

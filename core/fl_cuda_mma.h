@@ -100,6 +100,14 @@
 #ifndef FL_WS_SETMAXNREG
 #define FL_WS_SETMAXNREG 1 /* 0: warpgroups keep the registers of the launch (no setmaxnreg) */
 #endif
+#ifndef FL_WS_TILE_INPUTS
+/* 1: an input the scores read at each (query row, key), contiguous along
+ * the keys (a pair bias), comes into shared memory a step at a time with
+ * the values' tile (TMA, on the values' barrier) instead of being read
+ * from global memory element by element. Warp-specialized kernels that
+ * are not pipelined, 64 keys a step. Not yet run on a GPU, so off. */
+#define FL_WS_TILE_INPUTS 0
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -118,6 +126,14 @@ typedef struct fl_mma_operand {
   int64_t plane_rows; /* rows adjacent in the source's last two dims, of this many (0: not) */
   int64_t planes;     /* the source as planes of plane_rows x width */
 } fl_mma_operand;
+
+/* An input read at each (query row, key) of the scores (see
+ * FL_WS_TILE_INPUTS): a step's tile is the block's rows by the step's keys. */
+typedef struct fl_mma_tile_input {
+  int src;          /* the input value */
+  int member, load; /* a load of it, in that member's body (its plane) */
+  int64_t planes;   /* the source as planes of rows x keys */
+} fl_mma_tile_input;
 
 typedef struct fl_mma_group {
   const fl_kernel *k;
@@ -140,6 +156,8 @@ typedef struct fl_mma_group {
   int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */
   int stages;              /* ws: key and value tiles in flight */
+  int nb;                  /* ws: inputs loaded a step into tiles of their own */
+  fl_mma_tile_input b[FL_MMA_MAX];
 } fl_mma_group;
 
 /* Does kernel k of plan p qualify, for wgmma (hopper) or mma.sync? On no,
@@ -154,6 +172,9 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
                             fl_cuda_kernel *kd, fl_err *e);
 /* The device helpers the kernels need, once a program. */
 const char *fl_cuda_mma_prelude(void);
+
+/* Which of m's tile inputs is value src (an index in m->b), or -1. */
+int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);
 
 /* The role of member m's variable `var`: grid slot (>= 0), or -1 loop,
  * -2 register dim, -3 local. */

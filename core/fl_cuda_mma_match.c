@@ -351,6 +351,81 @@ static int any_loads_by_key(const matcher *M) {
   return 0;
 }
 
+/* Does x use only the block's grid variables of member's (no row, key,
+ * register or local one)? */
+static int grid_only(const matcher *M, int member, int x) {
+  const fl_expr *ex = &M->g->exprs[x];
+  if (ex->op == FL_X_VAR) {
+    int role = fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, member, ex->var);
+    return role >= 0 && role != M->m->row_slot;
+  }
+  for (int i = 0; i < ex->nargs; i++)
+    if (!grid_only(M, member, ex->args[i])) return 0;
+  return 1;
+}
+
+/* Is load ld (in member's body) of an input at (the block's grid
+ * position, the query row, the key), whole planes of rows x keys, each
+ * row on 16 bytes (as TMA copies them)? */
+static int tile_form(const matcher *M, int member, const fl_expr *ld) {
+  const fl_graph *g = M->g;
+  const fl_mma_group *m = M->m;
+  const fl_value *src = &g->vals[ld->src];
+  int n = ld->nargs, row = row_var_of(M, member), key = key_var(M, member);
+  if (ld->src >= g->ninputs || src->dtype != m->dt || n < 2 || row < 0 || key < 0 || m->keys % 8) return 0;
+  if (!is_var(g, ld->args[n - 1], key) || !is_var(g, ld->args[n - 2], row)) return 0;
+  if (g->syms[src->dims[n - 1]].size != m->keys || g->syms[src->dims[n - 2]].size != m->rows) return 0;
+  for (int d = 0; d < n - 2; d++)
+    if (!grid_only(M, member, ld->args[d])) return 0;
+  return fl_value_numel(g, ld->src) / (m->rows * m->keys) <= 0x7fffffff;
+}
+
+int fl_cuda_mma_tile_input(const fl_mma_group *m, int src) {
+  for (int i = 0; i < m->nb; i++)
+    if (m->b[i].src == src) return i;
+  return -1;
+}
+
+/* Adds the inputs member's expression x reads by key in tile form. */
+static void find_tile_loads(matcher *M, int member, int x) {
+  const fl_expr *ex = &M->g->exprs[x];
+  fl_mma_group *m = M->m;
+  if (ex->op == FL_X_LOAD && !in_kernel(M, ex->src) && !tile_source(M, ex->src) && tile_form(M, member, ex) &&
+      fl_cuda_mma_tile_input(m, ex->src) < 0 && m->nb < FL_MMA_MAX && m->nops + m->nb < FL_CUDA_MAX_TMAPS) {
+    const int64_t planes = fl_value_numel(M->g, ex->src) / (m->rows * m->keys);
+    m->b[m->nb++] = (fl_mma_tile_input){.src = ex->src, .member = member, .load = x, .planes = planes};
+  }
+  for (int i = 0; i < ex->nargs; i++) find_tile_loads(M, member, ex->args[i]);
+}
+
+/* Does member's expression x read src only in tile form? */
+static int only_tile_loads(const matcher *M, int member, int x, int src) {
+  const fl_expr *ex = &M->g->exprs[x];
+  if (ex->op == FL_X_LOAD && ex->src == src && !tile_form(M, member, ex)) return 0;
+  for (int i = 0; i < ex->nargs; i++)
+    if (!only_tile_loads(M, member, ex->args[i], src)) return 0;
+  return 1;
+}
+
+/* The inputs the scores read at each (row, key), loaded a step into tiles
+ * of their own (FL_WS_TILE_INPUTS); an input also read another way
+ * stays in global memory. */
+static void find_tile_inputs(matcher *M) {
+  fl_mma_group *m = M->m;
+  const fl_kernel *k = M->k;
+  if (!FL_WS_TILE_INPUTS || !m->ws || m->pipe || m->step != 64) return;
+  for (int v = k->first; v < k->first + k->n; v++)
+    if (!M->g->vals[v].epilogue) find_tile_loads(M, v, M->g->vals[v].body);
+  int kept = 0;
+  for (int i = 0; i < m->nb; i++) {
+    int ok = 1;
+    for (int v = k->first; ok && v < k->first + k->n; v++)
+      ok = only_tile_loads(M, v, M->g->vals[v].body, m->b[i].src);
+    if (ok) m->b[kept++] = m->b[i];
+  }
+  m->nb = kept;
+}
+
 /* Too few keys a row for a block a multiprocessor to make up its fixed
  * work (barriers, Q's load, the pipeline's fill): masks over data
  * (document ids; unknown ahead), or fewer kept keys a row on average
@@ -398,6 +473,7 @@ static int choose_ws(matcher *M) {
   if (wgs == 3) m->pipe = piped <= 152;
   else m->pipe = !other && piped + (M->k->tiles.nmask ? 8 : 0) <= 200;
   m->pipe &= FL_WS_PIPE;
+  find_tile_inputs(M);
   return 1;
 }
 
