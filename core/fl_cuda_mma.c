@@ -241,7 +241,7 @@ static int64_t smem_bytes(const fl_mma_group *m, int o) {
 static int64_t tile_input_bytes(const fl_mma_group *m) { return block_rows(m) * m->step * 2; }
 
 /* Tile input i at the current score element: its row in the block, its
- * key in the step, from the stage's tile (128-byte swizzle, one panel). */
+ * key in the step, from the stage's tile (panels of 64 keys, 128-byte swizzle). */
 static void put_tile_input_read(printer *P, int i, int t) {
   char at[200];
   fl_cuda_wgmma_chunk_at(at, sizeof at, block_rows(P->m), "(int)(ra[h >> 1] - row0)", "kj >> 3");
@@ -1316,6 +1316,13 @@ static int64_t tiles_bytes(const fl_mma_group *m) {
   return n + m->nb * m->stages * tile_input_bytes(m);
 }
 
+int64_t fl_cuda_mma_smem(const fl_mma_group *m) {
+  int64_t n = tiles_bytes(m);
+  if (m->hopper) n += 1024; /* room to align the panels */
+  if (m->ws) n += ws_barriers(m) * 8;
+  return n;
+}
+
 static int64_t role_bytes(const fl_mma_group *m, fl_mma_role role) {
   int64_t n = 0;
   for (int o = 0; o < m->nops; o++)
@@ -1341,7 +1348,7 @@ static void put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *
     t->f16 = m->dt == FL_F16;
     t->dims[0] = (uint64_t)m->keys, t->dims[1] = (uint64_t)m->rows, t->dims[2] = (uint64_t)m->b[i].planes;
     t->strides[0] = (uint64_t)m->keys * 2, t->strides[1] = (uint64_t)(m->rows * m->keys * 2);
-    t->box[0] = (unsigned)m->step, t->box[1] = (unsigned)block_rows(m), t->box[2] = 1;
+    t->box[0] = 64, t->box[1] = (unsigned)block_rows(m), t->box[2] = 1;
   }
 }
 
@@ -1382,8 +1389,9 @@ static void put_ws_loader(printer *P) {
   line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)(role_bytes(m, FL_MMA_V) + m->nb * tile_input_bytes(m)));
   put_tma(P, FL_MMA_V, "sb", "s", r0, "bvf + s * 8u");
   for (int i = 0; i < m->nb; i++)
-    line(P, "fl_tma3(sbb%d + s * %lldu, &tm%d, (int)(%s), (int)(row0), plb%d, bvf + s * 8u);", i,
-         (long long)tile_input_bytes(m), m->nops + i, r0, i);
+    for (int p = 0; p < m->step / 64; p++)
+      line(P, "fl_tma3(sbb%d + s * %lldu + %lldu, &tm%d, (int)(%s) + %d, (int)(row0), plb%d, bvf + s * 8u);", i,
+           (long long)tile_input_bytes(m), (long long)(p * block_rows(m) * 128), m->nops + i, r0, p * 64, i);
   put_next(P, "nx", "st + 1");
   line(P, "st = nx;");
   P->c.depth--;
@@ -1594,9 +1602,7 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_k
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
-  kd->smem = (int)tiles_bytes(m);
-  if (m->hopper) kd->smem += 1024; /* room to align the panels */
-  if (m->ws) kd->smem += ws_barriers(m) * 8;
+  kd->smem = (int)fl_cuda_mma_smem(m);
   put_tmaps(p->g, m, kd);
   kd->schedule = 1;
   kd->fix = 1;

@@ -91,6 +91,7 @@
 #ifndef FL_WS_MIN_WIDTH
 #define FL_WS_MIN_WIDTH 64 /* the warp-specialized kernel for head dims this wide and more */
 #endif
+#define FL_SMEM_MAX 232448 /* dynamic shared memory a block may have (sm_90) */
 #ifndef FL_WS_WGS3_EST
 #define FL_WS_WGS3_EST 136 /* three computing warpgroups up to this register estimate, else two */
 #endif
@@ -105,8 +106,11 @@
  * the keys (a pair bias), comes into shared memory a step at a time with
  * the values' tile (TMA, on the values' barrier) instead of being read
  * from global memory element by element. Warp-specialized kernels that
- * are not pipelined, 64 keys a step. Not yet run on a GPU, so off. */
-#define FL_WS_TILE_INPUTS 0
+ * are not pipelined; 128 keys a step where the tiles fit in shared memory.
+ * H100, evoformer_row bf16, TFLOP/s: B4 H16 N4096 D128 341 (211 from
+ * global memory, 324 in tiles of 64 keys); B1 N16384 D128 398 (234, 359);
+ * B4 N4096 D64 264 (119 on one warpgroup, which the bias's registers forced). */
+#define FL_WS_TILE_INPUTS 1
 #endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
@@ -175,6 +179,9 @@ const char *fl_cuda_mma_prelude(void);
 
 /* Which of m's tile inputs is value src (an index in m->b), or -1. */
 int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);
+
+/* The dynamic shared memory the group's kernel uses, in bytes. */
+int64_t fl_cuda_mma_smem(const fl_mma_group *m);
 
 /* The role of member m's variable `var`: grid slot (>= 0), or -1 loop,
  * -2 register dim, -3 local. */

@@ -309,16 +309,17 @@ static int tile_source(const matcher *M, int src) {
   return 0;
 }
 
-/* Values the group reads besides its tiles (a bias, document ids, a
- * gate, an earlier kernel's output): each holds addresses and values the
- * estimate does not count. */
+/* Values the steps read besides their tiles (a bias, document ids, an
+ * earlier kernel's output): each holds addresses and values the estimate
+ * does not count. Read only once the steps are done (a gate), or from
+ * shared memory (tile inputs), they hold none. */
 static int other_inputs(const matcher *M) {
   int n = 0;
   for (int i = 0; i < M->g->nvals; i++) {
-    if (in_kernel(M, i)) continue;
-    int tile = tile_source(M, i), read = 0;
-    for (int v = M->k->first; !tile && !read && v < M->k->first + M->k->n; v++)
-      read = fl_expr_reads(M->g, M->g->vals[v].body, i);
+    if (in_kernel(M, i) || tile_source(M, i) || fl_cuda_mma_tile_input(M->m, i) >= 0) continue;
+    int read = 0;
+    for (int v = M->k->first; !read && v < M->k->first + M->k->n; v++)
+      read = !M->g->vals[v].epilogue && fl_expr_reads(M->g, M->g->vals[v].body, i);
     n += read;
   }
   return n;
@@ -337,7 +338,8 @@ static int uses_key(const matcher *M, int member, int x) {
  * position that moves with the keys (a pair bias, a per-key gate)? */
 static int loads_by_key(const matcher *M, int member, int x) {
   const fl_expr *ex = &M->g->exprs[x];
-  if (ex->op == FL_X_LOAD && !in_kernel(M, ex->src) && !tile_source(M, ex->src))
+  if (ex->op == FL_X_LOAD && !in_kernel(M, ex->src) && !tile_source(M, ex->src) &&
+      fl_cuda_mma_tile_input(M->m, ex->src) < 0)
     for (int i = 0; i < ex->nargs; i++)
       if (uses_key(M, member, ex->args[i])) return 1;
   for (int i = 0; i < ex->nargs; i++)
@@ -413,7 +415,8 @@ static int only_tile_loads(const matcher *M, int member, int x, int src) {
 static void find_tile_inputs(matcher *M) {
   fl_mma_group *m = M->m;
   const fl_kernel *k = M->k;
-  if (!FL_WS_TILE_INPUTS || !m->ws || m->pipe || m->step != 64) return;
+  m->nb = 0;
+  if (!FL_WS_TILE_INPUTS || m->step % 64) return;
   for (int v = k->first; v < k->first + k->n; v++)
     if (!M->g->vals[v].epilogue) find_tile_loads(M, v, M->g->vals[v].body);
   int kept = 0;
@@ -424,6 +427,12 @@ static void find_tile_inputs(matcher *M) {
     if (ok) m->b[kept++] = m->b[i];
   }
   m->nb = kept;
+}
+
+/* The warp-specialized kernel given up: the one-warpgroup kernel's fields. */
+static int no_ws(fl_mma_group *m) {
+  m->ws = 0, m->wgs = FL_WGMMA_GROUPS, m->stages = 0, m->pipe = 0, m->nb = 0;
+  return 0;
 }
 
 /* Too few keys a row for a block a multiprocessor to make up its fixed
@@ -461,19 +470,20 @@ static int choose_ws(matcher *M) {
   for (int o = 0; o < m->nops; o++) widest = m->op[o].width > widest ? m->op[o].width : widest;
   if (widest < FL_WS_MIN_WIDTH || m->step > FL_WS_STEP || !tma_loads(m)) return 0;
   if (few_keys(M->k, widest < 128 ? 2048.0 : 512.0)) return 0;
-  if (m->step > 64 && any_loads_by_key(M)) return 0; /* their addresses and values a key spill at 128 */
+  find_tile_inputs(M);
   int other = other_inputs(M);
   int64_t est = regs_estimate(m, m->step, 0) + 16 * other;
   int64_t piped = est + m->na * m->step / 4; /* and the previous step's packed weights */
   int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
-  if (widest < 128 && (wgs < 3 || m->step < 128)) return 0; /* narrow heads: measured only so */
+  if (widest < 128 && (wgs < 3 || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
   m->wgs = wgs;
   m->stages = FL_WS_STAGES;
   if (wgs == 3) m->pipe = piped <= 152;
   else m->pipe = !other && piped + (M->k->tiles.nmask ? 8 : 0) <= 200;
-  m->pipe &= FL_WS_PIPE;
-  find_tile_inputs(M);
+  m->pipe &= FL_WS_PIPE && !m->nb;
+  if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
+  if (m->step > 64 && any_loads_by_key(M)) return no_ws(m); /* their addresses and values a key spill at 128 */
   return 1;
 }
 

@@ -151,6 +151,25 @@ describe("CUDA source of every variant", function()
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', alibi64, 1, true)
     assert.equal("wgmma; 1 warpgroup, 64 keys a step, cp.async", kd64.design)
     assert.is_nil(alibi64:find("fl_regs_dec<", 1, true))
+    -- a pair bias [B, H, N, N] read at each (row, key) comes in tiles a step by TMA, 128 keys a step
+    local evo, kde = source("evoformer_row", 128)
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
+      .. "row-by-key inputs in tiles", kde.design)
+    -- beside full's tiles: two stages of the bias, 128 rows by 128 keys, within sm_90's 227 KiB
+    assert.equal((128 + 4 * 128) * 128 * 2 + 2 * 128 * 128 * 2 + 1024 + 9 * 8, kde.smem)
+    assert.is_true(kde.smem <= 227 * 1024)
+    assert.matches(", const __grid_constant__ fl_tmap tm3) {", evo, 1, true)
+    -- two 64-key panels a stage, on the values' barrier, read from shared memory
+    assert.matches("&tm3, (int)(st * 128LL) + 64, (int)(row0), plb0, bvf + s * 8u);", evo, 1, true)
+    assert.matches("fl_lds16(sbb0 + s * 32768u", evo, 1, true)
+    -- at head dim 64: three computing warpgroups, the bias's 192 rows a tile
+    local evo64, kde64 = source("evoformer_row", 64, 2048)
+    assert.equal("wgmma; TMA loader (24 registers) + 3 computing warpgroups (160), 128 keys a step, 2 stages, "
+      .. "row-by-key inputs in tiles", kde64.design)
+    assert.matches("fl_lds16(sbb0 + s * 49152u", evo64, 1, true)
+    -- keys not a multiple of 8 (rows of the bias not on 16 bytes): read from global memory
+    local _, odd = source("evoformer_row", 128, 1001)
+    assert.is_nil(odd.design:find("in tiles", 1, true))
   end)
 
   it("refuses an unknown path", function()
