@@ -40,6 +40,7 @@ typedef struct fl_cuda_kernel {
   int64_t threads;           /* scalar kernels: one a position, in blocks of 128 */
   unsigned grid[3], block[3]; /* tensor-core kernels (block[0] > 0): their launch shape */
   int smem;                  /* dynamic shared memory, bytes */
+  int persistent;            /* 1: grid[0] tiles, looped over by at most a block a multiprocessor */
   int plan_kernel;           /* the plan's kernel it runs */
   int schedule;              /* takes the tile classes and loop bounds after its values */
   fl_cuda_path path;         /* the kind of kernel: scalar, mma.sync or wgmma */

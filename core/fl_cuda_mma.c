@@ -223,6 +223,16 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 static int block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
 static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
+static int persistent(const fl_mma_group *m) { return m->ws && FL_WS_PERSISTENT; }
+static int64_t row_blocks(const fl_mma_group *m) { return (m->rows + block_rows(m) - 1) / block_rows(m); }
+
+/* Grid positions other than the query rows' (heads, batches). */
+static int64_t grid_rest(const fl_graph *g, const fl_mma_group *m) {
+  int64_t rest = 1;
+  for (int s = 0; s < m->k->tiles.gr.ngrid; s++)
+    if (s != m->row_slot) rest *= g->syms[m->k->tiles.gr.grid[s]].size;
+  return rest;
+}
 
 static int64_t op_rows(const fl_mma_group *m, const fl_mma_operand *o) {
   return o->role == FL_MMA_Q ? block_rows(m) : m->step;
@@ -872,21 +882,43 @@ static int64_t row_pad(const fl_mma_group *m) {
 static void put_block_order(printer *P) {
   int64_t g = (24ll << 20) / (head_bytes(P->m) ? head_bytes(P->m) : 1);
   g = g < 1 ? 1 : g > 64 ? 64 : g;
-  line(P, "const unsigned nb = gridDim.x, lin = blockIdx.x + nb * blockIdx.y, first = lin / (%uu * nb) * %uu;",
-       (unsigned)g, (unsigned)g);
-  line(P, "const unsigned g = gridDim.y - first < %uu ? gridDim.y - first : %uu, in = lin - first * nb;", (unsigned)g,
+  if (persistent(P->m))
+    line(P, "const unsigned nb = %lluu, ny = %lluu, lin = tile, first = lin / (%uu * nb) * %uu;",
+         (unsigned long long)row_blocks(P->m), (unsigned long long)grid_rest(P->g, P->m), (unsigned)g, (unsigned)g);
+  else
+    line(P, "const unsigned nb = gridDim.x, ny = gridDim.y, lin = blockIdx.x + nb * blockIdx.y, first = lin / (%uu * nb) * %uu;",
+         (unsigned)g, (unsigned)g);
+  line(P, "const unsigned g = ny - first < %uu ? ny - first : %uu, in = lin - first * nb;", (unsigned)g,
        (unsigned)g);
   line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d - %lldLL;", block_rows(P->m),
        (long long)row_pad(P->m));
   line(P, "long long rest = first + in %% g;");
 }
 
-static void put_prologue(printer *P) {
+/* The thread's place and the shared memory's tiles. */
+static void put_kernel_head(printer *P) {
   const fl_mma_group *m = P->m;
-  const fl_group *gr = &m->k->tiles.gr;
   line(P, "extern __shared__ __align__(16) unsigned char fl_sm[];");
   line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
   line(P, "const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0); /* warp-uniform, as the compiler sees it */");
+  int64_t off = 0;
+  line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
+  for (int o = 0; o < m->nops; o++) {
+    line(P, "const unsigned sb%d = sm0 + %lldu;", o, (long long)off);
+    if (buffers(m, o) == 1) line(P, "const unsigned so%d = sb%d;", o, o);
+    off += smem_bytes(m, o) * buffers(m, o);
+  }
+  for (int i = 0; i < m->nb; i++) {
+    line(P, "const unsigned sbb%d = sm0 + %lldu;", i, (long long)off);
+    off += m->stages * tile_input_bytes(m);
+  }
+}
+
+/* The block's (or, persistent, the tile's) rows, grid position and the
+ * offsets of its operands. */
+static void put_block(printer *P) {
+  const fl_mma_group *m = P->m;
+  const fl_group *gr = &m->k->tiles.gr;
   put_block_order(P);
   for (int s = gr->ngrid - 1; s >= 0; s--) {
     if (s == m->row_slot) continue;
@@ -898,12 +930,7 @@ static void put_prologue(printer *P) {
   line(P, "const long long rc[2] = {ra[0] < 0 ? 0 : ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < 0 ? 0 : ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
   line(P, "const float rcf[2] = {(float)rc[0], (float)rc[1]};");
-  int64_t off = 0;
-  line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
   for (int o = 0; o < m->nops; o++) {
-    line(P, "const unsigned sb%d = sm0 + %lldu;", o, (long long)off);
-    if (buffers(m, o) == 1) line(P, "const unsigned so%d = sb%d;", o, o);
-    off += smem_bytes(m, o) * buffers(m, o);
     if (!m->op[o].affine) continue;
     line(P, "long long ob%d = 0;", o);
     line(P, "{");
@@ -919,8 +946,6 @@ static void put_prologue(printer *P) {
            (long long)(m->op[o].plane_rows * m->op[o].width));
   }
   for (int i = 0; i < m->nb; i++) {
-    line(P, "const unsigned sbb%d = sm0 + %lldu;", i, (long long)off);
-    off += m->stages * tile_input_bytes(m);
     line(P, "long long obb%d = 0;", i);
     line(P, "{");
     P->c.depth++;
@@ -1307,8 +1332,9 @@ static int ws_compute_regs(const fl_mma_group *m) {
   return r > 240 ? 240 : r;
 }
 
-/* Barriers: Q's, then a stage each of keys full, values full, keys empty, values empty. */
-static int ws_barriers(const fl_mma_group *m) { return 1 + 4 * m->stages; }
+/* Barriers: Q's, then a stage each of keys full, values full, keys empty,
+ * values empty; persistent, Q's empty last. */
+static int ws_barriers(const fl_mma_group *m) { return 1 + 4 * m->stages + persistent(m); }
 
 static int64_t tiles_bytes(const fl_mma_group *m) {
   int64_t n = 0;
@@ -1369,22 +1395,36 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
   }
 }
 
-static void put_ws_loader(printer *P) {
-  const fl_mma_group *m = P->m;
-  char cond[32], r0[48];
-  if (FL_WS_SETMAXNREG) line(P, "fl_regs_dec<%d>();", ws_loader_regs(m));
-  snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
-  open_if(P, cond);
-  line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(m, FL_MMA_Q));
+/* Q's tile; persistent, once the previous tile's is done with. */
+static void put_ws_q_load(printer *P) {
+  if (persistent(P->m)) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
+  line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(P->m, FL_MMA_Q));
   put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
+}
+
+/* The loader's tile: Q's tile and the steps' keys and values. Persistent,
+ * the first step's keys go before Q (the last tile may still be reading
+ * its Q), and a tile of no steps still gets its Q. */
+static void put_ws_loads(printer *P) {
+  const fl_mma_group *m = P->m;
+  char r0[48];
+  int pers = persistent(m);
+  if (!pers) put_ws_q_load(P);
+  else line(P, "bool qd = false; /* Q's tile issued */");
   put_next(P, "st", "clo");
-  line(P, "for (unsigned i = 0; st < chi; ++i) {");
+  line(P, "for (; st < chi; ++i) {");
   P->c.depth++;
   line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
   snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
   line(P, "fl_bar_wait(bke + s * 8u, ph ^ 1u);");
   line(P, "fl_bar_expect(bkf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_K));
   put_tma(P, FL_MMA_K, "sb", "s", r0, "bkf + s * 8u");
+  if (pers) {
+    open_if(P, "!qd");
+    put_ws_q_load(P);
+    line(P, "qd = true;");
+    close_if(P);
+  }
   line(P, "fl_bar_wait(bve + s * 8u, ph ^ 1u);");
   line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)(role_bytes(m, FL_MMA_V) + m->nb * tile_input_bytes(m)));
   put_tma(P, FL_MMA_V, "sb", "s", r0, "bvf + s * 8u");
@@ -1396,6 +1436,33 @@ static void put_ws_loader(printer *P) {
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
+  if (pers) {
+    open_if(P, "!qd");
+    put_ws_q_load(P);
+    close_if(P);
+  }
+}
+
+/* Persistent: `for` each of the block's tiles (it counts them), its
+ * rows, grid position and schedule; closed by close_if. */
+static void open_tiles(printer *P) {
+  line(P, "for (unsigned tile = blockIdx.x, it = 0; tile < %lluu; tile += gridDim.x, ++it) {",
+       (unsigned long long)(row_blocks(P->m) * grid_rest(P->g, P->m)));
+  P->c.depth++;
+  put_block(P);
+  put_schedule(P);
+}
+
+static void put_ws_loader(printer *P) {
+  const fl_mma_group *m = P->m;
+  char cond[32];
+  if (FL_WS_SETMAXNREG) line(P, "fl_regs_dec<%d>();", ws_loader_regs(m));
+  snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
+  open_if(P, cond);
+  line(P, "unsigned i = 0; /* steps loaded, over every tile */");
+  if (persistent(m)) open_tiles(P);
+  put_ws_loads(P);
+  if (persistent(m)) close_if(P);
   close_if(P);
 }
 
@@ -1424,7 +1491,7 @@ static void put_ws_step_head(printer *P) {
  * (the barriers' phases must be followed) and release them, whether the
  * step is theirs or not. */
 static void put_ws_step(printer *P) {
-  line(P, "for (unsigned i = 0; st < chi; ++i) {");
+  line(P, "for (; st < chi; ++i) {");
   P->c.depth++;
   put_ws_step_head(P);
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
@@ -1457,7 +1524,7 @@ static void put_ws_step_pipe(printer *P) {
   line(P, "bool pm = false; /* the previous step's product is still to be issued */");
   line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
   for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
-  line(P, "unsigned i = 0;");
+  line(P, "const unsigned i0 = i; /* the tile's first step */");
   if (FL_WS_PINGPONG) {
     line(P, "const int next_turn = 1 + (wg + 1) %% %d; /* the next warpgroup's barrier */", m->wgs);
     line(P, "if (wg == %d) fl_named_arrive(1, %d); /* the first turn is warpgroup 0's */", m->wgs - 1,
@@ -1468,7 +1535,7 @@ static void put_ws_step_pipe(printer *P) {
   put_ws_step_head(P);
   put_deferred_factors(P);
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
-  line(P, "if (i > 0) fl_bar_wait(bvf + ps * 8u, pph);");
+  line(P, "if (i > i0) fl_bar_wait(bvf + ps * 8u, pph);");
   char turn[96];
   snprintf(turn, sizeof turn, "fl_named_arrive(next_turn, %d);", 2 * FL_MMA_THREADS);
   if (FL_WS_PINGPONG) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
@@ -1476,21 +1543,34 @@ static void put_ws_step_pipe(printer *P) {
   line(P, "fl_bar_arrive(bke + s * 8u);");
   put_pipe_body(P);
   put_pipe_rescale(P);
-  line(P, "if (i > 0) fl_bar_arrive(bve + ps * 8u);");
+  line(P, "if (i > i0) fl_bar_arrive(bve + ps * 8u);");
   line(P, "pm = mine, ps = s, pph = ph;");
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
   if (FL_WS_PINGPONG) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
   /* the last step's product */
-  open_if(P, "i > 0");
+  open_if(P, "i > i0");
   line(P, "fl_bar_wait(bvf + ps * 8u, pph);");
   open_if(P, "pm");
   for (int o = 0; o < m->nops; o++)
     if (m->op[o].role == FL_MMA_V) put_previous_values(P, o);
   put_wgmma_products(P, "sp", 1);
   close_if(P);
+  if (persistent(m)) line(P, "fl_bar_arrive(bve + ps * 8u); /* the next tile's steps reuse the stage */");
   close_if(P);
+}
+
+/* The computing warpgroups' tile: Q, the steps, the outputs. */
+static void put_ws_computes(printer *P) {
+  const fl_mma_group *m = P->m;
+  line(P, "fl_bar_wait(bq, %s);", persistent(m) ? "it & 1u" : "0");
+  put_q_fragments(P);
+  put_next(P, "st", "clo");
+  if (m->pipe) put_ws_step_pipe(P);
+  else put_ws_step(P);
+  if (persistent(m)) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
+  put_finish(P);
 }
 
 static void put_ws(printer *P) {
@@ -1498,8 +1578,10 @@ static void put_ws(printer *P) {
   int S = m->stages, n = FL_MMA_THREADS * m->wgs;
   line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
        (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
+  if (persistent(m)) line(P, "const unsigned bqe = bve + %du;", 8 * S);
   open_if(P, "tid == 0");
   line(P, "fl_bar_init(bq, 1);");
+  if (persistent(m)) line(P, "fl_bar_init(bqe, %d);", n);
   line(P, "#pragma unroll");
   line(P, "for (int s = 0; s < %d; ++s) {", S);
   line(P, "  fl_bar_init(bkf + s * 8u, 1), fl_bar_init(bvf + s * 8u, 1);");
@@ -1515,12 +1597,13 @@ static void put_ws(printer *P) {
   line(P, "} else {");
   P->c.depth++;
   if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
-  line(P, "fl_bar_wait(bq, 0);");
-  put_q_fragments(P);
-  put_next(P, "st", "clo");
-  if (m->pipe) put_ws_step_pipe(P);
-  else put_ws_step(P);
-  put_finish(P);
+  line(P, "unsigned i = 0; /* steps computed, over every tile */");
+  if (persistent(m)) {
+    open_tiles(P);
+    put_state(P);
+  }
+  put_ws_computes(P);
+  if (persistent(m)) close_if(P);
   close_if(P);
 }
 
@@ -1537,10 +1620,13 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
     for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, m->op[m->a_v[i]].width);
   }
   put_signature(&P, kd);
-  put_prologue(&P);
+  put_kernel_head(&P);
   steps_and_tiles(&P);
-  put_schedule(&P);
-  put_state(&P);
+  if (!persistent(m)) {
+    put_block(&P);
+    put_schedule(&P);
+    put_state(&P);
+  }
   if (m->ws) put_ws(&P);
   else put_plain(&P);
   fl_text_put(b, "}\n\n");
@@ -1582,9 +1668,10 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
   const char *instr = m->hopper ? "wgmma" : "mma.sync";
   if (m->ws)
     snprintf(kd->design, sizeof kd->design,
-             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s", instr,
+             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s", instr,
              ws_loader_regs(m), m->wgs, ws_compute_regs(m), (long long)m->step, m->stages,
-             m->pipe ? ", pipelined" : "", m->nb ? ", row-by-key inputs in tiles" : "");
+             m->pipe ? ", pipelined" : "", m->nb ? ", row-by-key inputs in tiles" : "",
+             persistent(m) ? ", persistent" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,
              m->wgs == 1 ? "" : "s", (long long)m->step, m->pipe ? ", pipelined" : "");
@@ -1594,14 +1681,17 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_k
   put_design(m, kd);
   kd->block[0] = (unsigned)block_threads(m);
   kd->block[1] = kd->block[2] = 1;
-  kd->grid[0] = (unsigned)((m->rows + block_rows(m) - 1) / block_rows(m));
-  int64_t rest = 1;
-  for (int s = 0; s < m->k->tiles.gr.ngrid; s++)
-    if (s != m->row_slot) rest *= p->g->syms[m->k->tiles.gr.grid[s]].size;
+  kd->grid[0] = (unsigned)row_blocks(m);
+  int64_t rest = grid_rest(p->g, m);
   if (rest > 65535 || (int64_t)kd->grid[0] * rest >= 0xffffffffll) /* blocks are numbered in 32 bits */
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
+  if (persistent(m)) {
+    kd->grid[0] *= kd->grid[1];
+    kd->grid[1] = 1;
+    kd->persistent = 1;
+  }
   kd->smem = (int)fl_cuda_mma_smem(m);
   put_tmaps(p->g, m, kd);
   kd->schedule = 1;

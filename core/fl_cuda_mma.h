@@ -112,6 +112,15 @@
  * B4 N4096 D64 264 (119 on one warpgroup, which the bias's registers forced). */
 #define FL_WS_TILE_INPUTS 1
 #endif
+#ifndef FL_WS_PERSISTENT
+/* 1: warp-specialized kernels run a block a multiprocessor that loops over
+ * the tiles (rows of a grid position), the loader fetching the next tile's
+ * keys and queries while the computing warpgroups finish this one. */
+#define FL_WS_PERSISTENT 0
+#endif
+#ifndef FL_WS_FEW_KEYS
+#define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif

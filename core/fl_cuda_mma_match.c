@@ -469,7 +469,7 @@ static int choose_ws(matcher *M) {
   int widest = 0;
   for (int o = 0; o < m->nops; o++) widest = m->op[o].width > widest ? m->op[o].width : widest;
   if (widest < FL_WS_MIN_WIDTH || m->step > FL_WS_STEP || !tma_loads(m)) return 0;
-  if (few_keys(M->k, widest < 128 ? 2048.0 : 512.0)) return 0;
+  if (FL_WS_FEW_KEYS && few_keys(M->k, widest < 128 ? 2048.0 : 512.0)) return 0;
   find_tile_inputs(M);
   int other = other_inputs(M);
   int64_t est = regs_estimate(m, m->step, 0) + 16 * other;

@@ -70,6 +70,9 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path 
     if (s == FL_OK && x->prog.k[k].smem > 48 * 1024)
       s = fl_cuda_function_set_shared(&x->fn[k], x->prog.k[k].smem, e);
   }
+  fl_cuda_info info;
+  if (s == FL_OK) s = fl_cuda_device_info(ordinal, &info, e);
+  if (s == FL_OK) x->sms = info.multiprocessors > 0 ? info.multiprocessors : 1;
   if (s == FL_OK) s = build_schedules(p, x, e);
   if (s != FL_OK) fl_cuda_exec_free(x);
   return s;
@@ -304,6 +307,10 @@ static fl_status launch(fl_cuda_exec *x, int k, buffers *b, fl_err *e) {
     params[n++] = &maps[t];
   }
   if (s != FL_OK) return s;
+  if (kd->persistent) {
+    unsigned grid[3] = {kd->grid[0] < (unsigned)x->sms ? kd->grid[0] : (unsigned)x->sms, 1, 1};
+    return fl_cuda_launch(&x->fn[k], grid, kd->block, kd->smem, NULL, params, e);
+  }
   if (kd->block[0]) return fl_cuda_launch(&x->fn[k], kd->grid, kd->block, kd->smem, NULL, params, e);
   int64_t blocks = (kd->threads + BLOCK - 1) / BLOCK;
   if (blocks == 0) return FL_OK;

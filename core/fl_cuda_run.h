@@ -15,6 +15,7 @@ typedef struct fl_cuda_exec {
   fl_cuda_module module;
   fl_cuda_function *fn; /* one per kernel of prog */
   int ordinal;
+  int sms;              /* the device's multiprocessors: persistent kernels' blocks */
   fl_dtype out_dtype;
   fl_cuda_path path; /* as resolved */
   int loaded;
