@@ -78,6 +78,7 @@ typedef struct printer {
   const char *row;  /* the row half of the context: "h >> 1" or "r" */
   int elem;         /* in an element context ([nt][h] or [et][h]) */
   int at_key;       /* at a score's element: its key kj of the step's stage s */
+  int persistent;   /* a block a multiprocessor looping over the tiles (FL_WS_PERSISTENT) */
   int known;        /* every mask condition known true (a full tile) */
   int edge;         /* the step may hold keys past the end */
   int64_t spt;      /* steps a plan key tile (all of them when one tile holds every key) */
@@ -223,7 +224,6 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 static int block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
 static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
-static int persistent(const fl_mma_group *m) { return m->ws && FL_WS_PERSISTENT; }
 static int64_t row_blocks(const fl_mma_group *m) { return (m->rows + block_rows(m) - 1) / block_rows(m); }
 
 /* Grid positions other than the query rows' (heads, batches). */
@@ -882,7 +882,7 @@ static int64_t row_pad(const fl_mma_group *m) {
 static void put_block_order(printer *P) {
   int64_t g = (24ll << 20) / (head_bytes(P->m) ? head_bytes(P->m) : 1);
   g = g < 1 ? 1 : g > 64 ? 64 : g;
-  if (persistent(P->m))
+  if (P->persistent)
     line(P, "const unsigned nb = %lluu, ny = %lluu, lin = tile, first = lin / (%uu * nb) * %uu;",
          (unsigned long long)row_blocks(P->m), (unsigned long long)grid_rest(P->g, P->m), (unsigned)g, (unsigned)g);
   else
@@ -1333,8 +1333,8 @@ static int ws_compute_regs(const fl_mma_group *m) {
 }
 
 /* Barriers: Q's, then a stage each of keys full, values full, keys empty,
- * values empty; persistent, Q's empty last. */
-static int ws_barriers(const fl_mma_group *m) { return 1 + 4 * m->stages + persistent(m); }
+ * values empty; Q's empty last (used when persistent). */
+static int ws_barriers(const fl_mma_group *m) { return 2 + 4 * m->stages; }
 
 static int64_t tiles_bytes(const fl_mma_group *m) {
   int64_t n = 0;
@@ -1397,7 +1397,7 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
 
 /* Q's tile; persistent, once the previous tile's is done with. */
 static void put_ws_q_load(printer *P) {
-  if (persistent(P->m)) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
+  if (P->persistent) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
   line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(P->m, FL_MMA_Q));
   put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
 }
@@ -1408,7 +1408,7 @@ static void put_ws_q_load(printer *P) {
 static void put_ws_loads(printer *P) {
   const fl_mma_group *m = P->m;
   char r0[48];
-  int pers = persistent(m);
+  int pers = P->persistent;
   if (!pers) put_ws_q_load(P);
   else line(P, "bool qd = false; /* Q's tile issued */");
   put_next(P, "st", "clo");
@@ -1444,11 +1444,15 @@ static void put_ws_loads(printer *P) {
 }
 
 /* Persistent: `for` each of the block's tiles (it counts them), its
- * rows, grid position and schedule; closed by close_if. */
+ * rows, grid position and schedule; closed by close_if. The blocks take a
+ * wave of tiles at a time, every other wave in reverse order: tiles come
+ * longest first (see put_block_order), so a block that took a long one in
+ * one wave takes a short one in the next. */
 static void open_tiles(printer *P) {
-  line(P, "for (unsigned tile = blockIdx.x, it = 0; tile < %lluu; tile += gridDim.x, ++it) {",
-       (unsigned long long)(row_blocks(P->m) * grid_rest(P->g, P->m)));
+  line(P, "for (unsigned it = 0;; ++it) {");
   P->c.depth++;
+  line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
+  line(P, "if (tile >= %lluu) break;", (unsigned long long)(row_blocks(P->m) * grid_rest(P->g, P->m)));
   put_block(P);
   put_schedule(P);
 }
@@ -1460,9 +1464,9 @@ static void put_ws_loader(printer *P) {
   snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
   open_if(P, cond);
   line(P, "unsigned i = 0; /* steps loaded, over every tile */");
-  if (persistent(m)) open_tiles(P);
+  if (P->persistent) open_tiles(P);
   put_ws_loads(P);
-  if (persistent(m)) close_if(P);
+  if (P->persistent) close_if(P);
   close_if(P);
 }
 
@@ -1557,19 +1561,19 @@ static void put_ws_step_pipe(printer *P) {
     if (m->op[o].role == FL_MMA_V) put_previous_values(P, o);
   put_wgmma_products(P, "sp", 1);
   close_if(P);
-  if (persistent(m)) line(P, "fl_bar_arrive(bve + ps * 8u); /* the next tile's steps reuse the stage */");
+  if (P->persistent) line(P, "fl_bar_arrive(bve + ps * 8u); /* the next tile's steps reuse the stage */");
   close_if(P);
 }
 
 /* The computing warpgroups' tile: Q, the steps, the outputs. */
 static void put_ws_computes(printer *P) {
   const fl_mma_group *m = P->m;
-  line(P, "fl_bar_wait(bq, %s);", persistent(m) ? "it & 1u" : "0");
+  line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
   put_q_fragments(P);
   put_next(P, "st", "clo");
   if (m->pipe) put_ws_step_pipe(P);
   else put_ws_step(P);
-  if (persistent(m)) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
+  if (P->persistent) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
   put_finish(P);
 }
 
@@ -1578,10 +1582,10 @@ static void put_ws(printer *P) {
   int S = m->stages, n = FL_MMA_THREADS * m->wgs;
   line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
        (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
-  if (persistent(m)) line(P, "const unsigned bqe = bve + %du;", 8 * S);
+  if (P->persistent) line(P, "const unsigned bqe = bve + %du;", 8 * S);
   open_if(P, "tid == 0");
   line(P, "fl_bar_init(bq, 1);");
-  if (persistent(m)) line(P, "fl_bar_init(bqe, %d);", n);
+  if (P->persistent) line(P, "fl_bar_init(bqe, %d);", n);
   line(P, "#pragma unroll");
   line(P, "for (int s = 0; s < %d; ++s) {", S);
   line(P, "  fl_bar_init(bkf + s * 8u, 1), fl_bar_init(bvf + s * 8u, 1);");
@@ -1598,17 +1602,33 @@ static void put_ws(printer *P) {
   P->c.depth++;
   if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
   line(P, "unsigned i = 0; /* steps computed, over every tile */");
-  if (persistent(m)) {
+  if (P->persistent) {
     open_tiles(P);
     put_state(P);
   }
   put_ws_computes(P);
-  if (persistent(m)) close_if(P);
+  if (P->persistent) close_if(P);
   close_if(P);
 }
 
 static void put_plain(printer *P);
-static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_kernel *kd, fl_err *e);
+static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persistent, fl_cuda_kernel *kd,
+                              fl_err *e);
+
+/* Persistent (FL_WS_PERSISTENT): warp-specialized, without masks (their
+ * tiles' lengths differ, which a static assignment balances worse than
+ * the hardware's scheduler), storing no row statistics (lse's spilled). */
+static int persistent(const printer *P) {
+  const fl_mma_group *m = P->m;
+  if (!m->ws || !FL_WS_PERSISTENT || m->k->tiles.nmask || m->k->tiles.data) return 0;
+  for (int i = 0; i < m->nx; i++)
+    if (needed(P, m->x[i])) return 0;
+  for (int i = 0; i < m->ns; i++)
+    if (needed(P, m->s[i])) return 0;
+  for (int i = 0; i < m->ne; i++)
+    if (!m->e_reg[i] && needed(P, m->e[i])) return 0;
+  return 1;
+}
 
 fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
                             fl_cuda_kernel *kd, fl_err *e) {
@@ -1619,10 +1639,11 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
     fl_cuda_wgmma_put_fn(b, m->q_regs ? FL_WGMMA_RS : FL_WGMMA_SS, m->dt, (int)m->step);
     for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, m->op[m->a_v[i]].width);
   }
+  P.persistent = persistent(&P);
   put_signature(&P, kd);
   put_kernel_head(&P);
   steps_and_tiles(&P);
-  if (!persistent(m)) {
+  if (!P.persistent) {
     put_block(&P);
     put_schedule(&P);
     put_state(&P);
@@ -1631,7 +1652,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   else put_plain(&P);
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
-  return launch_shape(p, m, kd, e);
+  return launch_shape(p, m, P.persistent, kd, e);
 }
 
 /* The kernel after its state (cp.async loads, every thread computes). */
@@ -1671,13 +1692,15 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s", instr,
              ws_loader_regs(m), m->wgs, ws_compute_regs(m), (long long)m->step, m->stages,
              m->pipe ? ", pipelined" : "", m->nb ? ", row-by-key inputs in tiles" : "",
-             persistent(m) ? ", persistent" : "");
+             kd->persistent ? ", persistent" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,
              m->wgs == 1 ? "" : "s", (long long)m->step, m->pipe ? ", pipelined" : "");
 }
 
-static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_kernel *kd, fl_err *e) {
+static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persistent, fl_cuda_kernel *kd,
+                              fl_err *e) {
+  kd->persistent = persistent;
   put_design(m, kd);
   kd->block[0] = (unsigned)block_threads(m);
   kd->block[1] = kd->block[2] = 1;
@@ -1687,10 +1710,9 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, fl_cuda_k
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
-  if (persistent(m)) {
+  if (persistent) {
     kd->grid[0] *= kd->grid[1];
     kd->grid[1] = 1;
-    kd->persistent = 1;
   }
   kd->smem = (int)fl_cuda_mma_smem(m);
   put_tmaps(p->g, m, kd);

@@ -113,10 +113,16 @@
 #define FL_WS_TILE_INPUTS 1
 #endif
 #ifndef FL_WS_PERSISTENT
-/* 1: warp-specialized kernels run a block a multiprocessor that loops over
- * the tiles (rows of a grid position), the loader fetching the next tile's
- * keys and queries while the computing warpgroups finish this one. */
-#define FL_WS_PERSISTENT 0
+/* 1: warp-specialized kernels without masks run a block a multiprocessor
+ * that loops over the tiles (rows of a grid position), the loader fetching
+ * the next tile's keys and queries while the computing warpgroups finish
+ * this one. H100, bf16, TFLOP/s, one-block-a-tile against persistent:
+ * full B4 H16 N4096 D128 544 / 551, B1 N16384 D128 611 / 623, B4 N4096
+ * D64 362 / 375, B1 N16384 D64 413 / 414. Masked kernels stay a block a
+ * tile: the static assignment (even with every other wave reversed)
+ * balanced causal worse than the hardware's block scheduler (B4 N4096
+ * D128 340 against 386, B1 N16384 D128 410 against 487). */
+#define FL_WS_PERSISTENT 1
 #endif
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */

@@ -211,6 +211,14 @@ static int p_cuda(lua_State *L) {
       lua_setfield(L, -2, "design");
       set_int(L, "block", k->block[0]);
       set_int(L, "smem", k->smem);
+      lua_createtable(L, 3, 0);
+      for (int d = 0; d < 3; d++) {
+        lua_pushinteger(L, k->grid[d]);
+        lua_rawseti(L, -2, d + 1);
+      }
+      lua_setfield(L, -2, "grid");
+      lua_pushboolean(L, k->persistent);
+      lua_setfield(L, -2, "persistent");
     }
     lua_createtable(L, k->nparams, 0);
     lua_createtable(L, k->nparams, 0);

@@ -99,10 +99,20 @@ describe("CUDA source of every variant", function()
     local full, kd = source("full", 128, 960)
     -- the kernel list says how it is laid out
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
-      .. "pipelined", kd.design)
+      .. "pipelined, persistent", kd.design)
     assert.equal(384, kd.block)
     -- Q's 128 rows, two stages of 128 keys and 128 values, 128 wide, bf16; room to align; the barriers
-    assert.equal((128 + 4 * 128) * 128 * 2 + 1024 + 9 * 8, kd.smem)
+    assert.equal((128 + 4 * 128) * 128 * 2 + 1024 + 10 * 8, kd.smem)
+    -- persistent: a grid of tiles (8 row blocks x 2 heads), looped over by at most a block a multiprocessor,
+    -- every other wave in reverse; Q's tile freed for the next tile's once its steps are done
+    assert.is_true(kd.persistent)
+    assert.same({16, 1, 1}, kd.grid)
+    assert.matches("const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);",
+      full, 1, true)
+    assert.matches("if (tile >= 16u) break;", full, 1, true)
+    assert.matches("if (it) fl_bar_wait(bqe, (it - 1u) & 1u);", full, 1, true)
+    assert.matches("fl_bar_wait(bq, it & 1u);", full, 1, true)
+    assert.matches("fl_bar_arrive(bqe); /* done with Q's tile */", full, 1, true)
     -- two computing warpgroups of 240 registers and the loader, one block a multiprocessor
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', full, 1, true)
     assert.matches("const __grid_constant__ fl_tmap tm0, const __grid_constant__ fl_tmap tm1, "
@@ -121,6 +131,12 @@ describe("CUDA source of every variant", function()
     assert.matches("for (int t = 0; t < 2; ++t) {", causal, 1, true)
     assert.matches("fl_step_skipped(tb, st, 1, 2, 16, 2)", causal, 1, true)
     assert.is_nil(causal:find("bool pm = false;", 1, true))
+    -- masked: a block a tile (the hardware's scheduler balances the tiles' lengths)
+    assert.matches("fl_bar_wait(bq, 0);", causal, 1, true)
+    assert.is_nil(causal:find("gridDim.x - 1u - blockIdx.x", 1, true))
+    -- lse stores its row statistics: a block a tile (persistent, they spilled)
+    local _, kdl = source("lse", 128)
+    assert.is_nil(kdl.design:find("persistent", 1, true))
     -- a group that reads a bias: not pipelined
     local alibi = source("alibi", 128)
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', alibi, 1, true)
@@ -144,7 +160,8 @@ describe("CUDA source of every variant", function()
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 64, 1024), 1, true)
     -- differential attention's two accumulators at head dim 128: 32 keys a step, two computing warpgroups
     local diff, kdd = source("differential", 128)
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 32 keys a step, 2 stages", kdd.design)
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 32 keys a step, 2 stages, persistent",
+      kdd.design)
     assert.matches("const long long key0 = st * 32LL;", diff, 1, true)
     -- but a head dim of 64 that would need two warpgroups stays on one warpgroup a block, cp.async
     local alibi64, kd64 = source("alibi", 64)
@@ -154,9 +171,9 @@ describe("CUDA source of every variant", function()
     -- a pair bias [B, H, N, N] read at each (row, key) comes in tiles a step by TMA, 128 keys a step
     local evo, kde = source("evoformer_row", 128)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
-      .. "row-by-key inputs in tiles", kde.design)
+      .. "row-by-key inputs in tiles, persistent", kde.design)
     -- beside full's tiles: two stages of the bias, 128 rows by 128 keys, within sm_90's 227 KiB
-    assert.equal((128 + 4 * 128) * 128 * 2 + 2 * 128 * 128 * 2 + 1024 + 9 * 8, kde.smem)
+    assert.equal((128 + 4 * 128) * 128 * 2 + 2 * 128 * 128 * 2 + 1024 + 10 * 8, kde.smem)
     assert.is_true(kde.smem <= 227 * 1024)
     assert.matches(", const __grid_constant__ fl_tmap tm3) {", evo, 1, true)
     -- two 64-key panels a stage, on the values' barrier, read from shared memory
@@ -165,7 +182,7 @@ describe("CUDA source of every variant", function()
     -- at head dim 64: three computing warpgroups, the bias's 192 rows a tile
     local evo64, kde64 = source("evoformer_row", 64, 2048)
     assert.equal("wgmma; TMA loader (24 registers) + 3 computing warpgroups (160), 128 keys a step, 2 stages, "
-      .. "row-by-key inputs in tiles", kde64.design)
+      .. "row-by-key inputs in tiles, persistent", kde64.design)
     assert.matches("fl_lds16(sbb0 + s * 49152u", evo64, 1, true)
     -- keys not a multiple of 8 (rows of the bias not on 16 bytes): read from global memory
     local _, odd = source("evoformer_row", 128, 1001)
