@@ -1333,8 +1333,8 @@ static int ws_compute_regs(const fl_mma_group *m) {
 }
 
 /* Barriers: Q's, then a stage each of keys full, values full, keys empty,
- * values empty; Q's empty last (used when persistent). */
-static int ws_barriers(const fl_mma_group *m) { return 2 + 4 * m->stages; }
+ * values empty; persistent, Q's empty, and two words for tiles' numbers. */
+static int ws_barriers(const fl_mma_group *m) { return 3 + 4 * m->stages; }
 
 static int64_t tiles_bytes(const fl_mma_group *m) {
   int64_t n = 0;
@@ -1398,6 +1398,7 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
 /* Q's tile; persistent, once the previous tile's is done with. */
 static void put_ws_q_load(printer *P) {
   if (P->persistent) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
+  if (P->persistent && FL_WS_DYNAMIC) line(P, "fl_sts32(bts + (it & 1u) * 4u, tile); /* for the computing warpgroups */");
   line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(P->m, FL_MMA_Q));
   put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
 }
@@ -1443,16 +1444,39 @@ static void put_ws_loads(printer *P) {
   }
 }
 
+static unsigned long long tiles_count(const printer *P) {
+  return (unsigned long long)(row_blocks(P->m) * grid_rest(P->g, P->m));
+}
+
 /* Persistent: `for` each of the block's tiles (it counts them), its
  * rows, grid position and schedule; closed by close_if. The blocks take a
  * wave of tiles at a time, every other wave in reverse order: tiles come
  * longest first (see put_block_order), so a block that took a long one in
- * one wave takes a short one in the next. */
-static void open_tiles(printer *P) {
+ * one wave takes a short one in the next. Dynamic (FL_WS_DYNAMIC), the
+ * loader takes each tile after its block's first from a counter (after
+ * the fixup flags), and tells the computing warpgroups its number with
+ * Q's tile (or, past the last, with an empty phase of Q's barrier). */
+static void open_tiles(printer *P, int loader) {
   line(P, "for (unsigned it = 0;; ++it) {");
   P->c.depth++;
-  line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
-  line(P, "if (tile >= %lluu) break;", (unsigned long long)(row_blocks(P->m) * grid_rest(P->g, P->m)));
+  if (!FL_WS_DYNAMIC) {
+    line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
+    line(P, "if (tile >= %lluu) break;", tiles_count(P));
+  } else if (loader) {
+    line(P, "const unsigned tile = it ? gridDim.x + fl_take(fix + %lld) : blockIdx.x;", (long long)P->positions + 1);
+    char past[48];
+    snprintf(past, sizeof past, "tile >= %lluu", tiles_count(P));
+    open_if(P, past);
+    line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
+    line(P, "fl_sts32(bts + (it & 1u) * 4u, tile);");
+    line(P, "fl_bar_arrive(bq); /* no more tiles */");
+    line(P, "break;");
+    close_if(P);
+  } else {
+    line(P, "fl_bar_wait(bq, it & 1u);");
+    line(P, "const unsigned tile = fl_lds32(bts + (it & 1u) * 4u);");
+    line(P, "if (tile >= %lluu) break;", tiles_count(P));
+  }
   put_block(P);
   put_schedule(P);
 }
@@ -1464,7 +1488,7 @@ static void put_ws_loader(printer *P) {
   snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
   open_if(P, cond);
   line(P, "unsigned i = 0; /* steps loaded, over every tile */");
-  if (P->persistent) open_tiles(P);
+  if (P->persistent) open_tiles(P, 1);
   put_ws_loads(P);
   if (P->persistent) close_if(P);
   close_if(P);
@@ -1568,7 +1592,8 @@ static void put_ws_step_pipe(printer *P) {
 /* The computing warpgroups' tile: Q, the steps, the outputs. */
 static void put_ws_computes(printer *P) {
   const fl_mma_group *m = P->m;
-  line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
+  if (!P->persistent) line(P, "fl_bar_wait(bq, 0);");
+  else if (!FL_WS_DYNAMIC) line(P, "fl_bar_wait(bq, it & 1u);");
   put_q_fragments(P);
   put_next(P, "st", "clo");
   if (m->pipe) put_ws_step_pipe(P);
@@ -1582,7 +1607,7 @@ static void put_ws(printer *P) {
   int S = m->stages, n = FL_MMA_THREADS * m->wgs;
   line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
        (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
-  if (P->persistent) line(P, "const unsigned bqe = bve + %du;", 8 * S);
+  if (P->persistent) line(P, "const unsigned bqe = bve + %du, bts = bqe + 8u;", 8 * S);
   open_if(P, "tid == 0");
   line(P, "fl_bar_init(bq, 1);");
   if (P->persistent) line(P, "fl_bar_init(bqe, %d);", n);
@@ -1603,7 +1628,7 @@ static void put_ws(printer *P) {
   if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
   line(P, "unsigned i = 0; /* steps computed, over every tile */");
   if (P->persistent) {
-    open_tiles(P);
+    open_tiles(P, 0);
     put_state(P);
   }
   put_ws_computes(P);
@@ -1615,12 +1640,14 @@ static void put_plain(printer *P);
 static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persistent, fl_cuda_kernel *kd,
                               fl_err *e);
 
-/* Persistent (FL_WS_PERSISTENT): warp-specialized, without masks (their
- * tiles' lengths differ, which a static assignment balances worse than
- * the hardware's scheduler), storing no row statistics (lse's spilled). */
+/* Persistent (FL_WS_PERSISTENT): warp-specialized, without masks unless
+ * tiles are taken from a counter (FL_WS_DYNAMIC: masked tiles' lengths
+ * differ, which a fixed share balances worse than the hardware's block
+ * scheduler), storing no row statistics (lse's spilled). */
 static int persistent(const printer *P) {
   const fl_mma_group *m = P->m;
-  if (!m->ws || !FL_WS_PERSISTENT || m->k->tiles.nmask || m->k->tiles.data) return 0;
+  if (!m->ws || !FL_WS_PERSISTENT) return 0;
+  if (!FL_WS_DYNAMIC && (m->k->tiles.nmask || m->k->tiles.data)) return 0;
   for (int i = 0; i < m->nx; i++)
     if (needed(P, m->x[i])) return 0;
   for (int i = 0; i < m->ns; i++)

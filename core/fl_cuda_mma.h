@@ -124,6 +124,14 @@
  * D128 340 against 386, B1 N16384 D128 410 against 487). */
 #define FL_WS_PERSISTENT 1
 #endif
+#ifndef FL_WS_DYNAMIC
+/* 1: persistent kernels, masked ones too, take their tiles one at a time
+ * from a counter (longest first) instead of a fixed share each. Off: not
+ * yet run on a GPU, and ptxas spills 36-134 bytes in every kernel with it
+ * (the tile's number read from shared memory cannot be recomputed, so
+ * what derives from it stays live through the steps). */
+#define FL_WS_DYNAMIC 0
+#endif
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif

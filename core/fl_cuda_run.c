@@ -247,12 +247,13 @@ static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
   return fl_cuda_storage(g, v, ((const fl_cuda_exec *)ctx)->out_dtype);
 }
 
-/* A tensor-core kernel's flags: one int a grid position, zeroed. */
+/* A tensor-core kernel's flags: one int a grid position, the word "any",
+ * and the counter its persistent blocks take tiles from; zeroed. */
 static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
   size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
   uint64_t *fix = &x->fix[kd->plan_kernel];
-  fl_status s = *fix ? FL_OK : fl_cuda_alloc(x->ordinal, (n + 1) * sizeof(int), fix, e);
-  if (s == FL_OK) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, n + 1, e);
+  fl_status s = *fix ? FL_OK : fl_cuda_alloc(x->ordinal, (n + 2) * sizeof(int), fix, e);
+  if (s == FL_OK) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, n + 2, e);
   b->fix = *fix;
   b->nfix = (int64_t)n;
   return s;
