@@ -895,6 +895,22 @@ static void put_block_order(printer *P) {
   line(P, "long long rest = first + in %% g;");
 }
 
+/* ob<name>: where member's load starts at the block's grid position (its
+ * other variables 0); and, given the elements of a plane (TMA's third
+ * coordinate), pl<name>: the plane it starts in. */
+static void put_block_offset(printer *P, int member, int load, const char *name, int64_t plane) {
+  char dst[24];
+  snprintf(dst, sizeof dst, "ob%s", name);
+  line(P, "long long %s = 0;", dst);
+  line(P, "{");
+  P->c.depth++;
+  put_vars(P, member, "0", "0", "0", 1);
+  put_offset(P, member, load, dst);
+  P->c.depth--;
+  line(P, "}");
+  if (plane) line(P, "const int pl%s = (int)(%s / %lldLL); /* its plane */", name, dst, (long long)plane);
+}
+
 /* The thread's place and the shared memory's tiles. */
 static void put_kernel_head(printer *P) {
   const fl_mma_group *m = P->m;
@@ -930,32 +946,15 @@ static void put_block(printer *P) {
   line(P, "const long long rc[2] = {ra[0] < 0 ? 0 : ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < 0 ? 0 : ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
   line(P, "const float rcf[2] = {(float)rc[0], (float)rc[1]};");
+  char name[16];
   for (int o = 0; o < m->nops; o++) {
     if (!m->op[o].affine) continue;
-    line(P, "long long ob%d = 0;", o);
-    line(P, "{");
-    P->c.depth++;
-    put_vars(P, m->op[o].member, "0", "0", "0", 1);
-    char dst[16];
-    snprintf(dst, sizeof dst, "ob%d", o);
-    put_offset(P, m->op[o].member, m->op[o].load, dst);
-    P->c.depth--;
-    line(P, "}");
-    if (m->ws)
-      line(P, "const int pl%d = (int)(ob%d / %lldLL); /* its plane */", o, o,
-           (long long)(m->op[o].plane_rows * m->op[o].width));
+    snprintf(name, sizeof name, "%d", o);
+    put_block_offset(P, m->op[o].member, m->op[o].load, name, m->ws ? m->op[o].plane_rows * m->op[o].width : 0);
   }
   for (int i = 0; i < m->nb; i++) {
-    line(P, "long long obb%d = 0;", i);
-    line(P, "{");
-    P->c.depth++;
-    put_vars(P, m->b[i].member, "0", "0", "0", 1);
-    char dst[16];
-    snprintf(dst, sizeof dst, "obb%d", i);
-    put_offset(P, m->b[i].member, m->b[i].load, dst);
-    P->c.depth--;
-    line(P, "}");
-    line(P, "const int plb%d = (int)(obb%d / %lldLL); /* its plane */", i, i, (long long)(m->rows * m->keys));
+    snprintf(name, sizeof name, "b%d", i);
+    put_block_offset(P, m->b[i].member, m->b[i].load, name, m->rows * m->keys);
   }
 }
 
