@@ -1332,8 +1332,9 @@ static int ws_compute_regs(const fl_mma_group *m) {
 }
 
 /* Barriers: Q's, then a stage each of keys full, values full, keys empty,
- * values empty; persistent, Q's empty, and two words for tiles' numbers. */
-static int ws_barriers(const fl_mma_group *m) { return 3 + 4 * m->stages; }
+ * values empty; persistent, Q's empty, two words for tiles' numbers and
+ * their two barriers. */
+static int ws_barriers(const fl_mma_group *m) { return 5 + 4 * m->stages; }
 
 static int64_t tiles_bytes(const fl_mma_group *m) {
   int64_t n = 0;
@@ -1397,7 +1398,6 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
 /* Q's tile; persistent, once the previous tile's is done with. */
 static void put_ws_q_load(printer *P) {
   if (P->persistent) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
-  if (P->persistent && FL_WS_DYNAMIC) line(P, "fl_sts32(bts + (it & 1u) * 4u, tile); /* for the computing warpgroups */");
   line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(P->m, FL_MMA_Q));
   put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
 }
@@ -1447,35 +1447,42 @@ static unsigned long long tiles_count(const printer *P) {
   return (unsigned long long)(row_blocks(P->m) * grid_rest(P->g, P->m));
 }
 
+/* Dynamic (FL_WS_DYNAMIC): a block's first tile is its number; the k-th
+ * after it (k = it - 1) comes from a counter after the fixup flags, taken
+ * by a computing thread as the tile before begins, through word k % 2 at
+ * bts and barrier k % 2 at btn. (The loader, which alone could be a tile
+ * behind, is never two phases of a barrier behind: the next arrival on
+ * one needs the tile it loads.) The thread takes it, not the loader:
+ * taken by the loader, ptxas spilled. */
+static void put_dynamic_tile(printer *P, int loader) {
+  (void)loader;
+  line(P, "unsigned tile = blockIdx.x;");
+  open_if(P, "it");
+  line(P, "const unsigned k = it - 1u;");
+  line(P, "fl_bar_wait(btn + (k & 1u) * 8u, (k >> 1) & 1u);");
+  line(P, "tile = fl_lds32(bts + (k & 1u) * 4u);");
+  close_if(P);
+}
+
+static void put_take_next(printer *P) {
+  open_if(P, "tid == 0");
+  line(P, "fl_sts32(bts + (it & 1u) * 4u, gridDim.x + fl_take(fix + %lld));", (long long)P->positions + 1);
+  line(P, "fl_bar_arrive(btn + (it & 1u) * 8u); /* the next tile's number */");
+  close_if(P);
+}
+
 /* Persistent: `for` each of the block's tiles (it counts them), its
  * rows, grid position and schedule; closed by close_if. The blocks take a
  * wave of tiles at a time, every other wave in reverse order: tiles come
  * longest first (see put_block_order), so a block that took a long one in
- * one wave takes a short one in the next. Dynamic (FL_WS_DYNAMIC), the
- * loader takes each tile after its block's first from a counter (after
- * the fixup flags), and tells the computing warpgroups its number with
- * Q's tile (or, past the last, with an empty phase of Q's barrier). */
+ * one wave takes a short one in the next. */
 static void open_tiles(printer *P, int loader) {
   line(P, "for (unsigned it = 0;; ++it) {");
   P->c.depth++;
-  if (!FL_WS_DYNAMIC) {
-    line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
-    line(P, "if (tile >= %lluu) break;", tiles_count(P));
-  } else if (loader) {
-    line(P, "const unsigned tile = it ? gridDim.x + fl_take(fix + %lld) : blockIdx.x;", (long long)P->positions + 1);
-    char past[48];
-    snprintf(past, sizeof past, "tile >= %lluu", tiles_count(P));
-    open_if(P, past);
-    line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
-    line(P, "fl_sts32(bts + (it & 1u) * 4u, tile);");
-    line(P, "fl_bar_arrive(bq); /* no more tiles */");
-    line(P, "break;");
-    close_if(P);
-  } else {
-    line(P, "fl_bar_wait(bq, it & 1u);");
-    line(P, "const unsigned tile = fl_lds32(bts + (it & 1u) * 4u);");
-    line(P, "if (tile >= %lluu) break;", tiles_count(P));
-  }
+  if (FL_WS_DYNAMIC) put_dynamic_tile(P, loader);
+  else line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
+  line(P, "if (tile >= %lluu) break;", tiles_count(P));
+  if (FL_WS_DYNAMIC && !loader) put_take_next(P);
   put_block(P);
   put_schedule(P);
 }
@@ -1591,8 +1598,7 @@ static void put_ws_step_pipe(printer *P) {
 /* The computing warpgroups' tile: Q, the steps, the outputs. */
 static void put_ws_computes(printer *P) {
   const fl_mma_group *m = P->m;
-  if (!P->persistent) line(P, "fl_bar_wait(bq, 0);");
-  else if (!FL_WS_DYNAMIC) line(P, "fl_bar_wait(bq, it & 1u);");
+  line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
   put_q_fragments(P);
   put_next(P, "st", "clo");
   if (m->pipe) put_ws_step_pipe(P);
@@ -1606,10 +1612,10 @@ static void put_ws(printer *P) {
   int S = m->stages, n = FL_MMA_THREADS * m->wgs;
   line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
        (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
-  if (P->persistent) line(P, "const unsigned bqe = bve + %du, bts = bqe + 8u;", 8 * S);
+  if (P->persistent) line(P, "const unsigned bqe = bve + %du, bts = bqe + 8u, btn = bts + 8u;", 8 * S);
   open_if(P, "tid == 0");
   line(P, "fl_bar_init(bq, 1);");
-  if (P->persistent) line(P, "fl_bar_init(bqe, %d);", n);
+  if (P->persistent) line(P, "fl_bar_init(bqe, %d), fl_bar_init(btn, 1), fl_bar_init(btn + 8u, 1);", n);
   line(P, "#pragma unroll");
   line(P, "for (int s = 0; s < %d; ++s) {", S);
   line(P, "  fl_bar_init(bkf + s * 8u, 1), fl_bar_init(bvf + s * 8u, 1);");

@@ -127,9 +127,9 @@
 #ifndef FL_WS_DYNAMIC
 /* 1: persistent kernels, masked ones too, take their tiles one at a time
  * from a counter (longest first) instead of a fixed share each. Off: not
- * yet run on a GPU, and ptxas spills 36-134 bytes in every kernel with it
- * (the tile's number read from shared memory cannot be recomputed, so
- * what derives from it stays live through the steps). */
+ * yet run on a GPU, and ptxas spills 8-82 bytes in every kernel with it
+ * (a tile's number read from shared memory cannot be recomputed from the
+ * block's, unlike the fixed share's). */
 #define FL_WS_DYNAMIC 0
 #endif
 #ifndef FL_WS_FEW_KEYS
