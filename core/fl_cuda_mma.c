@@ -1324,10 +1324,18 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
 
 /* Registers a thread of each warpgroup: 512 a thread position in all
  * (64K a multiprocessor, one block), multiples of 8, at most 240. */
-static int ws_loader_regs(const fl_mma_group *m) { (void)m; return FL_WS_LOADER_REGS; }
+/* Taking tiles from a counter, the loader computes each tile's rows and
+ * offsets from a number in a register (not the block's, which ptxas keeps
+ * in uniform registers): at 24 it spilled. Two computing warpgroups keep
+ * 240 beside a loader of 32; three, 152 beside 40 (at 32 the loader
+ * still spilled 8-16 bytes). */
+static int ws_loader_regs(const fl_mma_group *m, int persistent) {
+  int dynamic = m->wgs == 3 ? 40 : 32;
+  return FL_WS_DYNAMIC && persistent && FL_WS_LOADER_REGS < dynamic ? dynamic : FL_WS_LOADER_REGS;
+}
 
-static int ws_compute_regs(const fl_mma_group *m) {
-  int r = (512 - ws_loader_regs(m)) / m->wgs / 8 * 8;
+static int ws_compute_regs(const fl_mma_group *m, int persistent) {
+  int r = (512 - ws_loader_regs(m, persistent)) / m->wgs / 8 * 8;
   return r > 240 ? 240 : r;
 }
 
@@ -1490,7 +1498,7 @@ static void open_tiles(printer *P, int loader) {
 static void put_ws_loader(printer *P) {
   const fl_mma_group *m = P->m;
   char cond[32];
-  if (FL_WS_SETMAXNREG) line(P, "fl_regs_dec<%d>();", ws_loader_regs(m));
+  if (FL_WS_SETMAXNREG) line(P, "fl_regs_dec<%d>();", ws_loader_regs(m, P->persistent));
   snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
   open_if(P, cond);
   line(P, "unsigned i = 0; /* steps loaded, over every tile */");
@@ -1630,7 +1638,7 @@ static void put_ws(printer *P) {
   P->c.depth--;
   line(P, "} else {");
   P->c.depth++;
-  if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m));
+  if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m, P->persistent));
   line(P, "unsigned i = 0; /* steps computed, over every tile */");
   if (P->persistent) {
     open_tiles(P, 0);
@@ -1648,11 +1656,12 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
 /* Persistent (FL_WS_PERSISTENT): warp-specialized, without masks unless
  * tiles are taken from a counter (FL_WS_DYNAMIC: masked tiles' lengths
  * differ, which a fixed share balances worse than the hardware's block
- * scheduler), storing no row statistics (lse's spilled). */
+ * scheduler) and two warpgroups compute (three, masked, spilled with the
+ * loader's larger budget), storing no row statistics (lse's spilled). */
 static int persistent(const printer *P) {
   const fl_mma_group *m = P->m;
   if (!m->ws || !FL_WS_PERSISTENT) return 0;
-  if (!FL_WS_DYNAMIC && (m->k->tiles.nmask || m->k->tiles.data)) return 0;
+  if ((!FL_WS_DYNAMIC || m->wgs == 3) && (m->k->tiles.nmask || m->k->tiles.data)) return 0;
   for (int i = 0; i < m->nx; i++)
     if (needed(P, m->x[i])) return 0;
   for (int i = 0; i < m->ns; i++)
@@ -1722,7 +1731,7 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
   if (m->ws)
     snprintf(kd->design, sizeof kd->design,
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s", instr,
-             ws_loader_regs(m), m->wgs, ws_compute_regs(m), (long long)m->step, m->stages,
+             ws_loader_regs(m, kd->persistent), m->wgs, ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
              m->pipe ? ", pipelined" : "", m->nb ? ", row-by-key inputs in tiles" : "",
              kd->persistent ? ", persistent" : "");
   else
