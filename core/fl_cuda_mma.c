@@ -1457,13 +1457,14 @@ static unsigned long long tiles_count(const printer *P) {
 
 /* Dynamic (FL_WS_DYNAMIC): a block's first tile is its number; the k-th
  * after it (k = it - 1) comes from a counter after the fixup flags, taken
- * by a computing thread as the tile before begins, through word k % 2 at
- * bts and barrier k % 2 at btn. (The loader, which alone could be a tile
- * behind, is never two phases of a barrier behind: the next arrival on
- * one needs the tile it loads.) The thread takes it, not the loader:
+ * by a computing thread once the tile before has its Q, through word
+ * k % 2 at bts and barrier k % 2 at btn. Q's barrier is why no reader is
+ * a phase behind when the word and barrier are used again, two tiles on:
+ * it completes only after every computing thread has released the last
+ * tile's Q (having read its number) and after the loader has read the
+ * number of the tile it loads. The thread takes it, not the loader:
  * taken by the loader, ptxas spilled. */
-static void put_dynamic_tile(printer *P, int loader) {
-  (void)loader;
+static void put_dynamic_tile(printer *P) {
   line(P, "unsigned tile = blockIdx.x;");
   open_if(P, "it");
   line(P, "const unsigned k = it - 1u;");
@@ -1484,13 +1485,12 @@ static void put_take_next(printer *P) {
  * wave of tiles at a time, every other wave in reverse order: tiles come
  * longest first (see put_block_order), so a block that took a long one in
  * one wave takes a short one in the next. */
-static void open_tiles(printer *P, int loader) {
+static void open_tiles(printer *P) {
   line(P, "for (unsigned it = 0;; ++it) {");
   P->c.depth++;
-  if (FL_WS_DYNAMIC) put_dynamic_tile(P, loader);
+  if (FL_WS_DYNAMIC) put_dynamic_tile(P);
   else line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
   line(P, "if (tile >= %lluu) break;", tiles_count(P));
-  if (FL_WS_DYNAMIC && !loader) put_take_next(P);
   put_block(P);
   put_schedule(P);
 }
@@ -1502,7 +1502,7 @@ static void put_ws_loader(printer *P) {
   snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
   open_if(P, cond);
   line(P, "unsigned i = 0; /* steps loaded, over every tile */");
-  if (P->persistent) open_tiles(P, 1);
+  if (P->persistent) open_tiles(P);
   put_ws_loads(P);
   if (P->persistent) close_if(P);
   close_if(P);
@@ -1607,6 +1607,7 @@ static void put_ws_step_pipe(printer *P) {
 static void put_ws_computes(printer *P) {
   const fl_mma_group *m = P->m;
   line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
+  if (P->persistent && FL_WS_DYNAMIC) put_take_next(P);
   put_q_fragments(P);
   put_next(P, "st", "clo");
   if (m->pipe) put_ws_step_pipe(P);
@@ -1641,7 +1642,7 @@ static void put_ws(printer *P) {
   if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m, P->persistent));
   line(P, "unsigned i = 0; /* steps computed, over every tile */");
   if (P->persistent) {
-    open_tiles(P, 0);
+    open_tiles(P);
     put_state(P);
   }
   put_ws_computes(P);
