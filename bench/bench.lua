@@ -2,7 +2,7 @@
 --
 --   flua bench/bench.lua [--variants a,b] [--shapes B,H,N,D[;...]|anchors] [--dtype bf16|f16]
 --                        [--json out.json] [--iters 50] [--budget 20] [--path auto|hopper|mma]
---                        [--kernels auto|scalar] [--device cuda|cpu]
+--                        [--kernels auto|scalar] [--persistent on|off] [--device cuda|cpu]
 --                        [--save-inputs DIR] [--save-outputs DIR]
 --
 -- A bare first argument lists variants (as --variants). Defaults come from
@@ -60,7 +60,7 @@ local function fail(fmt, ...)
 end
 
 local KNOWN = {variants = 1, shapes = 1, dtype = 1, json = 1, iters = 1, budget = 1, path = 1, kernels = 1,
-  device = 1, ["save-inputs"] = 1, ["save-outputs"] = 1}
+  device = 1, persistent = 1, ["save-inputs"] = 1, ["save-outputs"] = 1}
 
 local function parse(argv)
   local o = {}
@@ -92,6 +92,8 @@ local BUDGET = number_opt("budget", "FL_BENCH_BUDGET_S", 20)
 local KERNELS = O.kernels or os.getenv("FL_BENCH_KERNELS") or "auto"
 local PATH = O.path or os.getenv("FL_BENCH_PATH") or "auto"
 local DTYPE = O.dtype or "bf16"
+local PERSISTENT = O.persistent or "off" -- opts.persistent of plan:launch
+if PERSISTENT ~= "on" and PERSISTENT ~= "off" then fail("--persistent must be on or off, got '%s'", PERSISTENT) end
 local DEVICE = O.device or "cuda"
 local ONLY = O.variants or os.getenv("FL_BENCH_VARIANTS") or DEFAULT_VARIANTS
 if DTYPE ~= "bf16" and DTYPE ~= "f16" then fail("--dtype must be bf16 or f16, got '%s'", DTYPE) end
@@ -271,7 +273,7 @@ local function bench(V, sh)
       return nil
     end
   else
-    local opts = {out = outputs_of(g), kernels = KERNELS, path = PATH}
+    local opts = {out = outputs_of(g), kernels = KERNELS, path = PATH, persistent = PERSISTENT == "on"}
     outs = opts.out
     run = function(x)
       plan:launch(x, nil, opts)
@@ -289,7 +291,7 @@ local function bench(V, sh)
     r.compile_ms, r.cache = c.ms, c.cache
     -- a second plan of the same source (g:plan() would return the first): the in-memory cache
     local again = g.core:plan(0)
-    again:launch(inputs, nil, {out = outputs_of(g), kernels = KERNELS, path = PATH})
+    again:launch(inputs, nil, {out = outputs_of(g), kernels = KERNELS, path = PATH, persistent = PERSISTENT == "on"})
     local c2 = again:compiled() or {}
     r.cached_compile_ms, r.cached_cache = c2.ms, c2.cache
     again:close()

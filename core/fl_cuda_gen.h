@@ -64,8 +64,12 @@ typedef struct fl_cuda_program {
 
 /* out_dtype: the graph outputs' dtype, or FL_DTYPE_COUNT for each its own.
  * path: the fastest kind of kernel a group may get. */
-fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, fl_cuda_program *out,
-                           fl_err *e);
+/* Flags of fl_cuda_generate. FL_GEN_PERSISTENT: warp-specialized kernels
+ * without masks (with FL_WS_DYNAMIC, masked ones of two computing
+ * warpgroups too) run a block a multiprocessor that loops over the tiles. */
+enum { FL_GEN_PERSISTENT = 1 };
+fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, unsigned flags,
+                           fl_cuda_program *out, fl_err *e);
 /* "scalar", "mma" or "hopper". */
 const char *fl_cuda_path_name(fl_cuda_path path);
 void fl_cuda_program_free(fl_cuda_program *p);

@@ -78,7 +78,7 @@ typedef struct printer {
   const char *row;  /* the row half of the context: "h >> 1" or "r" */
   int elem;         /* in an element context ([nt][h] or [et][h]) */
   int at_key;       /* at a score's element: its key kj of the step's stage s */
-  int persistent;   /* a block a multiprocessor looping over the tiles (FL_WS_PERSISTENT) */
+  int persistent;   /* a block a multiprocessor looping over the tiles (FL_GEN_PERSISTENT) */
   int known;        /* every mask condition known true (a full tile) */
   int edge;         /* the step may hold keys past the end */
   int64_t spt;      /* steps a plan key tile (all of them when one tile holds every key) */
@@ -1654,14 +1654,14 @@ static void put_plain(printer *P);
 static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persistent, fl_cuda_kernel *kd,
                               fl_err *e);
 
-/* Persistent (FL_WS_PERSISTENT): warp-specialized, without masks unless
+/* Persistent (FL_GEN_PERSISTENT): warp-specialized, without masks unless
  * tiles are taken from a counter (FL_WS_DYNAMIC: masked tiles' lengths
  * differ, which a fixed share balances worse than the hardware's block
  * scheduler) and two warpgroups compute (three, masked, spilled with the
  * loader's larger budget), storing no row statistics (lse's spilled). */
-static int persistent(const printer *P) {
+static int can_persist(const printer *P) {
   const fl_mma_group *m = P->m;
-  if (!m->ws || !FL_WS_PERSISTENT) return 0;
+  if (!m->ws) return 0;
   if ((!FL_WS_DYNAMIC || m->wgs == 3) && (m->k->tiles.nmask || m->k->tiles.data)) return 0;
   for (int i = 0; i < m->nx; i++)
     if (needed(P, m->x[i])) return 0;
@@ -1672,8 +1672,8 @@ static int persistent(const printer *P) {
   return 1;
 }
 
-fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
-                            fl_cuda_kernel *kd, fl_err *e) {
+fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, int persistent,
+                            fl_text *b, fl_cuda_kernel *kd, fl_err *e) {
   printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .positions = kd->threads, .cur = -1};
   P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .fvars = 1, .member = hook_member, .reduce = hook_reduce,
                 .known = hook_known, .scaled = hook_scaled, .user = &P, .depth = 1};
@@ -1681,7 +1681,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
     fl_cuda_wgmma_put_fn(b, m->q_regs ? FL_WGMMA_RS : FL_WGMMA_SS, m->dt, (int)m->step);
     for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, m->op[m->a_v[i]].width);
   }
-  P.persistent = persistent(&P);
+  P.persistent = persistent && can_persist(&P);
   put_signature(&P, kd);
   put_kernel_head(&P);
   steps_and_tiles(&P);

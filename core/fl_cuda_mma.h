@@ -112,18 +112,17 @@
  * B4 N4096 D64 264 (119 on one warpgroup, which the bias's registers forced). */
 #define FL_WS_TILE_INPUTS 1
 #endif
-#ifndef FL_WS_PERSISTENT
-/* 1: warp-specialized kernels without masks run a block a multiprocessor
- * that loops over the tiles (rows of a grid position), the loader fetching
- * the next tile's keys and queries while the computing warpgroups finish
- * this one. H100, bf16, TFLOP/s, one-block-a-tile against persistent:
+/* Persistent kernels (FL_GEN_PERSISTENT, opts.persistent; off by default
+ * until run on a GPU with several tiles a block): warp-specialized kernels
+ * without masks run a block a multiprocessor that loops over the tiles
+ * (rows of a grid position), the loader fetching the next tile's keys and
+ * queries while the computing warpgroups finish this one. H100, bf16,
+ * TFLOP/s, one-block-a-tile against persistent:
  * full B4 H16 N4096 D128 544 / 551, B1 N16384 D128 611 / 623, B4 N4096
  * D64 362 / 375, B1 N16384 D64 413 / 414. Masked kernels stay a block a
  * tile: the static assignment (even with every other wave reversed)
  * balanced causal worse than the hardware's block scheduler (B4 N4096
  * D128 340 against 386, B1 N16384 D128 410 against 487). */
-#define FL_WS_PERSISTENT 1
-#endif
 #ifndef FL_WS_DYNAMIC
 /* 1: persistent kernels, masked ones with two computing warpgroups too,
  * take their tiles one at a time from a counter (longest first) instead
@@ -192,11 +191,12 @@ typedef struct fl_mma_group {
 int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_group *m, const char **why);
 
 /* Prints group m's kernel (kd holds its name and parameters, as the scalar
- * kernel's) and sets kd's launch shape. The kernel takes, after the
+ * kernel's) and sets kd's launch shape; `persistent` lets it loop over
+ * its tiles where it can (FL_GEN_PERSISTENT). The kernel takes, after the
  * parameters, the tile classes and loop bounds of its schedule (or NULL:
  * every tile, partial), the fixup flags and the error flag. */
-fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, fl_text *b,
-                            fl_cuda_kernel *kd, fl_err *e);
+fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, int persistent,
+                            fl_text *b, fl_cuda_kernel *kd, fl_err *e);
 /* The device helpers the kernels need, once a program. */
 const char *fl_cuda_mma_prelude(void);
 

@@ -48,7 +48,7 @@ static fl_status settle_path(int ordinal, fl_cuda_path *path, const char **arch,
   return FL_OK;
 }
 
-fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, int ordinal,
+fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, unsigned flags, int ordinal,
                              const char *arch, fl_cuda_exec *x, fl_err *e) {
   memset(x, 0, sizeof *x);
   x->ordinal = ordinal;
@@ -57,7 +57,7 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path 
   fl_status s = settle_path(ordinal, &path, &arch, dev_arch, sizeof dev_arch, e);
   if (s != FL_OK) return s;
   x->path = path;
-  s = fl_cuda_generate(p, out_dtype, path, &x->prog, e);
+  s = fl_cuda_generate(p, out_dtype, path, flags, &x->prog, e);
   if (s == FL_OK) s = fl_nvrtc_compile(x->prog.source, "flashlight.cu", arch, NULL, 0, &x->image, e);
   if (s == FL_OK) s = fl_cuda_module_load(ordinal, x->image.data, &x->module, e);
   if (s == FL_OK) {

@@ -32,7 +32,7 @@ typedef struct fl_cuda_exec {
 /* Generates (path as fl_cuda_generate; FL_PATH_AUTO: hopper on an sm_90
  * device, else mma), compiles for `arch` (NULL: the device's, sm_90a for
  * the hopper path) and loads plan p's kernels on device `ordinal`. */
-fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, int ordinal,
+fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, unsigned flags, int ordinal,
                              const char *arch, fl_cuda_exec *x, fl_err *e);
 /* Runs them: inputs are device tensors on x's device matching the graph.
  * given NULL: outs receive new device tensors, one per graph output. Else

@@ -92,6 +92,17 @@ fl_device l_opts_device(lua_State *L, int arg, fl_device dflt) {
 
 /* The string option `key` of the table at arg, one of `names` (the first
  * the default): its index. */
+/* Boolean option `key` of the options table at arg (absent: 0). */
+int l_opts_flag(lua_State *L, int arg, const char *key) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  lua_getfield(L, arg, key);
+  if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+    luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1)));
+  int on = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
 int l_opts_choice(lua_State *L, int arg, const char *key, const char *const *names) {
   if (lua_isnoneornil(L, arg)) return 0;
   lua_getfield(L, arg, key);

@@ -23,6 +23,7 @@ typedef struct l_plan {
   fl_dtype exec_dtype;
   int exec_ordinal;
   fl_cuda_path exec_path; /* as asked for */
+  unsigned exec_flags;    /* FL_GEN_... */
 } l_plan;
 
 static l_plan *check_plan(lua_State *L, int arg) {
@@ -174,22 +175,25 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
   return scalar ? FL_PATH_SCALAR : path;
 }
 
-/* p:cuda([dtype [, {path =, kernels =}]]) -> source, {{name, threads, kind,
- * path, why, params = {value names}, writes = {booleans}; tensor-core
- * kernels also design (in words), block (threads), smem (bytes)}...}: the plan's
- * CUDA kernels, outputs in `dtype` (default: each its own). Needs no GPU;
- * path "auto" is the one p:launch takes on device 0, or "mma" with none. */
+/* p:cuda([dtype [, {path =, kernels =, persistent =}]]) -> source, {{name,
+ * threads, kind, path, why, params = {value names}, writes = {booleans};
+ * tensor-core kernels also design (in words), block (threads), smem
+ * (bytes), grid, persistent}...}: the plan's CUDA kernels, outputs in
+ * `dtype` (default: each its own). Needs no GPU; path "auto" is the one
+ * p:launch takes on device 0, or "mma" with none. persistent = true lets
+ * warp-specialized kernels without masks loop over their tiles. */
 static int p_cuda(lua_State *L) {
-  static const char *const keys[] = {"path", "kernels", NULL};
+  static const char *const keys[] = {"path", "kernels", "persistent", NULL};
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
   fl_dtype out_dt = opt_out_dtype(L, 2);
   l_opts_check(L, 3, keys);
   fl_cuda_path path = opt_path(L, 3);
   if (path == FL_PATH_AUTO) path = fl_cuda_auto_path(0);
+  unsigned flags = l_opts_flag(L, 3, "persistent") ? FL_GEN_PERSISTENT : 0;
   fl_cuda_program prog;
   fl_err e;
-  if (fl_cuda_generate(&u->p, out_dt, path, &prog, &e) != FL_OK) return l_raise(L, &e);
+  if (fl_cuda_generate(&u->p, out_dt, path, flags, &prog, &e) != FL_OK) return l_raise(L, &e);
   lua_pushstring(L, prog.source);
   lua_createtable(L, prog.nkernels, 0);
   for (int i = 0; i < prog.nkernels; i++) {
@@ -262,18 +266,20 @@ static fl_tensor *opt_given(lua_State *L, int arg, int out, int n) {
 }
 
 /* The plan's kernels for these settings, built (again) when they change. */
-static fl_status plan_exec(l_plan *u, fl_dtype out_dt, fl_cuda_path path, int ordinal, fl_err *e) {
-  if (u->has_exec && (u->exec_dtype != out_dt || u->exec_ordinal != ordinal || u->exec_path != path)) {
+static fl_status plan_exec(l_plan *u, fl_dtype out_dt, fl_cuda_path path, unsigned flags, int ordinal, fl_err *e) {
+  if (u->has_exec && (u->exec_dtype != out_dt || u->exec_ordinal != ordinal || u->exec_path != path ||
+                      u->exec_flags != flags)) {
     fl_cuda_exec_free(&u->exec);
     u->has_exec = 0;
   }
   if (u->has_exec) return FL_OK;
-  fl_status s = fl_cuda_exec_build(&u->p, out_dt, path, ordinal, NULL, &u->exec, e);
+  fl_status s = fl_cuda_exec_build(&u->p, out_dt, path, flags, ordinal, NULL, &u->exec, e);
   if (s != FL_OK) return s;
   u->has_exec = 1;
   u->exec_dtype = out_dt;
   u->exec_ordinal = ordinal;
   u->exec_path = path;
+  u->exec_flags = flags;
   return FL_OK;
 }
 
@@ -285,13 +291,14 @@ static fl_status plan_exec(l_plan *u, fl_dtype out_dt, fl_cuda_path path, int or
  * (one per output, checked first) and they are the results, the same
  * objects; "scalar" kernels skip the tensor-core ones. */
 static int p_launch(lua_State *L) {
-  static const char *const keys[] = {"out", "kernels", "path", NULL};
+  static const char *const keys[] = {"out", "kernels", "path", "persistent", NULL};
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
   fl_dtype out_dt = opt_out_dtype(L, 3);
   lua_settop(L, 4);
   l_opts_check(L, 4, keys);
   fl_cuda_path path = opt_path(L, 4);
+  unsigned flags = l_opts_flag(L, 4, "persistent") ? FL_GEN_PERSISTENT : 0;
   if (lua_isnil(L, 4)) lua_pushnil(L);
   else lua_getfield(L, 4, "out"); /* index 5 */
   fl_tensor *given = opt_given(L, 4, 5, g->noutputs);
@@ -299,7 +306,7 @@ static int p_launch(lua_State *L) {
   int ordinal = g->ninputs > 0 ? ins[0].device.index
                 : given && g->noutputs > 0 ? given[0].device.index : 0;
   fl_err e;
-  if (plan_exec(u, out_dt, path, ordinal, &e) != FL_OK) return l_raise(L, &e);
+  if (plan_exec(u, out_dt, path, flags, ordinal, &e) != FL_OK) return l_raise(L, &e);
   fl_tensor outs[FL_MAX_DIMS];
   if (fl_cuda_exec_run(&u->exec, g, ins, given, outs, &e) != FL_OK) return l_raise(L, &e);
   if (!given) {

@@ -128,7 +128,7 @@ describe("plan:launch's options", function()
     {{out = {fl.zeros({1}), true}}, "option 'out': entry 2 is not an open tensor, got boolean"},
     {{path = "fast"}, "option 'path' must be \"auto\", \"hopper\" or \"mma\", got 'fast'"},
     {{path = true}, "option 'path' must be \"auto\", \"hopper\" or \"mma\", got boolean"},
-    {{outs = {}}, "unknown option 'outs' (known: out kernels path)"},
+    {{outs = {}}, "unknown option 'outs' (known: out kernels path persistent)"},
     {"scalar", "table expected, got string"},
   }
   for _, c in ipairs(cases) do

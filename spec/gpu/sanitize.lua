@@ -14,8 +14,10 @@
 -- double precision and every position is checked to have been written.
 --
 -- FL_SANITIZE_VARIANTS, FL_SANITIZE_N, FL_SANITIZE_D and FL_SANITIZE_DTYPES
--- (comma-separated) change the lists; FL_GPU_PATH ("auto", "hopper" or
--- "mma") picks the tensor-core kernels.
+-- (comma-separated) change the lists; FL_SANITIZE_BH the batch and heads
+-- (default 1,2; more tiles than multiprocessors, e.g. 4,16 at N = 1000,
+-- has persistent blocks take several tiles each, with FL_GPU_PERSISTENT=1);
+-- FL_GPU_PATH ("auto", "hopper" or "mma") picks the tensor-core kernels.
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
 local variants = require "variants"
@@ -34,9 +36,11 @@ local NAMES = os.getenv("FL_SANITIZE_VARIANTS") or "full,causal,document,differe
 local LENGTHS = list("FL_SANITIZE_N", "100,200")
 local DIMS = list("FL_SANITIZE_D", "64,128")
 local DTYPES = list("FL_SANITIZE_DTYPES", "bf16")
-local B, H = 1, 2
+local BH = list("FL_SANITIZE_BH", "1,2")
+local B, H = BH[1] or 1, BH[2] or 2
 local CPU_MAX_N = 256
 local PATH = os.getenv("FL_GPU_PATH") or "auto"
+local PERSISTENT = os.getenv("FL_GPU_PERSISTENT") == "1"
 
 assert(fl.cuda_available(), "sanitize: no GPU here")
 
@@ -69,7 +73,7 @@ for _, V in ipairs(variants.all(NAMES)) do
             out[k] = fl.full(v.shape, 0 / 0, {dtype = v.dtype, device = "cuda"})
           end
           local t0 = fl.clock()
-          local res = plan:launch(gpu, nil, {out = out, kernels = "auto", path = PATH})
+          local res = plan:launch(gpu, nil, {out = out, kernels = "auto", path = PATH, persistent = PERSISTENT})
           local ms = (fl.clock() - t0) * 1e3
           local got, want = {}, {}
           for k, t in ipairs(res) do
