@@ -882,12 +882,15 @@ static int64_t row_pad(const fl_mma_group *m) {
 static void put_block_order(printer *P) {
   int64_t g = (24ll << 20) / (head_bytes(P->m) ? head_bytes(P->m) : 1);
   g = g < 1 ? 1 : g > 64 ? 64 : g;
-  if (P->persistent)
-    line(P, "const unsigned nb = %lluu, ny = %lluu, lin = tile, first = lin / (%uu * nb) * %uu;",
-         (unsigned long long)row_blocks(P->m), (unsigned long long)grid_rest(P->g, P->m), (unsigned)g, (unsigned)g);
-  else
-    line(P, "const unsigned nb = gridDim.x, ny = gridDim.y, lin = blockIdx.x + nb * blockIdx.y, first = lin / (%uu * nb) * %uu;",
-         (unsigned)g, (unsigned)g);
+  char nb[24] = "gridDim.x", ny[24] = "gridDim.y";
+  const char *lin = "blockIdx.x + nb * blockIdx.y";
+  if (P->persistent) { /* the tile's number, of a grid the block does not have */
+    snprintf(nb, sizeof nb, "%lluu", (unsigned long long)row_blocks(P->m));
+    snprintf(ny, sizeof ny, "%lluu", (unsigned long long)grid_rest(P->g, P->m));
+    lin = "tile";
+  }
+  line(P, "const unsigned nb = %s, ny = %s, lin = %s, first = lin / (%uu * nb) * %uu;", nb, ny, lin, (unsigned)g,
+       (unsigned)g);
   line(P, "const unsigned g = ny - first < %uu ? ny - first : %uu, in = lin - first * nb;", (unsigned)g,
        (unsigned)g);
   line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d - %lldLL;", block_rows(P->m),
@@ -1323,10 +1326,10 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
  * computing warpgroups. */
 
 /* Registers a thread of each warpgroup: 512 a thread position in all
- * (64K a multiprocessor, one block), multiples of 8, at most 240. */
-/* Taking tiles from a counter, the loader computes each tile's rows and
- * offsets from a number in a register (not the block's, which ptxas keeps
- * in uniform registers): at 24 it spilled. Two computing warpgroups keep
+ * (64K a multiprocessor, one block), multiples of 8, at most 240. Taking
+ * tiles from a counter, the loader computes each tile's rows and offsets
+ * from a number in a register (not the block's, which ptxas keeps in
+ * uniform registers): at 24 it spilled. Two computing warpgroups keep
  * 240 beside a loader of 32; three, 152 beside 40 (at 32 the loader
  * still spilled 8-16 bytes). */
 static int ws_loader_regs(const fl_mma_group *m, int persistent) {
@@ -1416,8 +1419,7 @@ static void put_ws_q_load(printer *P) {
 static void put_ws_loads(printer *P) {
   const fl_mma_group *m = P->m;
   char r0[48];
-  int pers = P->persistent;
-  if (!pers) put_ws_q_load(P);
+  if (!P->persistent) put_ws_q_load(P);
   else line(P, "bool qd = false; /* Q's tile issued */");
   put_next(P, "st", "clo");
   line(P, "for (; st < chi; ++i) {");
@@ -1427,7 +1429,7 @@ static void put_ws_loads(printer *P) {
   line(P, "fl_bar_wait(bke + s * 8u, ph ^ 1u);");
   line(P, "fl_bar_expect(bkf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_K));
   put_tma(P, FL_MMA_K, "sb", "s", r0, "bkf + s * 8u");
-  if (pers) {
+  if (P->persistent) {
     open_if(P, "!qd");
     put_ws_q_load(P);
     line(P, "qd = true;");
@@ -1444,7 +1446,7 @@ static void put_ws_loads(printer *P) {
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
-  if (pers) {
+  if (P->persistent) {
     open_if(P, "!qd");
     put_ws_q_load(P);
     close_if(P);

@@ -392,7 +392,7 @@ int fl_cuda_mma_tile_input(const fl_mma_group *m, int src) {
 static void find_tile_loads(matcher *M, int member, int x) {
   const fl_expr *ex = &M->g->exprs[x];
   fl_mma_group *m = M->m;
-  if (ex->op == FL_X_LOAD && !in_kernel(M, ex->src) && !tile_source(M, ex->src) && tile_form(M, member, ex) &&
+  if (ex->op == FL_X_LOAD && !tile_source(M, ex->src) && tile_form(M, member, ex) &&
       fl_cuda_mma_tile_input(m, ex->src) < 0 && m->nb < FL_MMA_MAX && m->nops + m->nb < FL_CUDA_MAX_TMAPS) {
     const int64_t planes = fl_value_numel(M->g, ex->src) / (m->rows * m->keys);
     m->b[m->nb++] = (fl_mma_tile_input){.src = ex->src, .member = member, .load = x, .planes = planes};

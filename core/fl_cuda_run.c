@@ -30,19 +30,16 @@ fl_cuda_path fl_cuda_auto_path(int ordinal) {
   return is_hopper(&info) ? FL_PATH_HOPPER : FL_PATH_MMA;
 }
 
-/* The path and arch asked for, settled against device `ordinal`. */
-static fl_status settle_path(int ordinal, fl_cuda_path *path, const char **arch, char *buf, size_t n, fl_err *e) {
-  if (*arch && *path != FL_PATH_AUTO) return FL_OK;
-  fl_cuda_info info;
-  fl_status s = fl_cuda_device_info(ordinal, &info, e);
-  if (s != FL_OK) return s;
-  int hopper = is_hopper(&info);
+/* The path and arch asked for, settled against device `ordinal` (info). */
+static fl_status settle_path(int ordinal, const fl_cuda_info *info, fl_cuda_path *path, const char **arch,
+                             char *buf, size_t n, fl_err *e) {
+  int hopper = is_hopper(info);
   if (*path == FL_PATH_AUTO) *path = hopper ? FL_PATH_HOPPER : FL_PATH_MMA;
   if (*path == FL_PATH_HOPPER && !hopper)
     return fl_fail(e, FL_EINVAL, "the hopper path (wgmma) needs an sm_90 device; cuda:%d is sm_%d%d", ordinal,
-                   info.major, info.minor);
+                   info->major, info->minor);
   if (!*arch) {
-    snprintf(buf, n, "sm_%d%d%s", info.major, info.minor, *path == FL_PATH_HOPPER ? "a" : "");
+    snprintf(buf, n, "sm_%d%d%s", info->major, info->minor, *path == FL_PATH_HOPPER ? "a" : "");
     *arch = buf;
   }
   return FL_OK;
@@ -54,8 +51,11 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path 
   x->ordinal = ordinal;
   x->out_dtype = out_dtype;
   char dev_arch[24];
-  fl_status s = settle_path(ordinal, &path, &arch, dev_arch, sizeof dev_arch, e);
+  fl_cuda_info info;
+  fl_status s = fl_cuda_device_info(ordinal, &info, e);
+  if (s == FL_OK) s = settle_path(ordinal, &info, &path, &arch, dev_arch, sizeof dev_arch, e);
   if (s != FL_OK) return s;
+  x->sms = info.multiprocessors > 0 ? info.multiprocessors : 1;
   x->path = path;
   s = fl_cuda_generate(p, out_dtype, path, flags, &x->prog, e);
   if (s == FL_OK) s = fl_nvrtc_compile(x->prog.source, "flashlight.cu", arch, NULL, 0, &x->image, e);
@@ -70,9 +70,6 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path 
     if (s == FL_OK && x->prog.k[k].smem > 48 * 1024)
       s = fl_cuda_function_set_shared(&x->fn[k], x->prog.k[k].smem, e);
   }
-  fl_cuda_info info;
-  if (s == FL_OK) s = fl_cuda_device_info(ordinal, &info, e);
-  if (s == FL_OK) x->sms = info.multiprocessors > 0 ? info.multiprocessors : 1;
   if (s == FL_OK) s = build_schedules(p, x, e);
   if (s != FL_OK) fl_cuda_exec_free(x);
   return s;
@@ -308,11 +305,11 @@ static fl_status launch(fl_cuda_exec *x, int k, buffers *b, fl_err *e) {
     params[n++] = &maps[t];
   }
   if (s != FL_OK) return s;
-  if (kd->persistent) {
-    unsigned grid[3] = {kd->grid[0] < (unsigned)x->sms ? kd->grid[0] : (unsigned)x->sms, 1, 1};
+  if (kd->block[0]) {
+    unsigned grid[3] = {kd->grid[0], kd->grid[1], kd->grid[2]};
+    if (kd->persistent && grid[0] > (unsigned)x->sms) grid[0] = (unsigned)x->sms; /* blocks loop over the tiles */
     return fl_cuda_launch(&x->fn[k], grid, kd->block, kd->smem, NULL, params, e);
   }
-  if (kd->block[0]) return fl_cuda_launch(&x->fn[k], kd->grid, kd->block, kd->smem, NULL, params, e);
   int64_t blocks = (kd->threads + BLOCK - 1) / BLOCK;
   if (blocks == 0) return FL_OK;
   if (blocks > 0x7fffffff) return fl_fail(e, FL_EINVAL, "kernel %s: too many threads", kd->name);

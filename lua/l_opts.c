@@ -90,8 +90,6 @@ fl_device l_opts_device(lua_State *L, int arg, fl_device dflt) {
   return s ? l_check_device(L, arg, s) : dflt;
 }
 
-/* The string option `key` of the table at arg, one of `names` (the first
- * the default): its index. */
 /* Boolean option `key` of the options table at arg (absent: 0). */
 int l_opts_flag(lua_State *L, int arg, const char *key) {
   if (lua_isnoneornil(L, arg)) return 0;
@@ -103,6 +101,8 @@ int l_opts_flag(lua_State *L, int arg, const char *key) {
   return on;
 }
 
+/* The string option `key` of the table at arg, one of `names` (the first
+ * the default): its index. */
 int l_opts_choice(lua_State *L, int arg, const char *key, const char *const *names) {
   if (lua_isnoneornil(L, arg)) return 0;
   lua_getfield(L, arg, key);
