@@ -1,5 +1,6 @@
 #include "fl_tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,5 +256,35 @@ fl_status fl_tensor_get_i64(const fl_tensor *t, int64_t off, int64_t *v, fl_err 
   uint64_t scratch = 0;
   fl_status s = fetch_elem(t, off, &scratch, e);
   if (s == FL_OK) *v = fl_elem_get_i64(&scratch, t->dtype, 0);
+  return s;
+}
+
+/* NaN in want is matched only by NaN; NaN or infinity in got elsewhere is an
+ * infinite error; infinities in want do not count toward the scale. */
+static void diff_elems(const void *g, fl_dtype gd, const void *w, fl_dtype wd, size_t n,
+                       double *err, double *scale) {
+  for (size_t i = 0; i < n; i++) {
+    double x = fl_elem_get_f64(g, gd, i), y = fl_elem_get_f64(w, wd, i);
+    double d = y != y ? (x == x ? INFINITY : 0) : x != x ? INFINITY : x == y ? 0 : fabs(x - y);
+    if (d > *err) *err = d;
+    if (y == y && fabs(y) < INFINITY && fabs(y) > *scale) *scale = fabs(y);
+  }
+}
+
+fl_status fl_tensor_max_diff(const fl_tensor *got, const fl_tensor *want, double *err,
+                             double *scale, fl_err *e) {
+  if (got->ndim != want->ndim || got->numel != want->numel)
+    return fl_fail(e, FL_EINVAL, "max_diff: shapes differ");
+  for (int d = 0; d < got->ndim; d++)
+    if (got->shape[d] != want->shape[d]) return fl_fail(e, FL_EINVAL, "max_diff: shapes differ");
+  if (!fl_dtype_is_float(got->dtype) || !fl_dtype_is_float(want->dtype))
+    return fl_fail(e, FL_EINVAL, "max_diff: float tensors only");
+  void *g = NULL, *w = NULL;
+  fl_status s = host_view(got, &g, 1, e);
+  if (s == FL_OK) s = host_view(want, &w, 1, e);
+  *err = 0, *scale = 0;
+  if (s == FL_OK) diff_elems(g, got->dtype, w, want->dtype, (size_t)got->numel, err, scale);
+  if (w) release_host_view(want, w);
+  if (g) release_host_view(got, g);
   return s;
 }

@@ -62,4 +62,10 @@ fl_status fl_tensor_rand(fl_tensor *t, uint64_t seed, fl_err *e);
 fl_status fl_tensor_get_f64(const fl_tensor *t, int64_t off, double *v, fl_err *e);
 fl_status fl_tensor_get_i64(const fl_tensor *t, int64_t off, int64_t *v, fl_err *e);
 
+/* max |got - want| (*err) and max |want| over finite wants (*scale), for
+ * tensors of one shape on any devices: NaN in want is matched only by NaN,
+ * NaN in got elsewhere is an infinite error. */
+fl_status fl_tensor_max_diff(const fl_tensor *got, const fl_tensor *want, double *err,
+                             double *scale, fl_err *e);
+
 #endif

@@ -182,24 +182,43 @@ static int t_to(lua_State *L) {
   return 1;
 }
 
+/* Raises an argument error unless the tensor at arg has t's shape. */
+static void check_same_shape(lua_State *L, const fl_tensor *t, int arg, const char *what) {
+  const fl_tensor *o = l_tensor_check(L, arg);
+  int same = t->ndim == o->ndim;
+  for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == o->shape[d];
+  if (same) return;
+  char want[200], got[200];
+  fl_shape_format(want, sizeof want, t->ndim, t->shape);
+  fl_shape_format(got, sizeof got, o->ndim, o->shape);
+  luaL_argerror(L, arg, lua_pushfstring(L, "%s has shape %s, the tensor %s", what, got, want));
+}
+
 /* t:copy_(src): src's values into t, in place, converted to t's dtype; src
  * has t's shape and may be on any device. Returns t. */
 static int t_copy_(lua_State *L) {
   fl_tensor *t = l_tensor_check(L, 1);
+  check_same_shape(L, t, 2, "the source");
   fl_tensor *src = l_tensor_check(L, 2);
-  int same = t->ndim == src->ndim;
-  for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == src->shape[d];
-  if (!same) {
-    char want[200], got[200];
-    fl_shape_format(want, sizeof want, t->ndim, t->shape);
-    fl_shape_format(got, sizeof got, src->ndim, src->shape);
-    return luaL_argerror(L, 2, lua_pushfstring(L, "the source has shape %s, the tensor %s",
-                                               got, want));
-  }
   fl_err e;
   if (t != src && fl_tensor_convert(t, src, &e) != FL_OK) return l_raise(L, &e);
   lua_settop(L, 1);
   return 1;
+}
+
+/* t:max_diff(want): max |t - want| and max |want| (finite wants), for float
+ * tensors of one shape on any devices. NaN in want is matched only by NaN;
+ * NaN in t elsewhere gives an infinite difference. */
+static int t_max_diff(lua_State *L) {
+  fl_tensor *t = l_tensor_check(L, 1);
+  check_same_shape(L, t, 2, "the reference");
+  fl_tensor *want = l_tensor_check(L, 2);
+  double err, scale;
+  fl_err e;
+  if (fl_tensor_max_diff(t, want, &err, &scale, &e) != FL_OK) return l_raise(L, &e);
+  lua_pushnumber(L, err);
+  lua_pushnumber(L, scale);
+  return 2;
 }
 
 static int t_save(lua_State *L) {
@@ -279,7 +298,7 @@ void l_tensor_push_list(lua_State *L, const fl_tensor *ts, int n) {
 static const luaL_Reg tensor_methods[] = {
   {"shape", t_shape}, {"size", t_size}, {"dim", t_dim}, {"numel", t_numel},
   {"dtype", t_dtype}, {"device", t_device}, {"get", t_get}, {"totable", t_totable},
-  {"to", t_to}, {"copy_", t_copy_}, {"save", t_save}, {"free", t_free}, {NULL, NULL},
+  {"to", t_to}, {"copy_", t_copy_}, {"max_diff", t_max_diff}, {"save", t_save}, {"free", t_free}, {NULL, NULL},
 };
 
 static const luaL_Reg tensor_meta[] = {

@@ -2,10 +2,13 @@
 # On a GPU machine with dist/ (from `make dist`) beside the sources: the core
 # tests, the GPU specs, the demo, the randn bit-equality check by hand and the
 # tensor-core kernels under compute-sanitizer (memcheck, racecheck, synccheck).
-# Logs go to $OUT when set.
+# Logs go to $OUT when set. `gpu_check.sh base` runs all but the persistent
+# pass, `gpu_check.sh tiles` only that (each fits a 10-minute call).
 out=${OUT:-/tmp}
+part=${1:-all}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 status=0
+if [ "$part" != tiles ]; then
 dist/test_core | tail -1 || status=1
 dist/run-specs -o TAP --run=gpu 2>&1 | tee "$out/gpu_specs.log" | grep -vE '^ok ' || true
 grep -q '^not ok' "$out/gpu_specs.log" && status=1
@@ -26,6 +29,8 @@ for tool in memcheck racecheck synccheck; do
     > "$out/sanitize_$tool.log" 2>&1 || status=1
   echo "sanitize $tool: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_$tool.log" | tr '\n' ' ')"
 done
+fi
+if [ "$part" != base ]; then
 # Persistent kernels (opts.persistent), blocks taking several tiles each
 # (B4 H16: 512 tiles at N 1000, more than an H100's 132 multiprocessors;
 # D=64 is warp-specialized from 2048 keys): the GPU specs (scalar-kernel
@@ -39,6 +44,8 @@ for tool in memcheck racecheck synccheck; do
     compute-sanitizer --tool $tool --error-exitcode 1 dist/flua spec/gpu/sanitize.lua > "$out/sanitize_tiles_$tool.log" 2>&1 || status=1
   echo "sanitize $tool, several tiles a block: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_tiles_$tool.log" | tr '\n' ' ')"
 done
+fi
+[ "$part" = tiles ] && exit $status
 compute-sanitizer --tool memcheck --leak-check full dist/flua -e '
 local fl = require "flashlight"
 for i = 1, 3 do local t = fl.randn({256, 256}, {device = "cuda", seed = i}):to("f16"):to("cpu") end

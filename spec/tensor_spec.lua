@@ -122,6 +122,44 @@ describe("conversions", function()
   end)
 end)
 
+describe("t:max_diff", function()
+  local R = require "variants.reference"
+
+  it("gives max |t - want| and max |want|, across dtypes", function()
+    local t = fl.tensor({{1, 2}, {3, 4.5}}, {dtype = "bf16"})
+    local e, s = t:max_diff(fl.tensor({{1, 2.25}, {3, -5}}))
+    assert.equal(9.5, e)
+    assert.equal(5, s)
+    assert.same({0, 4.5}, {t:max_diff(t)})
+  end)
+
+  it("matches NaN only with NaN and leaves infinite wants out of the scale", function()
+    local nan, inf = 0 / 0, math.huge
+    local function f(x) return fl.tensor(x, {dtype = "f32"}) end
+    assert.same({0, 1}, {f({nan, 1}):max_diff(f({nan, 1}))})
+    assert.same({inf, 1}, {f({0, 1}):max_diff(f({nan, 1}))})
+    assert.same({inf, 1}, {f({nan, 1}):max_diff(f({0, 1}))})
+    assert.same({0, 2}, {f({inf, 2}):max_diff(f({inf, 2}))})
+    assert.same({inf, 2}, {f({3, 2}):max_diff(f({inf, 2}))})
+  end)
+
+  it("agrees with the reference's rel_error on tables", function()
+    local a = fl.randn({3, 5, 7}, {seed = 4})
+    local b = fl.randn({3, 5, 7}, {seed = 5, dtype = "f16"})
+    local fast = R.rel_error({a, a}, {b, a})
+    assert.is_true(fast > 0)
+    assert.equal(fast, R.rel_error({a:totable(), a:totable()}, {b:totable(), a:totable()}))
+  end)
+
+  it("rejects other shapes and integer tensors, naming the line", function()
+    local t = fl.zeros({2, 2})
+    assert.matches("tensor_spec.lua:%d+: bad argument #1 to 'max_diff' %(the reference has shape %[4%], the tensor %[2,2%]%)",
+      error_of(function() return t:max_diff(fl.zeros({4})) end))
+    assert.matches("tensor_spec.lua:%d+: .*float tensors only",
+      error_of(function() return t:max_diff(fl.zeros({2, 2}, {dtype = "i32"})) end))
+  end)
+end)
+
 describe("lifetime", function()
   it("a closed tensor is freed and refuses use", function()
     local err
