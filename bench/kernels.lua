@@ -2,6 +2,7 @@
 -- needs no GPU (NVRTC from the CUDA toolkit):
 --
 --   flua bench/kernels.lua [--variants a,b] [--shapes B,H,N,D[;...]] [--path hopper|mma] [--arch sm_90a]
+--                          [--persistent on|off]
 --
 -- Defaults: every variant of scripts/variants at its benchmark constants,
 -- shapes 1,2,4096,64 and 1,2,4096,128 (batch and heads change only the
@@ -20,7 +21,7 @@ local function fail(fmt, ...)
 end
 
 local function parse(argv)
-  local known = {variants = true, shapes = true, path = true, arch = true}
+  local known = {variants = true, shapes = true, path = true, arch = true, persistent = true}
   local o = {}
   for i = 1, #argv, 2 do
     local key = argv[i]:match("^%-%-([%w-]+)$")
@@ -50,12 +51,12 @@ local function variant_list(text)
 end
 
 -- The rows of one variant at one shape.
-local function rows(V, shape, path, arch)
+local function rows(V, shape, path, arch, persistent)
   local B, H, N, D = table.unpack(shape)
   local attn = fl.compile(V.make(V.params))
   local specs = V.inputs(B, H, N, D, {dtype = "bf16", seed = 1}, V.params)
   local plan = attn:graph_of("kernels", table.unpack(specs)):plan()
-  local src, kernels = plan:cuda("bf16", {path = path})
+  local src, kernels = plan:cuda("bf16", {path = path, persistent = persistent})
   local report = {}
   for _, k in ipairs(fl.jit.compile(src, {arch = arch, name = V.name .. ".cu"}).kernels) do report[k.name] = k end
   local out = {}
@@ -70,11 +71,13 @@ end
 
 local o = parse(arg or {})
 local path, arch = o.path or "hopper", o.arch or "sm_90a"
-print(("Kernels for %s (path %s), bf16, compiled by NVRTC:\n"):format(arch, path))
+if o.persistent and o.persistent ~= "on" and o.persistent ~= "off" then fail("--persistent is on or off") end
+local persistent = o.persistent == "on"
+print(("Kernels for %s (path %s%s), bf16, compiled by NVRTC:\n"):format(arch, path, persistent and ", persistent" or ""))
 print("| variant | B,H,N,D | kernel | path | design | threads | registers | spilled B | shared memory |")
 print("|---|---|---|---|---|---:|---:|---:|---:|")
 for _, shape in ipairs(shapes_of(o.shapes or "1,2,4096,64;1,2,4096,128")) do
   for _, V in ipairs(variant_list(o.variants)) do
-    for _, line in ipairs(rows(V, shape, path, arch)) do print(line) end
+    for _, line in ipairs(rows(V, shape, path, arch, persistent)) do print(line) end
   end
 end

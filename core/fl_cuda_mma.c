@@ -1325,20 +1325,24 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
  * loader keeps few registers (setmaxnreg) and hands the rest to the
  * computing warpgroups. */
 
-/* Registers a thread of each warpgroup: 512 a thread position in all
- * (64K a multiprocessor, one block), multiples of 8, at most 240. Taking
- * tiles from a counter, the loader computes each tile's rows and offsets
- * from a number in a register (not the block's, which ptxas keeps in
- * uniform registers): at 24 it spilled. Two computing warpgroups keep
- * 240 beside a loader of 32; three, 152 beside 40 (at 32 the loader
- * still spilled 8-16 bytes). */
+/* Registers a thread of each warpgroup, multiples of 8, at most 240. The
+ * block holds what it was launched with, 64K / threads rounded down to 8 a
+ * thread (168 at 384 threads, 128 at 512); setmaxnreg only moves registers
+ * between its warpgroups, and an increase the pool cannot give waits
+ * forever. Taking tiles from a counter, the loader computes each tile's
+ * rows and offsets from a number in a register (not the block's, which
+ * ptxas keeps in uniform registers). Beside two computing warpgroups it
+ * keeps 24 all the same and spills 20 bytes, once a tile: at 32 the
+ * others would get 232 and spill in their loop. Beside three it gets 40
+ * (at 32 it still spilled 8-16 bytes), and they 152. */
 static int ws_loader_regs(const fl_mma_group *m, int persistent) {
-  int dynamic = m->wgs == 3 ? 40 : 32;
-  return FL_WS_DYNAMIC && persistent && FL_WS_LOADER_REGS < dynamic ? dynamic : FL_WS_LOADER_REGS;
+  int dynamic = FL_WS_DYNAMIC && persistent && m->wgs == 3;
+  return dynamic && FL_WS_LOADER_REGS < 40 ? 40 : FL_WS_LOADER_REGS;
 }
 
 static int ws_compute_regs(const fl_mma_group *m, int persistent) {
-  int r = (512 - ws_loader_regs(m, persistent)) / m->wgs / 8 * 8;
+  int threads = 128 * (m->wgs + 1), launched = 65536 / threads / 8 * 8;
+  int r = (launched * (m->wgs + 1) - ws_loader_regs(m, persistent)) / m->wgs / 8 * 8;
   return r > 240 ? 240 : r;
 }
 
