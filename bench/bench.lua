@@ -92,7 +92,7 @@ local BUDGET = number_opt("budget", "FL_BENCH_BUDGET_S", 20)
 local KERNELS = O.kernels or os.getenv("FL_BENCH_KERNELS") or "auto"
 local PATH = O.path or os.getenv("FL_BENCH_PATH") or "auto"
 local DTYPE = O.dtype or "bf16"
-local PERSISTENT = O.persistent or "on" -- opts.persistent of plan:launch
+local PERSISTENT = O.persistent or "off" -- opts.persistent of plan:launch
 if PERSISTENT ~= "on" and PERSISTENT ~= "off" then fail("--persistent must be on or off, got '%s'", PERSISTENT) end
 local DEVICE = O.device or "cuda"
 local ONLY = O.variants or os.getenv("FL_BENCH_VARIANTS") or DEFAULT_VARIANTS

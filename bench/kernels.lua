@@ -72,7 +72,7 @@ end
 local o = parse(arg or {})
 local path, arch = o.path or "hopper", o.arch or "sm_90a"
 if o.persistent and o.persistent ~= "on" and o.persistent ~= "off" then fail("--persistent is on or off") end
-local persistent = o.persistent ~= "off"
+local persistent = o.persistent == "on"
 print(("Kernels for %s (path %s%s), bf16, compiled by NVRTC:\n"):format(arch, path, persistent and ", persistent" or ""))
 print("| variant | B,H,N,D | kernel | path | design | threads | registers | spilled B | shared memory |")
 print("|---|---|---|---|---|---:|---:|---:|---:|")

@@ -90,13 +90,13 @@ fl_device l_opts_device(lua_State *L, int arg, fl_device dflt) {
   return s ? l_check_device(L, arg, s) : dflt;
 }
 
-/* Boolean option `key` of the options table at arg (absent: dflt). */
-int l_opts_flag(lua_State *L, int arg, const char *key, int dflt) {
-  if (lua_isnoneornil(L, arg)) return dflt;
+/* Boolean option `key` of the options table at arg (absent: 0). */
+int l_opts_flag(lua_State *L, int arg, const char *key) {
+  if (lua_isnoneornil(L, arg)) return 0;
   lua_getfield(L, arg, key);
   if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
     luaL_argerror(L, arg, lua_pushfstring(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1)));
-  int on = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+  int on = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return on;
 }

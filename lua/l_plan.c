@@ -180,9 +180,8 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
  * tensor-core kernels also design (in words), block (threads), smem
  * (bytes), grid, persistent}...}: the plan's CUDA kernels, outputs in
  * `dtype` (default: each its own). Needs no GPU; path "auto" is the one
- * p:launch takes on device 0, or "mma" with none. persistent (default
- * true) lets warp-specialized kernels without masks loop over their tiles,
- * a block a multiprocessor; false gives them a block a tile. */
+ * p:launch takes on device 0, or "mma" with none. persistent = true lets
+ * warp-specialized kernels without masks loop over their tiles. */
 static int p_cuda(lua_State *L) {
   static const char *const keys[] = {"path", "kernels", "persistent", NULL};
   l_plan *u = check_plan(L, 1);
@@ -191,7 +190,7 @@ static int p_cuda(lua_State *L) {
   l_opts_check(L, 3, keys);
   fl_cuda_path path = opt_path(L, 3);
   if (path == FL_PATH_AUTO) path = fl_cuda_auto_path(0);
-  unsigned flags = l_opts_flag(L, 3, "persistent", 1) ? FL_GEN_PERSISTENT : 0;
+  unsigned flags = l_opts_flag(L, 3, "persistent") ? FL_GEN_PERSISTENT : 0;
   fl_cuda_program prog;
   fl_err e;
   if (fl_cuda_generate(&u->p, out_dt, path, flags, &prog, &e) != FL_OK) return l_raise(L, &e);
@@ -285,8 +284,7 @@ static fl_status plan_exec(l_plan *u, fl_dtype out_dt, fl_cuda_path path, unsign
 }
 
 /* p:launch({cuda tensors...} [, dtype [, {out = {cuda tensors...}, kernels =
- * "auto"|"scalar", path = "auto"|"hopper"|"mma", persistent = true|false}]])
- * -> {cuda tensors...}:
+ * "auto"|"scalar", path = "auto"|"hopper"|"mma"}]]) -> {cuda tensors...}:
  * runs the plan's CUDA kernels on
  * the inputs' device, compiling them on the first call (NVRTC, cached in
  * memory and on disk). With `out`, the kernels write into those tensors
@@ -300,7 +298,7 @@ static int p_launch(lua_State *L) {
   lua_settop(L, 4);
   l_opts_check(L, 4, keys);
   fl_cuda_path path = opt_path(L, 4);
-  unsigned flags = l_opts_flag(L, 4, "persistent", 1) ? FL_GEN_PERSISTENT : 0;
+  unsigned flags = l_opts_flag(L, 4, "persistent") ? FL_GEN_PERSISTENT : 0;
   if (lua_isnil(L, 4)) lua_pushnil(L);
   else lua_getfield(L, 4, "out"); /* index 5 */
   fl_tensor *given = opt_given(L, 4, 5, g->noutputs);

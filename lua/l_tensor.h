@@ -46,9 +46,9 @@ fl_device l_opts_device(lua_State *L, int arg, fl_device dflt);
  * ended; absent: the first): its index. Anything else raises an argument
  * error listing them. */
 int l_opts_choice(lua_State *L, int arg, const char *key, const char *const *names);
-/* Boolean option `key` of the options table at arg (absent: dflt);
- * anything else raises an argument error. */
-int l_opts_flag(lua_State *L, int arg, const char *key, int dflt);
+/* Boolean option `key` of the options table at arg (absent: 0); anything
+ * else raises an argument error. */
+int l_opts_flag(lua_State *L, int arg, const char *key);
 fl_dtype l_check_dtype(lua_State *L, int arg, const char *name);
 fl_device l_check_device(lua_State *L, int arg, const char *name);
 

@@ -96,14 +96,14 @@ describe("CUDA source of every variant", function()
       assert.equal("hopper", mma.path)
       return src, mma
     end
-    local full, kd = source("full", 128, 960)
+    local full, kd = source("full", 128, 960, true)
     -- the kernel list says how it is laid out
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
       .. "pipelined, persistent", kd.design)
     assert.equal(384, kd.block)
     -- Q's 128 rows, two stages of 128 keys and 128 values, 128 wide, bf16; room to align; the barriers
     assert.equal((128 + 4 * 128) * 128 * 2 + 1024 + 13 * 8, kd.smem)
-    -- persistent (the default): a grid of tiles (8 row blocks x 2 heads), looped over by at most a block a
+    -- persistent (asked for): a grid of tiles (8 row blocks x 2 heads), looped over by at most a block a
     -- multiprocessor, every other wave in reverse; Q's tile freed for the next tile's once its steps are done
     assert.is_true(kd.persistent)
     assert.same({16, 1, 1}, kd.grid)
@@ -113,8 +113,8 @@ describe("CUDA source of every variant", function()
     assert.matches("if (it) fl_bar_wait(bqe, (it - 1u) & 1u);", full, 1, true)
     assert.matches("fl_bar_wait(bq, it & 1u);", full, 1, true)
     assert.matches("fl_bar_arrive(bqe); /* done with Q's tile */", full, 1, true)
-    -- persistent = false: a block a tile
-    local _, kd1 = source("full", 128, 960, false)
+    -- not asked for: a block a tile
+    local _, kd1 = source("full", 128, 960)
     assert.is_false(kd1.persistent)
     assert.same({8, 2, 1}, kd1.grid)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
@@ -140,12 +140,12 @@ describe("CUDA source of every variant", function()
     assert.matches("for (int t = 0; t < 2; ++t) {", causal, 1, true)
     assert.matches("fl_step_skipped(tb, st, 1, 2, 16, 2)", causal, 1, true)
     assert.is_nil(causal:find("bool pm = false;", 1, true))
-    -- masked: a block a tile (the hardware's scheduler balances the tiles' lengths)
-    causal = source("causal", 128)
+    -- masked, even asked for: a block a tile (the hardware's scheduler balances the tiles' lengths)
+    causal = source("causal", 128, nil, true)
     assert.matches("fl_bar_wait(bq, 0);", causal, 1, true)
     assert.is_nil(causal:find("gridDim.x - 1u - blockIdx.x", 1, true))
     -- lse stores its row statistics: a block a tile (persistent, they spilled)
-    local _, kdl = source("lse", 128)
+    local _, kdl = source("lse", 128, nil, true)
     assert.is_nil(kdl.design:find("persistent", 1, true))
     -- a group that reads a bias: not pipelined
     local alibi = source("alibi", 128)
@@ -169,7 +169,7 @@ describe("CUDA source of every variant", function()
     -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 64, 1024), 1, true)
     -- differential attention's two accumulators at head dim 128: 32 keys a step, two computing warpgroups
-    local diff, kdd = source("differential", 128)
+    local diff, kdd = source("differential", 128, nil, true)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 32 keys a step, 2 stages, persistent",
       kdd.design)
     assert.matches("const long long key0 = st * 32LL;", diff, 1, true)
@@ -179,7 +179,7 @@ describe("CUDA source of every variant", function()
     assert.equal("wgmma; 1 warpgroup, 64 keys a step, cp.async", kd64.design)
     assert.is_nil(alibi64:find("fl_regs_dec<", 1, true))
     -- a pair bias [B, H, N, N] read at each (row, key) comes in tiles a step by TMA, 128 keys a step
-    local evo, kde = source("evoformer_row", 128)
+    local evo, kde = source("evoformer_row", 128, nil, true)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
       .. "row-by-key inputs in tiles, persistent", kde.design)
     -- beside full's tiles: two stages of the bias, 128 rows by 128 keys, within sm_90's 227 KiB
@@ -190,7 +190,7 @@ describe("CUDA source of every variant", function()
     assert.matches("&tm3, (int)(st * 128LL) + 64, (int)(row0), plb0, bvf + s * 8u);", evo, 1, true)
     assert.matches("fl_lds16(sbb0 + s * 32768u", evo, 1, true)
     -- at head dim 64: three computing warpgroups, the bias's 192 rows a tile
-    local evo64, kde64 = source("evoformer_row", 64, 2048)
+    local evo64, kde64 = source("evoformer_row", 64, 2048, true)
     assert.equal("wgmma; TMA loader (24 registers) + 3 computing warpgroups (160), 128 keys a step, 2 stages, "
       .. "row-by-key inputs in tiles, persistent", kde64.design)
     assert.matches("fl_lds16(sbb0 + s * 49152u", evo64, 1, true)

@@ -16,8 +16,7 @@
 -- FL_SANITIZE_VARIANTS, FL_SANITIZE_N, FL_SANITIZE_D and FL_SANITIZE_DTYPES
 -- (comma-separated) change the lists; FL_SANITIZE_BH the batch and heads
 -- (default 1,2; more tiles than multiprocessors, e.g. 4,16 at N = 1000,
--- has persistent blocks take several tiles each; FL_GPU_PERSISTENT=0 turns
--- them off);
+-- has persistent blocks take several tiles each, with FL_GPU_PERSISTENT=1);
 -- FL_GPU_PATH ("auto", "hopper" or "mma") picks the tensor-core kernels.
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
@@ -41,7 +40,7 @@ local BH = list("FL_SANITIZE_BH", "1,2")
 local B, H = BH[1] or 1, BH[2] or 2
 local CPU_MAX_N = 256
 local PATH = os.getenv("FL_GPU_PATH") or "auto"
-local PERSISTENT = ({["1"] = true, ["0"] = false})[os.getenv("FL_GPU_PERSISTENT")]
+local PERSISTENT = os.getenv("FL_GPU_PERSISTENT") == "1"
 
 assert(fl.cuda_available(), "sanitize: no GPU here")
 

@@ -21,9 +21,8 @@
 --     (`params`: window 256, prefix 512, cap 30, ...) above.
 --
 -- FL_GPU_PATH picks the tensor-core kernels ("auto": wgmma on an H100,
--- else mma.sync; "hopper"; "mma"), FL_GPU_PERSISTENT=0 a block a tile for
--- every kernel (1 or unset: unmasked warp-specialized kernels persistent).
--- FL_GPU_N lists the lengths (default 1,37,1024,4096), FL_GPU_BH the batch
+-- else mma.sync; "hopper"; "mma"), FL_GPU_PERSISTENT=1 persistent ones. FL_GPU_N lists the lengths (default
+-- 1,37,1024,4096), FL_GPU_BH the batch
 -- and heads (default 1,2), FL_GPU_VARIANTS picks variants, FL_GPU_D the
 -- head dims (default 64,128). Each case prints a line with its errors and
 -- times; each variant a summary line.
@@ -33,8 +32,7 @@ local R = require "variants.reference"
 
 local TOL = {bf16 = 1e-2, f16 = 2e-3}
 local PATH = os.getenv("FL_GPU_PATH") or "auto"  -- the tensor-core kernels: auto, hopper or mma
--- opts.persistent of plan:launch: FL_GPU_PERSISTENT=1 true, =0 false, unset the default
-local PERSISTENT = ({["1"] = true, ["0"] = false})[os.getenv("FL_GPU_PERSISTENT")]
+local PERSISTENT = os.getenv("FL_GPU_PERSISTENT") == "1" -- opts.persistent of plan:launch
 local TOL_SCALAR = 1e-4   -- scalar kernels (f64 inside, f32 out) vs plain Lua f64
 local CPU_MAX_N = 128     -- up to here the CPU executor is the reference
 -- Inputs larger than this are read element by element for the Lua rows.
