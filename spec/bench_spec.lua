@@ -72,6 +72,13 @@ describe("bench/kernels.lua", function()
       .. "cp.async | 128 | # | 0 | # KiB |"), out)
     assert.matches(row("| full | 1,1,300,64 | fl_group1_mma | hopper | wgmma; 1 warpgroup, # keys a step, cp.async |"), out)
     assert.matches(row("| full | 1,2,1000,128 | fl_group1 | scalar | scalar | 128 | # | 0 | 0 |"), out)
+    out, rc = sh("build/flua bench/kernels.lua --variants full --shapes '1,2,1000,128' --persistent on")
+    assert.equal(0, rc, out)
+    assert.matches(row("| full | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; TMA loader (24 registers) + 2 computing "
+      .. "warpgroups (240), 128 keys a step, 2 stages, pipelined, persistent | 384 | # | 0 | 161 KiB |"), out)
+    out, rc = sh("build/flua bench/kernels.lua --persistent maybe")
+    assert.equal(2, rc, out)
+    assert.matches("--persistent is on or off", out, 1, true)
   end)
 
   it("refuses what it does not know, naming it", function()
