@@ -134,6 +134,9 @@
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif
+#ifndef FL_WS_PIPE_MASK_REGS
+#define FL_WS_PIPE_MASK_REGS 8 /* what a mask adds to the estimate when choosing the pipelined step */
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
