@@ -134,6 +134,9 @@
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif
+#ifndef FL_WS_PIPE_OTHER
+#define FL_WS_PIPE_OTHER 0 /* 1: other inputs count in the estimate for the pipelined step instead of ruling it out */
+#endif
 #ifndef FL_WS_PIPE_MASK_REGS
 #define FL_WS_PIPE_MASK_REGS 8 /* what a mask adds to the estimate when choosing the pipelined step */
 #endif
