@@ -1589,6 +1589,7 @@ static void put_ws_step_pipe(printer *P) {
   if (FL_WS_PINGPONG) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
   put_pipe_issue(P, FL_WS_PINGPONG ? turn : NULL);
   line(P, "fl_bar_arrive(bke + s * 8u);");
+  if (m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
   put_pipe_body(P);
   put_pipe_rescale(P);
   line(P, "if (i > i0) fl_bar_arrive(bve + ps * 8u);");

@@ -134,6 +134,9 @@
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif
+#ifndef FL_WS_PIPE_TILES
+#define FL_WS_PIPE_TILES 0 /* 1: groups with tile inputs may pipeline their steps too */
+#endif
 #ifndef FL_WS_PIPE_OTHER
 #define FL_WS_PIPE_OTHER 0 /* 1: other inputs count in the estimate for the pipelined step instead of ruling it out */
 #endif
