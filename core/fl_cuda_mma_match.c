@@ -482,6 +482,7 @@ static int choose_ws(matcher *M) {
   if (wgs == 3) m->pipe = piped <= 152;
   else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= 200;
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
+  while (m->stages > 2 && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--; /* FL_WS_STAGES > 2 where it fits */
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
   if (m->step > 64 && any_loads_by_key(M)) return no_ws(m); /* their addresses and values a key spill at 128 */
   return 1;
