@@ -20,7 +20,7 @@ TEST_SRC := $(wildcard spec/core/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
 HEADERS  := $(wildcard core/*.h lua/*.h)
 
-.PHONY: all deps deps-build test demo bench dist install module install-module clean
+.PHONY: all deps deps-build test demo bench dist dist-builds install module install-module clean
 all: $(B)/flua $(B)/flashlight.so $(B)/libflashlight.a $(B)/embed
 
 deps-build:
@@ -84,6 +84,11 @@ bench: all
 # specs' Lua libraries (busted and its C modules) and a runner.
 dist: all $(B)/test_core
 	@sh scripts/dist.sh $(B) dist
+
+# dist/ plus builds with compile-time knobs, for bench/builds.sh:
+#   make dist-builds BUILDS="s3=-DFL_WS_STAGES=3 pm=-DFL_WS_PIPE_MASK_REGS=-100"
+dist-builds: dist
+	@sh scripts/dist_builds.sh dist $(BUILDS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 \
