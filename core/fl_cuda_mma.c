@@ -1740,7 +1740,8 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
     snprintf(kd->design, sizeof kd->design,
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s", instr,
              ws_loader_regs(m, kd->persistent), m->wgs, ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
-             m->pipe ? ", pipelined" : "", m->nb ? ", row-by-key inputs in tiles" : "",
+             m->pipe ? (FL_WS_PINGPONG ? ", pipelined, ping-pong" : ", pipelined") : "",
+             m->nb ? ", row-by-key inputs in tiles" : "",
              kd->persistent ? ", persistent" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,

@@ -134,6 +134,9 @@
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif
+#ifndef FL_WS_NARROW2
+#define FL_WS_NARROW2 0 /* 1: head dims under 128 may take two computing warpgroups (with FL_WS_WGS3_EST=0) */
+#endif
 #ifndef FL_WS_PIPE_TILES
 #define FL_WS_PIPE_TILES 0 /* 1: groups with tile inputs may pipeline their steps too */
 #endif

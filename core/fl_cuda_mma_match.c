@@ -475,7 +475,7 @@ static int choose_ws(matcher *M) {
   int64_t est = regs_estimate(m, m->step, 0) + 16 * other;
   int64_t piped = est + m->na * m->step / 4; /* and the previous step's packed weights */
   int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
-  if (widest < 128 && (wgs < 3 || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
+  if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
   m->wgs = wgs;
   m->stages = FL_WS_STAGES;
