@@ -5,14 +5,16 @@
 # of TFLOP/s:
 #   sh bench/builds.sh --variants full,causal --shapes "4,16,4096,128" --iters 30
 # Each build's whole output goes to $OUT/bench_<build>.log when OUT is set;
-# DIST names another folder of builds.
+# DIST names another folder of builds; BUILD_TIMEOUT (seconds, default
+# 240) stops a build that hangs, keeping what it printed.
 out=${OUT:-/tmp}
 dist=${DIST:-dist}
 names=""
 for f in "$dist"/flua "$dist"/flua_*; do
   [ -x "$f" ] || continue
   name=${f#"$dist"/}
-  "$f" bench/bench.lua "$@" > "$out/bench_$name.log" 2>&1 || echo "builds: $name failed (see $out/bench_$name.log)" >&2
+  timeout "${BUILD_TIMEOUT:-240}" "$f" bench/bench.lua "$@" > "$out/bench_$name.log" 2>&1 ||
+    echo "builds: $name failed or timed out (see $out/bench_$name.log)" >&2
   names="$names $name"
 done
 [ -n "$names" ] || { echo "builds: no flua in $dist/ (make dist, make dist-builds)" >&2; exit 2; }
