@@ -880,7 +880,7 @@ static int64_t row_pad(const fl_mma_group *m) {
  * and the short ones fill the end, while the chunk's keys and values (a
  * few tens of MB) stay in L2 for all its blocks. */
 static void put_block_order(printer *P) {
-  int64_t g = (24ll << 20) / (head_bytes(P->m) ? head_bytes(P->m) : 1);
+  int64_t g = ((int64_t)FL_L2_CHUNK_MB << 20) / (head_bytes(P->m) ? head_bytes(P->m) : 1);
   g = g < 1 ? 1 : g > 64 ? 64 : g;
   char nb[24] = "gridDim.x", ny[24] = "gridDim.y";
   const char *lin = "blockIdx.x + nb * blockIdx.y";

@@ -134,6 +134,9 @@
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif
+#ifndef FL_L2_CHUNK_MB
+#define FL_L2_CHUNK_MB 24 /* blocks run in chunks of heads whose keys and values take about this much */
+#endif
 #ifndef FL_WS_NARROW2
 #define FL_WS_NARROW2 0 /* 1: head dims under 128 may take two computing warpgroups (with FL_WS_WGS3_EST=0) */
 #endif
