@@ -9,12 +9,12 @@
 # 240) stops a build that hangs, keeping what it printed.
 out=${OUT:-/tmp}
 dist=${DIST:-dist}
-names=""
+names="" failed=0
 for f in "$dist"/flua "$dist"/flua_*; do
   [ -x "$f" ] || continue
   name=${f#"$dist"/}
   timeout "${BUILD_TIMEOUT:-240}" "$f" bench/bench.lua "$@" > "$out/bench_$name.log" 2>&1 ||
-    echo "builds: $name failed or timed out (see $out/bench_$name.log)" >&2
+    { echo "builds: $name failed or timed out (see $out/bench_$name.log)" >&2; failed=1; }
   names="$names $name"
 done
 [ -n "$names" ] || { echo "builds: no flua in $dist/ (make dist, make dist-builds)" >&2; exit 2; }
@@ -35,3 +35,4 @@ print("|---|---|" + "---:|" * len(names))
 for k in order:
     print(f"| {k[0]} | {k[1]} | " + " | ".join(rows[k].get(n, "–") for n in names) + " |")
 PY
+exit $failed

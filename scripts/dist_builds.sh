@@ -7,8 +7,10 @@
 set -e
 D=$1; shift
 for spec in "$@"; do
-  name=${spec%%=*}; flags=$(echo "${spec#*=}" | tr ',' ' ')
+  case $spec in *=*) ;; *) echo "dist_builds: NAME=FLAGS, got '$spec'" >&2; exit 2;; esac
+  name=${spec%%=*}; flags=$(printf '%s\n' "${spec#*=}" | tr ',' ' ')
   case $name in ''|*[!a-z0-9_]*) echo "dist_builds: a name is letters, digits and _: '$name'" >&2; exit 2;; esac
+  rm -rf "build-$name" # the objects do not depend on CFLAGS: build afresh
   make -s -j8 B="build-$name" CFLAGS="-O2 -g $flags" "build-$name/flua"
   cp "build-$name/flua" "$D/flua_$name"
   echo "dist: flua_$name ($flags)"

@@ -6,6 +6,7 @@
 # pass, `gpu_check.sh tiles` only that (each fits a 10-minute call).
 out=${OUT:-/tmp}
 part=${1:-all}
+case $part in all|base|tiles) ;; *) echo "gpu_check: all, base or tiles, got '$part'" >&2; exit 2;; esac
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 status=0
 if [ "$part" != tiles ]; then
