@@ -65,7 +65,17 @@ static const char MMA_PRELUDE[] =
   "  while (tab && s < hi && fl_step_skipped(tab, s, spt, tps, nt, stride)) ++s;\n"
   "  return s;\n}\n\n";
 
+/* Only with FL_PAIR_STORES, which leaves other kernels' text as it was. */
+static const char PAIR_PRELUDE[] =
+  "/* elements i (even) and i + 1 in one store; cvt puts its first source in the upper half */\n"
+  "__device__ __forceinline__ void fl_st2(float *p, long long i, float a, float b) { *(float2 *)(p + i) = make_float2(a, b); }\n"
+  "__device__ __forceinline__ void fl_st2(fl_bf16 *p, long long i, float a, float b) {\n"
+  "  unsigned u; asm(\"cvt.rn.bf16x2.f32 %0, %1, %2;\" : \"=r\"(u) : \"f\"(b), \"f\"(a)); *(unsigned *)(p + i) = u;\n}\n"
+  "__device__ __forceinline__ void fl_st2(fl_f16 *p, long long i, float a, float b) {\n"
+  "  unsigned u; asm(\"cvt.rn.f16x2.f32 %0, %1, %2;\" : \"=r\"(u) : \"f\"(b), \"f\"(a)); *(unsigned *)(p + i) = u;\n}\n";
+
 const char *fl_cuda_mma_prelude(void) { return MMA_PRELUDE; }
+const char *fl_cuda_mma_pair_prelude(void) { return FL_PAIR_STORES ? PAIR_PRELUDE : ""; }
 
 typedef struct printer {
   const fl_graph *g;
@@ -761,13 +771,21 @@ static void put_fixup(printer *P) {
 }
 
 /* Stores value v's element (variables in scope) from expression `what`. */
-static void put_store(printer *P, int v, const char *what) {
+/* A line: head, v's offset at the variables in scope, tail. */
+static void put_offset_line(printer *P, int v, const char *head, const char *tail) {
   const fl_value *x = val(P, v);
   int64_t st[FL_MAX_DIMS];
   fl_cx_strides(P->g, x, st);
-  fl_text_put(P->c.b, "%*sfl_st(v%d, 0", 2 * P->c.depth, "", v);
+  fl_text_put(P->c.b, "%*s%s0", 2 * P->c.depth, "", head);
   for (int d = 0; d < x->ndim; d++) fl_text_put(P->c.b, " + x%d * %lldLL", d, (long long)st[d]);
-  fl_text_put(P->c.b, ", %s);\n", what);
+  fl_text_put(P->c.b, "%s\n", tail);
+}
+
+static void put_store(printer *P, int v, const char *what) {
+  char head[24], tail[48];
+  snprintf(head, sizeof head, "fl_st(v%d, ", v);
+  snprintf(tail, sizeof tail, ", %s);", what);
+  put_offset_line(P, v, head, tail);
 }
 
 static void put_row_store(printer *P, int v, const char *arr) {
@@ -790,29 +808,67 @@ static int64_t register_size(const printer *P, int v) {
   return 1;
 }
 
-/* A weighted sum or a register epilogue, element by element of the accumulator layout. */
-static void put_register_store(printer *P, int v, int acc) {
-  int64_t E = register_size(P, v);
-  line(P, "#pragma unroll");
-  line(P, "for (int et = 0; et < %lld; ++et)", (long long)((E + 7) / 8));
-  line(P, "#pragma unroll");
-  line(P, "for (int h = 0; h < 4; ++h) {");
-  P->c.depth++;
-  line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
-  line(P, "if (e < %lldLL && (unsigned long long)ra[h >> 1] < %lluULL) {", (long long)E, (unsigned long long)P->m->rows);
-  P->c.depth++;
+/* The value of weighted sum `acc` (or, acc < 0, of register epilogue v) at
+ * the element (et, h) in scope, after its variables; returns its name. */
+static const char *register_value(printer *P, int v, int acc, char *buf, size_t n) {
   P->elem = 1;
   P->row = "h >> 1";
   put_vars(P, v, "ra[h >> 1]", "0", "e", 0);
-  char what[32];
-  if (acc >= 0) {
-    snprintf(what, sizeof what, "oa%d[et][h]", acc);
-  } else {
-    int t = fl_cx_emit(&P->c, v, val(P, v)->body);
-    snprintf(what, sizeof what, "t%d", t);
-  }
-  put_store(P, v, what);
+  if (acc >= 0) snprintf(buf, n, "oa%d[et][h]", acc);
+  else snprintf(buf, n, "t%d", fl_cx_emit(&P->c, v, val(P, v)->body));
   P->elem = 0;
+  return buf;
+}
+
+/* Neighbouring elements of a thread (h, h + 1) are neighbours in memory:
+ * the accumulator's dim is the output's innermost, of even size, and the
+ * output is f32, bf16 or f16. */
+static int pairs_stored(const printer *P, int v, int64_t E) {
+  const fl_value *x = val(P, v);
+  fl_dtype dt = fl_cuda_storage(P->g, v, P->out_dtype);
+  if (!FL_PAIR_STORES || E % 2 || (dt != FL_F32 && dt != FL_BF16 && dt != FL_F16)) return 0;
+  int64_t st[FL_MAX_DIMS];
+  fl_cx_strides(P->g, x, st);
+  for (int d = 0; d < x->ndim; d++)
+    if (fl_cuda_mma_var_role(P->g, &P->m->k->tiles.gr, v, d) == -2) return st[d] == 1;
+  return 0;
+}
+
+/* A weighted sum or a register epilogue, element by element of the accumulator layout. */
+static void put_register_store(printer *P, int v, int acc) {
+  int64_t E = register_size(P, v);
+  int pair = pairs_stored(P, v, E);
+  char what[32];
+  line(P, "#pragma unroll");
+  line(P, "for (int et = 0; et < %lld; ++et)", (long long)((E + 7) / 8));
+  line(P, "#pragma unroll");
+  line(P, pair ? "for (int hp = 0; hp < 4; hp += 2) {" : "for (int h = 0; h < 4; ++h) {");
+  P->c.depth++;
+  if (!pair) {
+    line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
+    line(P, "if (e < %lldLL && (unsigned long long)ra[h >> 1] < %lluULL) {", (long long)E,
+         (unsigned long long)P->m->rows);
+    P->c.depth++;
+    put_store(P, v, register_value(P, v, acc, what, sizeof what));
+  } else {
+    line(P, "if (et * 8 + (lane & 3) * 2 < %lld && (unsigned long long)ra[hp >> 1] < %lluULL) {", (long long)E,
+         (unsigned long long)P->m->rows);
+    P->c.depth++;
+    line(P, "float pv[2];");
+    line(P, "long long po = 0;");
+    line(P, "#pragma unroll");
+    line(P, "for (int h = hp; h < hp + 2; ++h) {");
+    P->c.depth++;
+    line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
+    int scope = P->c.scope;
+    register_value(P, v, acc, what, sizeof what);
+    line(P, "pv[h & 1] = %s;", what);
+    put_offset_line(P, v, "if ((h & 1) == 0) po = ", ";");
+    P->c.scope = scope;
+    P->c.depth--;
+    line(P, "}");
+    line(P, "fl_st2(v%d, po, pv[0], pv[1]);", v);
+  }
   P->c.depth--;
   line(P, "}");
   P->c.depth--;

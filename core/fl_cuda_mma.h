@@ -134,6 +134,9 @@
 #ifndef FL_WS_FEW_KEYS
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif
+#ifndef FL_PAIR_STORES
+#define FL_PAIR_STORES 0 /* 1: outputs in the accumulator layout stored two neighbours at a time */
+#endif
 #ifndef FL_L2_CHUNK_MB
 #define FL_L2_CHUNK_MB 24 /* blocks run in chunks of heads whose keys and values take about this much */
 #endif
@@ -214,6 +217,8 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
                             fl_text *b, fl_cuda_kernel *kd, fl_err *e);
 /* The device helpers the kernels need, once a program. */
 const char *fl_cuda_mma_prelude(void);
+/* fl_st2, for FL_PAIR_STORES ("" without). */
+const char *fl_cuda_mma_pair_prelude(void);
 
 /* Which of m's tile inputs is value src (an index in m->b), or -1. */
 int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);
