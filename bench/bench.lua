@@ -92,8 +92,9 @@ local BUDGET = number_opt("budget", "FL_BENCH_BUDGET_S", 20)
 local KERNELS = O.kernels or os.getenv("FL_BENCH_KERNELS") or "auto"
 local PATH = O.path or os.getenv("FL_BENCH_PATH") or "auto"
 local DTYPE = O.dtype or "bf16"
-local PERSISTENT = O.persistent or "off" -- opts.persistent of plan:launch
+local PERSISTENT = O.persistent or "off"
 if PERSISTENT ~= "on" and PERSISTENT ~= "off" then fail("--persistent must be on or off, got '%s'", PERSISTENT) end
+PERSISTENT = PERSISTENT == "on" -- opts.persistent of plan:launch
 local DEVICE = O.device or "cuda"
 local ONLY = O.variants or os.getenv("FL_BENCH_VARIANTS") or DEFAULT_VARIANTS
 if DTYPE ~= "bf16" and DTYPE ~= "f16" then fail("--dtype must be bf16 or f16, got '%s'", DTYPE) end
@@ -273,7 +274,7 @@ local function bench(V, sh)
       return nil
     end
   else
-    local opts = {out = outputs_of(g), kernels = KERNELS, path = PATH, persistent = PERSISTENT == "on"}
+    local opts = {out = outputs_of(g), kernels = KERNELS, path = PATH, persistent = PERSISTENT}
     outs = opts.out
     run = function(x)
       plan:launch(x, nil, opts)
@@ -291,7 +292,7 @@ local function bench(V, sh)
     r.compile_ms, r.cache = c.ms, c.cache
     -- a second plan of the same source (g:plan() would return the first): the in-memory cache
     local again = g.core:plan(0)
-    again:launch(inputs, nil, {out = outputs_of(g), kernels = KERNELS, path = PATH, persistent = PERSISTENT == "on"})
+    again:launch(inputs, nil, {out = outputs_of(g), kernels = KERNELS, path = PATH, persistent = PERSISTENT})
     local c2 = again:compiled() or {}
     r.cached_compile_ms, r.cached_cache = c2.ms, c2.cache
     again:close()

@@ -244,6 +244,9 @@ static int64_t grid_rest(const fl_graph *g, const fl_mma_group *m) {
   return rest;
 }
 
+/* The blocks of a block a tile; a persistent kernel's tiles. */
+static int64_t tiles_count(const fl_graph *g, const fl_mma_group *m) { return row_blocks(m) * grid_rest(g, m); }
+
 static int64_t op_rows(const fl_mma_group *m, const fl_mma_operand *o) {
   return o->role == FL_MMA_Q ? block_rows(m) : m->step;
 }
@@ -770,7 +773,6 @@ static void put_fixup(printer *P) {
   }
 }
 
-/* Stores value v's element (variables in scope) from expression `what`. */
 /* A line: head, v's offset at the variables in scope, tail. */
 static void put_offset_line(printer *P, int v, const char *head, const char *tail) {
   const fl_value *x = val(P, v);
@@ -781,6 +783,7 @@ static void put_offset_line(printer *P, int v, const char *head, const char *tai
   fl_text_put(P->c.b, "%s\n", tail);
 }
 
+/* Stores value v's element (variables in scope) from expression `what`. */
 static void put_store(printer *P, int v, const char *what) {
   char head[24], tail[48];
   snprintf(head, sizeof head, "fl_st(v%d, ", v);
@@ -801,11 +804,16 @@ static void put_row_store(printer *P, int v, const char *arr) {
   line(P, "}");
 }
 
+/* v's dim held in the accumulator layout (a weighted sum's columns), or -1. */
+static int register_dim(const printer *P, int v) {
+  for (int d = 0; d < val(P, v)->ndim; d++)
+    if (fl_cuda_mma_var_role(P->g, &P->m->k->tiles.gr, v, d) == -2) return d;
+  return -1;
+}
+
 static int64_t register_size(const printer *P, int v) {
-  const fl_value *x = val(P, v);
-  for (int d = 0; d < x->ndim; d++)
-    if (fl_cuda_mma_var_role(P->g, &P->m->k->tiles.gr, v, d) == -2) return sym_size(P, x->dims[d]);
-  return 1;
+  int d = register_dim(P, v);
+  return d < 0 ? 1 : sym_size(P, val(P, v)->dims[d]);
 }
 
 /* The value of weighted sum `acc` (or, acc < 0, of register epilogue v) at
@@ -824,14 +832,12 @@ static const char *register_value(printer *P, int v, int acc, char *buf, size_t 
  * the accumulator's dim is the output's innermost, of even size, and the
  * output is f32, bf16 or f16. */
 static int pairs_stored(const printer *P, int v, int64_t E) {
-  const fl_value *x = val(P, v);
   fl_dtype dt = fl_cuda_storage(P->g, v, P->out_dtype);
-  if (!FL_PAIR_STORES || E % 2 || (dt != FL_F32 && dt != FL_BF16 && dt != FL_F16)) return 0;
+  int d = register_dim(P, v);
+  if (!FL_PAIR_STORES || E % 2 || d < 0 || (dt != FL_F32 && dt != FL_BF16 && dt != FL_F16)) return 0;
   int64_t st[FL_MAX_DIMS];
-  fl_cx_strides(P->g, x, st);
-  for (int d = 0; d < x->ndim; d++)
-    if (fl_cuda_mma_var_role(P->g, &P->m->k->tiles.gr, v, d) == -2) return st[d] == 1;
-  return 0;
+  fl_cx_strides(P->g, val(P, v), st);
+  return st[d] == 1;
 }
 
 /* A weighted sum or a register epilogue, element by element of the accumulator layout. */
@@ -1513,10 +1519,6 @@ static void put_ws_loads(printer *P) {
   }
 }
 
-static unsigned long long tiles_count(const printer *P) {
-  return (unsigned long long)(row_blocks(P->m) * grid_rest(P->g, P->m));
-}
-
 /* Dynamic (FL_WS_DYNAMIC): a block's first tile is its number; the k-th
  * after it (k = it - 1) comes from a counter after the fixup flags, taken
  * by a computing thread once the tile before has its Q, through word
@@ -1552,7 +1554,7 @@ static void open_tiles(printer *P) {
   P->c.depth++;
   if (FL_WS_DYNAMIC) put_dynamic_tile(P);
   else line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
-  line(P, "if (tile >= %lluu) break;", tiles_count(P));
+  line(P, "if (tile >= %lluu) break;", (unsigned long long)tiles_count(P->g, P->m));
   put_block(P);
   put_schedule(P);
 }
@@ -1817,7 +1819,7 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
   if (persistent) {
-    kd->grid[0] *= kd->grid[1];
+    kd->grid[0] = (unsigned)tiles_count(p->g, m);
     kd->grid[1] = 1;
   }
   kd->smem = (int)fl_cuda_mma_smem(m);

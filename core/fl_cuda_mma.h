@@ -112,8 +112,9 @@
  * B4 N4096 D64 264 (119 on one warpgroup, which the bias's registers forced). */
 #define FL_WS_TILE_INPUTS 1
 #endif
-/* Persistent kernels (FL_GEN_PERSISTENT, opts.persistent; off by default
- * until run on a GPU with several tiles a block): warp-specialized kernels
+/* Persistent kernels (FL_GEN_PERSISTENT, opts.persistent; off by default:
+ * checked on a GPU with several tiles a block, but measured again they
+ * were within noise of a block a tile): warp-specialized kernels
  * without masks run a block a multiprocessor that loops over the tiles
  * (rows of a grid position), the loader fetching the next tile's keys and
  * queries while the computing warpgroups finish this one. H100, bf16,
@@ -126,9 +127,9 @@
 #ifndef FL_WS_DYNAMIC
 /* 1: persistent kernels, masked ones with two computing warpgroups too,
  * take their tiles one at a time from a counter (longest first) instead
- * of a fixed share each; the loader keeps 32 registers (40 beside three
- * computing warpgroups, which then keep 152). No spills (NVRTC, sm_90a,
- * every variant at D 64 and 128); off: not yet run on a GPU. */
+ * of a fixed share each (loader registers: see ws_loader_regs). Correct on
+ * the H100, but no faster than a block a tile for causal (B4 N4096 D128
+ * 384 against 380, B1 N16384 476 against 488): off. */
 #define FL_WS_DYNAMIC 0
 #endif
 #ifndef FL_WS_FEW_KEYS
