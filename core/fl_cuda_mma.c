@@ -65,7 +65,7 @@ static const char MMA_PRELUDE[] =
   "  while (tab && s < hi && fl_step_skipped(tab, s, spt, tps, nt, stride)) ++s;\n"
   "  return s;\n}\n\n";
 
-/* Only with FL_PAIR_STORES, which leaves other kernels' text as it was. */
+/* Only with FL_PAIR_STORES (on by default; 0 leaves it out). */
 static const char PAIR_PRELUDE[] =
   "/* elements i (even) and i + 1 in one store; cvt puts its first source in the upper half */\n"
   "__device__ __forceinline__ void fl_st2(float *p, long long i, float a, float b) { *(float2 *)(p + i) = make_float2(a, b); }\n"

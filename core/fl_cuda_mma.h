@@ -136,7 +136,10 @@
 #define FL_WS_FEW_KEYS 1 /* 0: the warp-specialized kernel however few keys a row keeps (see few_keys) */
 #endif
 #ifndef FL_PAIR_STORES
-#define FL_PAIR_STORES 0 /* 1: outputs in the accumulator layout stored two neighbours at a time */
+/* Outputs in the accumulator layout stored two neighbours at a time (0:
+ * one at a time). H100, bf16, TFLOP/s, B4 H16 N4096: D=128 full 542 -> 559,
+ * causal 387 -> 413; D=64 full 367 -> 372, causal 296 -> 306. */
+#define FL_PAIR_STORES 1
 #endif
 #ifndef FL_L2_CHUNK_MB
 #define FL_L2_CHUNK_MB 24 /* blocks run in chunks of heads whose keys and values take about this much */
@@ -148,10 +151,16 @@
 #define FL_WS_PIPE_TILES 0 /* 1: groups with tile inputs may pipeline their steps too */
 #endif
 #ifndef FL_WS_PIPE_OTHER
-#define FL_WS_PIPE_OTHER 0 /* 1: other inputs count in the estimate for the pipelined step instead of ruling it out */
+/* 1: other inputs count in the estimate for the pipelined step instead of
+ * ruling it out. The estimate cannot tell ALiBi (552 B spilled pipelined)
+ * from sinks, t5_bias and forgetting (0 spills, within noise on the H100). */
+#define FL_WS_PIPE_OTHER 0
 #endif
 #ifndef FL_WS_PIPE_MASK_REGS
-#define FL_WS_PIPE_MASK_REGS 8 /* what a mask adds to the estimate when choosing the pipelined step */
+/* What a mask adds to the estimate when choosing the pipelined step. 0:
+ * causal and prefix_lm pipeline at D=128 (0 spills; H100 B4 H16 N4096 bf16
+ * causal 413 -> 420 TFLOP/s with pair stores, 387 -> 392 without). */
+#define FL_WS_PIPE_MASK_REGS 0
 #endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */

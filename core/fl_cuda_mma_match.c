@@ -453,8 +453,8 @@ static int few_keys(const fl_kernel *k, double min_keys) {
 /* Warp-specialized, where TMA can load every tile: 128 keys a step; three
  * computing warpgroups (160 registers a thread) where the estimate
  * leaves room, else two (240); the pipelined step where the previous
- * step's packed weights fit beside it too (with two: mask code costs a
- * few more, other inputs too many; ptxas spilled them).
+ * step's packed weights fit beside it too (with two: other inputs too
+ * many, ptxas spilled ALiBi's; see FL_WS_PIPE_MASK_REGS for masks).
  * Measured on the H100 (bf16, TFLOP/s, B4 N4096 / B1 N16384, full and
  * causal):
  *   D=128: 64 keys, three warpgroups, pipelined 487 / 546, 356 / 442;

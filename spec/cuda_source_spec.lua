@@ -78,6 +78,8 @@ describe("CUDA source of every variant", function()
     assert.matches('extern "C" __global__ void fl_group1%(', src)
     assert.matches('extern "C" __global__ void __launch_bounds__%(128, 2%) fl_group1_mma%(', src)
     assert.same({"f", "cumsum3"}, kernels[1].params)
+    -- the group's output, bf16, two neighbours a store on this path too
+    assert.matches("fl_st2%(v%d+, po, pv%[0%], pv%[1%]%);", src)
     -- on the hopper path: one warpgroup a block, wgmma
     local hsrc, hk = g:plan():cuda(nil, {path = "hopper"})
     assert.equal("hopper", hk[2].path)
@@ -134,12 +136,15 @@ describe("CUDA source of every variant", function()
     assert.matches("bool pm = false;", full, 1, true)
     -- 960 rows in blocks of 128: the first block starts 64 rows early
     assert.matches("* 128 - 64LL;", full, 1, true)
-    -- a step's class from both its plan tiles; masked, not pipelined
+    -- the output stored two neighbours at a time (one bf16x2 cvt, a 32-bit store)
+    assert.matches("fl_st2(v7, po, pv[0], pv[1]);", full, 1, true)
+    assert.matches('asm("cvt.rn.bf16x2.f32 %0, %1, %2;"', full, 1, true)
+    -- a step's class from both its plan tiles; masked and pipelined
     local causal = source("causal", 128)
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', causal, 1, true)
     assert.matches("for (int t = 0; t < 2; ++t) {", causal, 1, true)
     assert.matches("fl_step_skipped(tb, st, 1, 2, 16, 2)", causal, 1, true)
-    assert.is_nil(causal:find("bool pm = false;", 1, true))
+    assert.matches("bool pm = false;", causal, 1, true)
     -- masked, even asked for: a block a tile (the hardware's scheduler balances the tiles' lengths)
     causal = source("causal", 128, nil, true)
     assert.matches("fl_bar_wait(bq, 0);", causal, 1, true)
