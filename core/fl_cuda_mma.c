@@ -640,6 +640,22 @@ static void put_deferred_rescale(printer *P) {
     if (kind == 'A') put_scale_weighted(P, i, j);
 }
 
+/* wgmma: packs weights as the body computes them (FL_WGMMA_PACK_EARLY):
+ * their floats die a tile at a time, not at the step's end. */
+static int packs_early(const fl_mma_group *m) {
+  return m->hopper && FL_WGMMA_PACK_EARLY && (!m->pipe || (m->ws && m->wgs == 3));
+}
+
+/* wgmma, inside a loop over nt: p<i>[nt] packed into <pk><i>. */
+static void put_wgmma_pack_tiles(printer *P, const char *pk) {
+  for (int i = 0; i < P->m->na; i++) {
+    char p[16], k[16];
+    snprintf(p, sizeof p, "p%d", i);
+    snprintf(k, sizeof k, "%s%d", pk, i);
+    fl_cuda_wgmma_put_pack_tile(&P->c, P->m->dt, k, p);
+  }
+}
+
 static void put_sums_and_weights(printer *P) {
   const fl_mma_group *m = P->m;
   if (m->ns + m->na == 0) return;
@@ -654,7 +670,17 @@ static void put_sums_and_weights(printer *P) {
     snprintf(fmt, sizeof fmt, "p%d[nt][h] = valid ? %%s : 0.0f;", i);
     put_member_expr(P, m->a[i], m->a_p[i], fmt);
   }
-  close_elements(P);
+  if (packs_early(m)) {
+    P->c.depth--;
+    line(P, "}");
+    P->c.depth++;
+    put_wgmma_pack_tiles(P, m->pipe ? "pn" : "pk");
+    P->c.depth--;
+    line(P, "}");
+    P->elem = P->at_key = 0;
+  } else {
+    close_elements(P);
+  }
   P->safe = 0;
 }
 
@@ -670,14 +696,25 @@ static void put_wgmma_products_wait(printer *P) {
   }
 }
 
-/* wgmma: the weights p<i> packed into pk<i>. */
+/* wgmma: the weights p<i> packed into pk<i>, after the body (see
+ * FL_WGMMA_PACK_EARLY); pipelined and packed early, pk<i> takes pn<i>. */
 static void put_wgmma_pack(printer *P) {
-  for (int i = 0; i < P->m->na; i++) {
-    char p[16], pk[16];
-    snprintf(p, sizeof p, "p%d", i);
-    snprintf(pk, sizeof pk, "pk%d", i);
-    fl_cuda_wgmma_put_pack(&P->c, P->m->dt, pk, p, P->m->step);
+  const fl_mma_group *m = P->m;
+  if (packs_early(m)) {
+    for (int i = 0; m->pipe && i < m->na; i++) {
+      line(P, "#pragma unroll");
+      line(P, "for (int kk = 0; kk < %lld; ++kk)", (long long)(m->step / 16));
+      line(P, "  pk%d[kk][0] = pn%d[kk][0], pk%d[kk][1] = pn%d[kk][1], pk%d[kk][2] = pn%d[kk][2], pk%d[kk][3] = pn%d[kk][3];",
+           i, i, i, i, i, i, i, i);
+    }
+    return;
   }
+  line(P, "#pragma unroll");
+  line(P, "for (int nt = 0; nt < %lld; ++nt) {", (long long)(m->step / 8));
+  P->c.depth++;
+  put_wgmma_pack_tiles(P, "pk");
+  P->c.depth--;
+  line(P, "}");
 }
 
 /* wgmma: issues the products pk<i> · v from the values' tiles at
@@ -700,7 +737,7 @@ static void put_products(printer *P) {
   if (m->hopper) {
     line(P, "{");
     P->c.depth++;
-    for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
+    for (int i = 0; !packs_early(m) && i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
     put_wgmma_pack(P);
     put_wgmma_products(P, "so", 1);
     P->c.depth--;
@@ -1053,8 +1090,10 @@ static void put_schedule(printer *P) {
   }
   fl_text_put(P->c.b, ";\n");
   line(P, "const bool inside = (unsigned long long)wr < %lluULL;", (unsigned long long)m->rows);
-  line(P, "tbw[w] = tab && inside ? tab + blk * %lldLL : 0;",
-       (long long)(fl_tiles_loop_tiles(t) * (1 + t->nmask)));
+  if (t->nmask) /* else no table (core/fl_cuda_sched.h): the compiler drops the table's code */
+    line(P, "tbw[w] = tab && inside ? tab + blk * %lldLL : 0;", (long long)(fl_tiles_loop_tiles(t) * (1 + t->nmask)));
+  else
+    line(P, "tbw[w] = 0; (void)blk;");
   line(P, "low[w] = 0, hiw[w] = inside ? %lldLL : 0;", (long long)nsteps);
   line(P, "if (tbw[w]) {");
   line(P, "  low[w] = bnd[2 * blk] * %lldLL / %lldLL;", (long long)spt, (long long)P->tps);
@@ -1213,6 +1252,8 @@ static void put_mine(printer *P) {
   line(P, "const bool mine = st >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, %lld, %lld, %lld, %d));",
        (long long)P->spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
   for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
+  for (int i = 0; packs_early(P->m) && i < P->m->na; i++)
+    line(P, "unsigned %s%d[%lld][4];", P->m->pipe ? "pn" : "pk", i, (long long)(P->m->step / 16));
 }
 
 /* The body between the products, twice: a full tile inside the keys, and

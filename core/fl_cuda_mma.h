@@ -162,6 +162,23 @@
  * causal 413 -> 420 TFLOP/s with pair stores, 387 -> 392 without). */
 #define FL_WS_PIPE_MASK_REGS 0
 #endif
+#ifndef FL_WGMMA_PACK_EARLY
+/* wgmma weights packed to 16 bits as the body computes them, except on a
+ * pipelined step with room (two computing warpgroups or one: there after
+ * the body measured faster). 0: always after the body. H100 bf16 B4 H16
+ * N4096, TFLOP/s early / after: D=64 causal (three warpgroups) 309 / 291,
+ * sinks and ALiBi (one) 279 / 264, 248 / 240; D=128 pipelined full
+ * 545 / 564, softcap 290 / 309. */
+#define FL_WGMMA_PACK_EARLY 1
+#endif
+#ifndef FL_WS_PIPE3_EST
+/* The most a pipelined step's estimate may be with three computing
+ * warpgroups, for steps with neither masks nor other inputs. 168 pipelines
+ * D=64 full (172 B spilled) and lost on the H100 (bf16 H16, B4 N4096 /
+ * B1 N16384, TFLOP/s: full 386 / 444 against 398 / 445 unpipelined, gqa
+ * 393 / 446 against 399 / 462, softcap 188 / 198 against 183 / 197). */
+#define FL_WS_PIPE3_EST 152
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif

@@ -454,7 +454,8 @@ static int few_keys(const fl_kernel *k, double min_keys) {
  * computing warpgroups (160 registers a thread) where the estimate
  * leaves room, else two (240); the pipelined step where the previous
  * step's packed weights fit beside it too (with two: other inputs too
- * many, ptxas spilled ALiBi's; see FL_WS_PIPE_MASK_REGS for masks).
+ * many, ptxas spilled ALiBi's; see FL_WS_PIPE_MASK_REGS for masks; with
+ * three, see FL_WS_PIPE3_EST).
  * Measured on the H100 (bf16, TFLOP/s, B4 N4096 / B1 N16384, full and
  * causal):
  *   D=128: 64 keys, three warpgroups, pipelined 487 / 546, 356 / 442;
@@ -479,7 +480,7 @@ static int choose_ws(matcher *M) {
   m->ws = 1;
   m->wgs = wgs;
   m->stages = FL_WS_STAGES;
-  if (wgs == 3) m->pipe = piped <= 152;
+  if (wgs == 3) m->pipe = !other && !M->k->tiles.nmask && piped <= FL_WS_PIPE3_EST;
   else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= 200;
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
   while (m->stages > 2 && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--; /* FL_WS_STAGES > 2 where it fits */

@@ -130,15 +130,10 @@ void fl_cuda_wgmma_put_wait(fl_cx *c, int pending, const char *acc, int64_t n) {
   put_keep(c, acc, n, "fl_wg_keep");
 }
 
-void fl_cuda_wgmma_put_pack(fl_cx *c, fl_dtype dt, const char *pk, const char *p, int64_t step) {
+void fl_cuda_wgmma_put_pack_tile(fl_cx *c, fl_dtype dt, const char *pk, const char *p) {
   const char *T = type_name(dt);
-  line(c, "#pragma unroll");
-  line(c, "for (int kk = 0; kk < %lld; ++kk) {", (long long)(step / 16));
-  line(c, "  %s[kk][0] = fl_pack_%s(%s[2 * kk][0], %s[2 * kk][1]), %s[kk][1] = fl_pack_%s(%s[2 * kk][2], %s[2 * kk][3]);",
-       pk, T, p, p, pk, T, p, p);
-  line(c, "  %s[kk][2] = fl_pack_%s(%s[2 * kk + 1][0], %s[2 * kk + 1][1]), %s[kk][3] = fl_pack_%s(%s[2 * kk + 1][2], %s[2 * kk + 1][3]);",
-       pk, T, p, p, pk, T, p, p);
-  line(c, "}");
+  line(c, "%s[nt >> 1][(nt & 1) * 2] = fl_pack_%s(%s[nt][0], %s[nt][1]);", pk, T, p, p);
+  line(c, "%s[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_%s(%s[nt][2], %s[nt][3]);", pk, T, p, p);
 }
 
 void fl_cuda_wgmma_put_product(fl_cx *c, fl_dtype dt, const char *acc, const char *pk, const char *v, int width,

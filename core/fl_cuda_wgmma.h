@@ -54,9 +54,10 @@ void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, const char
  * the n floats of acc (their values are the products' from here on). */
 void fl_cuda_wgmma_put_wait(fl_cx *c, int pending, const char *acc, int64_t n);
 
-/* pk[step / 16][4] = the weights p (float p[step / 8][4], the accumulator
- * layout) packed as A fragments. */
-void fl_cuda_wgmma_put_pack(fl_cx *c, fl_dtype dt, const char *pk, const char *p, int64_t step);
+/* Inside a loop over nt (the accumulator layout's 8-key tiles): packs
+ * p[nt] (float p[step / 8][4]) into its half of the A fragment
+ * pk[nt >> 1] (unsigned pk[step / 16][4]). */
+void fl_cuda_wgmma_put_pack_tile(fl_cx *c, fl_dtype dt, const char *pk, const char *p);
 
 /* Issues acc[width / 8][4] += pk · v, one committed group not waited for:
  * v's tile at address v (step rows, `width` wide). */

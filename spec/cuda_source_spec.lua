@@ -163,12 +163,20 @@ describe("CUDA source of every variant", function()
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("document", 128), 1, true)
     -- and at head dim 128 over a short sequence (5 key tiles)
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 128, 300), 1, true)
-    -- at head dim 64 three computing warpgroups of 160, 128 keys a step, not pipelined
+    -- at head dim 64 three computing warpgroups of 160, 128 keys a step, not pipelined; the weights packed
+    -- as they are computed, straight into the product's registers
     local small = source("full", 64, 2048)
     assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', small, 1, true)
     assert.matches("fl_regs_inc<160>();", small, 1, true)
     assert.matches("const long long key0 = st * 128LL;", small, 1, true)
     assert.is_nil(small:find("bool pm = false;", 1, true))
+    assert.matches("pk0[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_bf16(p0[nt][2], p0[nt][3]);", small, 1, true)
+    -- no masks, no table: each warpgroup's table pointer a constant the compiler folds away
+    assert.matches("tbw[w] = 0; (void)blk;", small, 1, true)
+    assert.matches("tbw[w] = tab && inside ? tab + blk", source("causal", 64, 2048), 1, true)
+    -- pipelined on two warpgroups of 240: packed after the body
+    assert.is_nil(full:find("pn0[", 1, true))
+    assert.matches("pk0[nt >> 1][(nt & 1) * 2] = fl_pack_bf16(p0[nt][0], p0[nt][1]);", full, 1, true)
     -- 2048 rows in blocks of 192: the first block starts 64 rows early
     assert.matches("* 192 - 64LL;", small, 1, true)
     -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block
