@@ -390,13 +390,32 @@ static void open_elements(printer *P) {
   P->row = "h >> 1";
 }
 
-static void close_elements(printer *P) {
+/* wgmma, inside a loop over nt: p<i>[nt] packed into <pk><i>. */
+static void put_wgmma_pack_tiles(printer *P, const char *pk) {
+  for (int i = 0; i < P->m->na; i++) {
+    char p[16], k[16];
+    snprintf(p, sizeof p, "p%d", i);
+    snprintf(k, sizeof k, "%s%d", pk, i);
+    fl_cuda_wgmma_put_pack_tile(&P->c, P->m->dt, k, p);
+  }
+}
+
+/* Closes open_elements' loops; with `pk` (wgmma), each 8-key tile's
+ * weights packed into <pk><i> once its four elements are computed. */
+static void close_elements_packing(printer *P, const char *pk) {
   P->c.depth--;
   line(P, "}");
+  if (pk) {
+    P->c.depth++;
+    put_wgmma_pack_tiles(P, pk);
+    P->c.depth--;
+  }
   line(P, "}");
   P->elem = 0;
   P->at_key = 0;
 }
+
+static void close_elements(printer *P) { close_elements_packing(P, NULL); }
 
 /* Member v's expression x for the current element, in a scope of its own:
  * prints `pre t<...> post` with the temporary. */
@@ -641,19 +660,11 @@ static void put_deferred_rescale(printer *P) {
 }
 
 /* wgmma: packs weights as the body computes them (FL_WGMMA_PACK_EARLY):
- * their floats die a tile at a time, not at the step's end. */
+ * their floats die a tile at a time, not at the step's end. Pipelined
+ * (three warpgroups, FL_WS_PIPE3_EST), into pn<i>: pk<i> still feeds the
+ * previous step's product. */
 static int packs_early(const fl_mma_group *m) {
   return m->hopper && FL_WGMMA_PACK_EARLY && (!m->pipe || (m->ws && m->wgs == 3));
-}
-
-/* wgmma, inside a loop over nt: p<i>[nt] packed into <pk><i>. */
-static void put_wgmma_pack_tiles(printer *P, const char *pk) {
-  for (int i = 0; i < P->m->na; i++) {
-    char p[16], k[16];
-    snprintf(p, sizeof p, "p%d", i);
-    snprintf(k, sizeof k, "%s%d", pk, i);
-    fl_cuda_wgmma_put_pack_tile(&P->c, P->m->dt, k, p);
-  }
 }
 
 static void put_sums_and_weights(printer *P) {
@@ -670,17 +681,7 @@ static void put_sums_and_weights(printer *P) {
     snprintf(fmt, sizeof fmt, "p%d[nt][h] = valid ? %%s : 0.0f;", i);
     put_member_expr(P, m->a[i], m->a_p[i], fmt);
   }
-  if (packs_early(m)) {
-    P->c.depth--;
-    line(P, "}");
-    P->c.depth++;
-    put_wgmma_pack_tiles(P, m->pipe ? "pn" : "pk");
-    P->c.depth--;
-    line(P, "}");
-    P->elem = P->at_key = 0;
-  } else {
-    close_elements(P);
-  }
+  close_elements_packing(P, !packs_early(m) ? NULL : m->pipe ? "pn" : "pk");
   P->safe = 0;
 }
 
