@@ -667,6 +667,9 @@ static int packs_early(const fl_mma_group *m) {
   return m->hopper && FL_WGMMA_PACK_EARLY && (!m->pipe || (m->ws && m->wgs == 3));
 }
 
+/* Where the body packs the weights: pn or pk (see packs_early), or NULL. */
+static const char *early_weights(const fl_mma_group *m) { return !packs_early(m) ? NULL : m->pipe ? "pn" : "pk"; }
+
 static void put_sums_and_weights(printer *P) {
   const fl_mma_group *m = P->m;
   if (m->ns + m->na == 0) return;
@@ -681,7 +684,7 @@ static void put_sums_and_weights(printer *P) {
     snprintf(fmt, sizeof fmt, "p%d[nt][h] = valid ? %%s : 0.0f;", i);
     put_member_expr(P, m->a[i], m->a_p[i], fmt);
   }
-  close_elements_packing(P, !packs_early(m) ? NULL : m->pipe ? "pn" : "pk");
+  close_elements_packing(P, early_weights(m));
   P->safe = 0;
 }
 
@@ -1253,8 +1256,8 @@ static void put_mine(printer *P) {
   line(P, "const bool mine = st >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, %lld, %lld, %lld, %d));",
        (long long)P->spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
   for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
-  for (int i = 0; packs_early(P->m) && i < P->m->na; i++)
-    line(P, "unsigned %s%d[%lld][4];", P->m->pipe ? "pn" : "pk", i, (long long)(P->m->step / 16));
+  for (int i = 0; early_weights(P->m) && i < P->m->na; i++)
+    line(P, "unsigned %s%d[%lld][4];", early_weights(P->m), i, (long long)(P->m->step / 16));
 }
 
 /* The body between the products, twice: a full tile inside the keys, and

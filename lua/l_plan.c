@@ -284,12 +284,15 @@ static fl_status plan_exec(l_plan *u, fl_dtype out_dt, fl_cuda_path path, unsign
 }
 
 /* p:launch({cuda tensors...} [, dtype [, {out = {cuda tensors...}, kernels =
- * "auto"|"scalar", path = "auto"|"hopper"|"mma"}]]) -> {cuda tensors...}:
+ * "auto"|"scalar", path = "auto"|"hopper"|"mma", persistent = false|true}]])
+ * -> {cuda tensors...}:
  * runs the plan's CUDA kernels on
  * the inputs' device, compiling them on the first call (NVRTC, cached in
  * memory and on disk). With `out`, the kernels write into those tensors
  * (one per output, checked first) and they are the results, the same
- * objects; "scalar" kernels skip the tensor-core ones. */
+ * objects; "scalar" kernels skip the tensor-core ones; persistent
+ * (default false) lets warp-specialized kernels without masks loop over
+ * their tiles, a block a multiprocessor. */
 static int p_launch(lua_State *L) {
   static const char *const keys[] = {"out", "kernels", "path", "persistent", NULL};
   l_plan *u = check_plan(L, 1);

@@ -21,9 +21,9 @@
 --     (`params`: window 256, prefix 512, cap 30, ...) above.
 --
 -- FL_GPU_PATH picks the tensor-core kernels ("auto": wgmma on an H100,
--- else mma.sync; "hopper"; "mma"), FL_GPU_PERSISTENT=1 persistent ones. FL_GPU_N lists the lengths (default
--- 1,37,1024,4096), FL_GPU_BH the batch
--- and heads (default 1,2), FL_GPU_VARIANTS picks variants, FL_GPU_D the
+-- else mma.sync; "hopper"; "mma"), FL_GPU_PERSISTENT=1 persistent ones
+-- (opts.persistent). FL_GPU_N lists the lengths (default 1,37,1024,4096),
+-- FL_GPU_BH the batch and heads (default 1,2), FL_GPU_VARIANTS picks variants, FL_GPU_D the
 -- head dims (default 64,128). Each case prints a line with its errors and
 -- times; each variant a summary line.
 local fl = require "flashlight"
