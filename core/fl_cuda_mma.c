@@ -1072,14 +1072,21 @@ static void steps_and_tiles(printer *P) {
   P->tps = pt >= keys || pt >= step ? 1 : step / pt;
 }
 
-/* Each warpgroup's tile classes (tb) and loop bounds (lo, hi), in steps,
- * from its own 64 rows' entries; the block runs the union (clo, chi). */
+/* Do the kernel's steps know where their rows' tiles are all full
+ * (FL_FULL_RUNS)? */
+static int has_runs(const printer *P) { return FL_FULL_RUNS && P->t->nmask; }
+
+/* Each warpgroup's tile classes (tb), loop bounds (lo, hi) and longest run
+ * of known full steps (ka, kb), in steps, from its own 64 rows' entries;
+ * the block runs the union (clo, chi), and every warpgroup's run holds
+ * (ca, cb). */
 static void put_schedule(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
   int64_t nsteps = (m->keys + m->step - 1) / m->step, spt = P->spt;
   line(P, "const signed char *tbw[%d];", m->wgs);
   line(P, "int low[%d], hiw[%d]; /* in steps */", m->wgs, m->wgs);
+  if (has_runs(P)) line(P, "int ka = 0, kb = 0, ca = 0, cb = %lld; /* known full: ka <= st < kb */", (long long)nsteps);
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", m->wgs);
   P->c.depth++;
@@ -1100,11 +1107,19 @@ static void put_schedule(printer *P) {
     line(P, "tbw[w] = 0; (void)blk;");
   line(P, "low[w] = 0, hiw[w] = inside ? %lldLL : 0;", (long long)nsteps);
   line(P, "if (tbw[w]) {");
-  line(P, "  low[w] = bnd[2 * blk] * %lldLL / %lldLL;", (long long)spt, (long long)P->tps);
-  line(P, "  const long long h = (bnd[2 * blk + 1] * %lldLL + %lldLL) / %lldLL; /* rounded out */", (long long)spt,
+  line(P, "  low[w] = bnd[4 * blk] * %lldLL / %lldLL;", (long long)spt, (long long)P->tps);
+  line(P, "  const long long h = (bnd[4 * blk + 1] * %lldLL + %lldLL) / %lldLL; /* rounded out */", (long long)spt,
        (long long)P->tps - 1, (long long)P->tps);
   line(P, "  hiw[w] = h < %lldLL ? h : %lldLL;", (long long)nsteps, (long long)nsteps);
   line(P, "}");
+  if (has_runs(P)) { /* rounded in */
+    line(P, "const int fa = tbw[w] ? (int)((bnd[4 * blk + 2] * %lldLL + %lldLL) / %lldLL) : 0;", (long long)spt,
+         (long long)P->tps - 1, (long long)P->tps);
+    line(P, "const int fb = tbw[w] ? (int)(bnd[4 * blk + 3] * %lldLL / %lldLL) : 0;", (long long)spt,
+         (long long)P->tps);
+    line(P, "if (w == wg) ka = fa, kb = fb;");
+    line(P, "ca = fa > ca ? fa : ca, cb = fb < cb ? fb : cb;");
+  }
   P->c.depth--;
   line(P, "}");
   line(P, "const signed char *tb = tbw[0];");
@@ -1119,6 +1134,10 @@ static void put_schedule(printer *P) {
 /* `dst` = the first step at or after `from` some warpgroup runs, or chi. */
 static void put_next(printer *P, const char *dst, const char *from) {
   line(P, "int %s = chi;", dst);
+  if (has_runs(P)) {
+    line(P, "if (%s >= ca && %s < cb) %s = %s;", from, from, dst, from);
+    line(P, "else");
+  }
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", P->m->wgs);
   line(P, "  const int x = fl_next_step(tbw[w], %s > low[w] ? %s : low[w], hiw[w], %lld, %lld, %lld, %d);",
@@ -1199,6 +1218,17 @@ static void put_between(printer *P, int known) {
   put_sums_and_weights(P);
 }
 
+/* `if (cond) {` and its closing brace, the body indented between. */
+static void open_if(printer *P, const char *cond) {
+  line(P, "if (%s) {", cond);
+  P->c.depth++;
+}
+
+static void close_if(printer *P) {
+  P->c.depth--;
+  line(P, "}");
+}
+
 /* The step's tile class: full (mask code left out) when each plan tile it
  * covers is full with every mask condition true on the whole tile. A full
  * tile with a condition false (not skipped: its other branch is not the
@@ -1206,7 +1236,13 @@ static void put_between(printer *P, int known) {
 static void put_classes(printer *P) {
   const fl_tiles *t = P->t;
   if (!t->nmask) return;
-  line(P, "bool full = tb != 0;");
+  if (has_runs(P)) {
+    line(P, "bool full = st >= ka && st < kb;");
+    open_if(P, "!full");
+    line(P, "full = tb != 0;");
+  } else {
+    line(P, "bool full = tb != 0;");
+  }
   line(P, "#pragma unroll");
   line(P, "for (int t = 0; t < %lld; ++t) {", (long long)P->tps);
   line(P, "  const long long ti = st / %lldLL * %lldLL + t, te = ti * %d;", (long long)P->spt, (long long)P->tps,
@@ -1216,6 +1252,7 @@ static void put_classes(printer *P) {
   for (int k = 0; k < t->nmask; k++) fl_text_put(P->c.b, " && tb[te + %d] > 0", 1 + k);
   fl_text_put(P->c.b, ";\n");
   line(P, "}");
+  if (has_runs(P)) close_if(P);
 }
 
 /* The next step's keys, into the other tile where there are two. */
@@ -1231,17 +1268,6 @@ static void put_next_keys(printer *P) {
   line(P, "fl_cp_commit();");
 }
 
-/* `if (cond) {` and its closing brace, the body indented between. */
-static void open_if(printer *P, const char *cond) {
-  line(P, "if (%s) {", cond);
-  P->c.depth++;
-}
-
-static void close_if(printer *P) {
-  P->c.depth--;
-  line(P, "}");
-}
-
 /* The step's first key, keys inside, and the float key of the thread's first column. */
 static void put_step_keys(printer *P) {
   const fl_mma_group *m = P->m;
@@ -1253,8 +1279,9 @@ static void put_step_keys(printer *P) {
 
 /* A warpgroup's own step? (its rows' tile not skipped) */
 static void put_mine(printer *P) {
-  line(P, "const bool mine = st >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, %lld, %lld, %lld, %d));",
-       (long long)P->spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
+  line(P, "const bool mine = %sst >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, %lld, %lld, %lld, %d))%s;",
+       has_runs(P) ? "(st >= ka && st < kb) || (" : "", (long long)P->spt, (long long)P->tps,
+       (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask, has_runs(P) ? ")" : "");
   for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
   for (int i = 0; early_weights(P->m) && i < P->m->na; i++)
     line(P, "unsigned %s%d[%lld][4];", early_weights(P->m), i, (long long)(P->m->step / 16));
@@ -1408,7 +1435,7 @@ static void put_step_hopper(printer *P) {
 
 static void put_signature(printer *P, const fl_cuda_kernel *kd) {
   fl_text_put(P->c.b, "extern \"C\" __global__ void __launch_bounds__(%d, %d) %s(", block_threads(P->m),
-              P->m->wgs > 1 ? 1 : 2, kd->name);
+              P->m->blocks, kd->name);
   for (int i = 0; i < kd->nparams; i++) {
     int v = kd->param[i];
     fl_text_put(P->c.b, "%s%s *__restrict__ v%d, ", kd->writes[i] ? "" : "const ",

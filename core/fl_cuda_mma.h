@@ -46,6 +46,16 @@
  * several warpgroups a block now go. */
 #define FL_WGMMA_GROUPS 1
 #endif
+#ifndef FL_WGMMA_MIN_BLOCKS
+/* Blocks a multiprocessor the one-warpgroup wgmma kernel is built for
+ * (its launch bounds cap the registers). 0: from its register estimate
+ * with 16 for each other input it reads: 4 up to 120 without any (t5_bias
+ * and evoformer_row spilled at 4), 3 up to 152, else 2. H100, bf16, TFLOP/s (B4 H16 N4096 /
+ * B1 N16384), 2 against 3: document D=128 (196 registers, 168 and 16 B
+ * spilled) 155 / 231 against 162 / 249; sliding window D=64 (135
+ * registers, 122) 116 / 112 against 119 / 124. */
+#define FL_WGMMA_MIN_BLOCKS 0
+#endif
 #ifndef FL_WGMMA_PIPE
 /* 1: each step issues its scores together with the previous step's
  * product and runs the body while that product is in flight (values
@@ -179,6 +189,12 @@
  * 393 / 446 against 399 / 462, softcap 188 / 198 against 183 / 197). */
 #define FL_WS_PIPE3_EST 152
 #endif
+#ifndef FL_FULL_RUNS
+/* 1: each block's longest run of tiles known full (every mask condition
+ * true) comes with its loop bounds, and the steps there neither read the
+ * tile table nor walk it for the next step. */
+#define FL_FULL_RUNS 1
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -225,6 +241,7 @@ typedef struct fl_mma_group {
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
   int pipe;                /* wgmma: a step's scores issued with the previous step's product */
   int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
+  int blocks;              /* blocks a multiprocessor the kernel is built for (launch bounds) */
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */

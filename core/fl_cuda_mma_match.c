@@ -479,6 +479,7 @@ static int choose_ws(matcher *M) {
   if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
   m->wgs = wgs;
+  m->blocks = 1;
   m->stages = FL_WS_STAGES;
   if (wgs == 3) m->pipe = !other && !M->k->tiles.nmask && piped <= FL_WS_PIPE3_EST;
   else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= 200;
@@ -487,6 +488,15 @@ static int choose_ws(matcher *M) {
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
   if (m->step > 64 && any_loads_by_key(M)) return no_ws(m); /* their addresses and values a key spill at 128 */
   return 1;
+}
+
+/* Blocks a multiprocessor for a one-warpgroup wgmma kernel of register
+ * estimate est, reading `other` inputs besides its tiles
+ * (FL_WGMMA_MIN_BLOCKS). */
+static int one_warpgroup_blocks(int64_t est, int other) {
+  if (FL_WGMMA_MIN_BLOCKS) return FL_WGMMA_MIN_BLOCKS;
+  est += 16 * other;
+  return est <= 120 && !other ? 4 : est <= 152 ? 3 : 2;
 }
 
 /* wgmma: every tile in 64-wide panels, keys a step 128 or 64 (or 32, see
@@ -510,6 +520,7 @@ static int choose_hopper_sizes(matcher *M) {
     if (!within) continue;
     m->pipe = FL_WGMMA_PIPE;
     m->q_regs = FL_WGMMA_PIPE; /* measured with the pipeline: 319 TFLOP/s against 307 */
+    m->blocks = m->wgs > 1 ? 1 : one_warpgroup_blocks(regs_estimate(m, m->step, m->q_regs), other_inputs(M));
     return 1;
   }
   return fail(M, "too many accumulators for one warpgroup");
@@ -552,6 +563,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
   m->k = k;
   m->hopper = hopper;
   m->wgs = hopper ? FL_WGMMA_GROUPS : 1;
+  m->blocks = 2;
   m->dt = FL_DTYPE_COUNT;
   m->row_slot = -1;
   matcher M = {.g = p->g, .k = k, .m = m};

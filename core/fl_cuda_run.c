@@ -5,6 +5,9 @@
 #include <string.h>
 
 #define BLOCK 128
+#ifndef FL_NVRTC_LINEINFO
+#define FL_NVRTC_LINEINFO 0 /* 1: kernels carry line info (ncu's source view; the disk cache keys on it) */
+#endif
 
 static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
   x->plan = p;
@@ -58,7 +61,10 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path 
   x->sms = info.multiprocessors > 0 ? info.multiprocessors : 1;
   x->path = path;
   s = fl_cuda_generate(p, out_dtype, path, flags, &x->prog, e);
-  if (s == FL_OK) s = fl_nvrtc_compile(x->prog.source, "flashlight.cu", arch, NULL, 0, &x->image, e);
+  static const char *lineinfo[] = {"-lineinfo"}; /* for profilers' source views */
+  if (s == FL_OK)
+    s = fl_nvrtc_compile(x->prog.source, "flashlight.cu", arch, FL_NVRTC_LINEINFO ? lineinfo : NULL,
+                         FL_NVRTC_LINEINFO ? 1 : 0, &x->image, e);
   if (s == FL_OK) s = fl_cuda_module_load(ordinal, x->image.data, &x->module, e);
   if (s == FL_OK) {
     x->loaded = 1;

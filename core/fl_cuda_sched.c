@@ -9,11 +9,37 @@ static fl_status upload(int ordinal, const void *src, size_t n, uint64_t *dst, f
   return s;
 }
 
+/* Is tile ti of a block's table entries full with every mask condition
+ * true (the kernels' mask code left out)? */
+static int known_full(int nmask, const signed char *row, int64_t ti) {
+  const signed char *e = row + ti * (1 + nmask);
+  int full = e[0] == FL_TILE_FULL;
+  for (int k = 0; k < nmask; k++) full = full && e[1 + k] > 0;
+  return full;
+}
+
+int64_t *fl_cuda_sched_runs(int nmask, int64_t nb, int64_t ntiles, const signed char *table, const int64_t *bounds) {
+  int64_t *out = malloc((size_t)nb * 4 * sizeof *out + 1);
+  for (int64_t b = 0; out && b < nb; b++) {
+    const signed char *row = table + b * ntiles * (1 + nmask);
+    int64_t lo = bounds[2 * b], hi = bounds[2 * b + 1], best = lo, len = 0;
+    for (int64_t ti = lo, run = 0; ti < hi; ti++) {
+      run = known_full(nmask, row, ti) ? run + 1 : 0;
+      if (run > len) len = run, best = ti + 1 - run;
+    }
+    out[4 * b] = lo, out[4 * b + 1] = hi, out[4 * b + 2] = best, out[4 * b + 3] = best + len;
+  }
+  return out;
+}
+
 static fl_status upload_table(const fl_tiles *t, int64_t ntiles, const signed char *table,
                               const int64_t *bounds, int ordinal, fl_cuda_sched *s, fl_err *e) {
   int64_t nb = fl_tiles_mask_blocks(t);
+  int64_t *runs = fl_cuda_sched_runs(t->nmask, nb, ntiles, table, bounds);
+  if (!runs) return fl_fail(e, FL_ENOMEM, "out of host memory uploading tile classes");
   fl_status st = upload(ordinal, table, (size_t)(nb * ntiles * (1 + t->nmask)), &s->tab, e);
-  if (st == FL_OK) st = upload(ordinal, bounds, (size_t)nb * 2 * sizeof *bounds, &s->bnd, e);
+  if (st == FL_OK) st = upload(ordinal, runs, (size_t)nb * 4 * sizeof *runs, &s->bnd, e);
+  free(runs);
   return st;
 }
 

@@ -10,7 +10,9 @@
 #include "fl_plan.h"
 
 typedef struct fl_cuda_sched {
-  uint64_t tab, bnd; /* device memory, or 0 */
+  /* device memory, or 0: the table, and per block its loop bounds [lo, hi)
+   * and longest run of known full tiles [flo, fhi), in tiles */
+  uint64_t tab, bnd;
   int per_run;       /* classified before each run */
   int nvals;
   double **last;     /* per run: the values it was classified from (NULL: not read) */
@@ -25,5 +27,12 @@ fl_status fl_cuda_sched_run(const fl_kernel *k, int ordinal, const uint64_t *ptr
                             fl_dtype (*storage)(const fl_graph *g, int v, void *ctx), void *ctx,
                             fl_cuda_sched *s, fl_err *e);
 void fl_cuda_sched_free(fl_cuda_sched *s, int ordinal);
+
+/* What the kernels read as bounds (malloc'd, NULL when out of memory): per
+ * block of a table with nmask mask truths a tile, its loop bounds [lo, hi)
+ * in tiles, then the longest run of tiles in them known full (class full,
+ * every mask condition true), which the kernels run without reading the
+ * table (a causal row's tiles left of the diagonal, say). */
+int64_t *fl_cuda_sched_runs(int nmask, int64_t nb, int64_t ntiles, const signed char *table, const int64_t *bounds);
 
 #endif

@@ -80,10 +80,11 @@ describe("CUDA source of every variant", function()
     assert.same({"f", "cumsum3"}, kernels[1].params)
     -- the group's output, bf16, two neighbours a store on this path too
     assert.matches("fl_st2%(v%d+, po, pv%[0%], pv%[1%]%);", src)
-    -- on the hopper path: one warpgroup a block, wgmma
+    -- on the hopper path: one warpgroup a block, wgmma, built for three blocks a multiprocessor (it
+    -- reads an input besides its tiles)
     local hsrc, hk = g:plan():cuda(nil, {path = "hopper"})
     assert.equal("hopper", hk[2].path)
-    assert.matches('extern "C" __global__ void __launch_bounds__%(128, 2%) fl_group1_mma%(', hsrc)
+    assert.matches('extern "C" __global__ void __launch_bounds__%(128, 3%) fl_group1_mma%(', hsrc)
     assert.matches("wgmma.mma_async.sync.aligned.m64n", hsrc, 1, true)
   end)
 
@@ -145,6 +146,14 @@ describe("CUDA source of every variant", function()
     assert.matches("for (int t = 0; t < 2; ++t) {", causal, 1, true)
     assert.matches("fl_step_skipped(tb, st, 1, 2, 16, 2)", causal, 1, true)
     assert.matches("bool pm = false;", causal, 1, true)
+    -- the rows' run of known full tiles (left of the diagonal), from the bounds, rounded in to whole
+    -- steps: there neither the class nor the next step comes from the table
+    assert.matches("const int fa = tbw[w] ? (int)((bnd[4 * blk + 2] * 1LL + 1LL) / 2LL) : 0;", causal, 1, true)
+    assert.matches("const int fb = tbw[w] ? (int)(bnd[4 * blk + 3] * 1LL / 2LL) : 0;", causal, 1, true)
+    assert.matches("const bool mine = (st >= ka && st < kb) || (st >= lo", causal, 1, true)
+    assert.matches("bool full = st >= ka && st < kb;\n%s*if %(!full%) {", causal)
+    assert.matches("if (st + 1 >= ca && st + 1 < cb) nx = st + 1;", causal, 1, true)
+    assert.is_nil(full:find("ka", 1, true))
     -- masked, even asked for: a block a tile (the hardware's scheduler balances the tiles' lengths)
     causal = source("causal", 128, nil, true)
     assert.matches("fl_bar_wait(bq, 0);", causal, 1, true)
@@ -158,11 +167,16 @@ describe("CUDA source of every variant", function()
     assert.is_nil(alibi:find("bool pm = false;", 1, true))
     -- a bias read at every key (T5 buckets): 64 keys a step
     assert.matches("const long long key0 = st * 64LL;", source("t5_bias", 128), 1, true)
-    -- few steps a block (a sliding window, masks over document ids): one warpgroup a block
-    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("sliding_window", 128), 1, true)
-    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("document", 128), 1, true)
+    -- few steps a block (a sliding window, masks over document ids): one warpgroup a block, three
+    -- blocks a multiprocessor at head dim 128, four at 64 where nothing else is read
+    assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("sliding_window", 128), 1, true)
+    assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("document", 128), 1, true)
+    assert.matches('__launch_bounds__(128, 4) fl_group1_mma(', source("sliding_window", 64), 1, true)
+    assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("document", 64), 1, true)
     -- and at head dim 128 over a short sequence (5 key tiles)
-    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 128, 300), 1, true)
+    assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("full", 128, 300), 1, true)
+    -- two accumulators of 64 at head dim 64 (differential): two
+    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("differential", 64), 1, true)
     -- at head dim 64 three computing warpgroups of 160, 128 keys a step, not pipelined; the weights packed
     -- as they are computed, straight into the product's registers
     local small = source("full", 64, 2048)
@@ -179,8 +193,8 @@ describe("CUDA source of every variant", function()
     assert.matches("pk0[nt >> 1][(nt & 1) * 2] = fl_pack_bf16(p0[nt][0], p0[nt][1]);", full, 1, true)
     -- 2048 rows in blocks of 192: the first block starts 64 rows early
     assert.matches("* 192 - 64LL;", small, 1, true)
-    -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block
-    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("full", 64, 1024), 1, true)
+    -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block, four a multiprocessor
+    assert.matches('__launch_bounds__(128, 4) fl_group1_mma(', source("full", 64, 1024), 1, true)
     -- differential attention's two accumulators at head dim 128: 32 keys a step, two computing warpgroups
     local diff, kdd = source("differential", 128, nil, true)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 32 keys a step, 2 stages, persistent",
@@ -188,7 +202,7 @@ describe("CUDA source of every variant", function()
     assert.matches("const long long key0 = st * 32LL;", diff, 1, true)
     -- but a head dim of 64 that would need two warpgroups stays on one warpgroup a block, cp.async
     local alibi64, kd64 = source("alibi", 64)
-    assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', alibi64, 1, true)
+    assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', alibi64, 1, true)
     assert.equal("wgmma; 1 warpgroup, 64 keys a step, cp.async", kd64.design)
     assert.is_nil(alibi64:find("fl_regs_dec<", 1, true))
     -- a pair bias [B, H, N, N] read at each (row, key) comes in tiles a step by TMA, 128 keys a step
