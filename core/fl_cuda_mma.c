@@ -97,6 +97,8 @@ typedef struct printer {
   int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
   double fold[FL_MMA_MAX]; /* score i is kept unscaled: it is fold[i] times s<i> (0: as is) */
   int raw;          /* score reads give what is kept, unscaled */
+  int ninv, inv[FL_MMA_MAX]; /* loads held in registers hv0, hv1, ... (see put_invariant_loads) */
+  int hoisting;     /* printing those loads themselves */
 } printer;
 
 static int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
@@ -149,6 +151,8 @@ static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
     return register_epilogue(P, ex->src);
   else if (P->at_key && (i = fl_cuda_mma_tile_input(m, ex->src)) >= 0)
     put_tile_input_read(P, i, t);
+  else if (!P->hoisting && (i = index_in(P->inv, P->ninv, (int)(ex - P->g->exprs))) >= 0)
+    line(P, "const float t%d = hv%d;", t, i);
   else if (ex->src >= m->k->first && ex->src < m->k->first + m->k->n) {
     c->err = "a member read where the tensor-core kernel does not hold it";
     return -1;
@@ -1146,8 +1150,55 @@ static void put_next(printer *P, const char *dst, const char *from) {
   line(P, "}");
 }
 
+/* Is x a load of an input, not a tile's, at the block's grid position only? */
+static int invariant_load(const printer *P, int member, int x) {
+  const fl_expr *ex = &P->g->exprs[x];
+  const fl_mma_group *m = P->m;
+  if (ex->op != FL_X_LOAD || (ex->src >= m->k->first && ex->src < m->k->first + m->k->n)) return 0;
+  if (fl_cuda_mma_tile_input(m, ex->src) >= 0) return 0;
+  for (int o = 0; o < m->nops; o++)
+    if (P->g->exprs[m->op[o].load].src == ex->src) return 0;
+  return fl_cuda_mma_grid_only(P->g, m, member, x);
+}
+
+static void find_invariant_loads(printer *P, int member, int x) {
+  if (invariant_load(P, member, x)) {
+    if (P->ninv < FL_MMA_MAX && index_in(P->inv, P->ninv, x) < 0) {
+      P->inv[P->ninv++] = x;
+      line(P, "float hv%d;", P->ninv - 1);
+      line(P, "{");
+      P->c.depth++;
+      put_vars(P, member, "0", "0", "0", 1);
+      P->hoisting = 1;
+      line(P, "hv%d = t%d;", P->ninv - 1, fl_cx_emit(&P->c, member, x));
+      P->hoisting = 0;
+      P->c.depth--;
+      line(P, "}");
+    }
+    return;
+  }
+  for (int i = 0; i < P->g->exprs[x].nargs; i++) find_invariant_loads(P, member, P->g->exprs[x].args[i]);
+}
+
+/* Loads of inputs at the block's grid position only (ALiBi's slope a
+ * head, a sink's logit), read once before the steps into registers
+ * hv<i>. Inside the steps the wgmma asm statements' memory clobbers keep
+ * the compiler from hoisting them itself: a pipelined ALiBi step then held
+ * a register a score element for them and spilled 552 bytes. */
+static void put_invariant_loads(printer *P) {
+  const fl_kernel *k = P->m->k;
+  P->ninv = 0;
+  for (int v = k->first; v < k->first + k->n; v++) {
+    const int scope = P->c.scope;
+    P->c.scope = v;
+    if (!P->g->vals[v].epilogue) find_invariant_loads(P, v, P->g->vals[v].body);
+    P->c.scope = scope;
+  }
+}
+
 static void put_state(printer *P) {
   const fl_mma_group *m = P->m;
+  put_invariant_loads(P);
   for (int i = 0; i < m->nx; i++) {
     const char *id = val(P, m->x[i])->comb == FL_COMB_MAX ? "-FL_INFF" : "FL_INFF";
     line(P, "float mx%d[2] = {%s, %s};", i, id, id);

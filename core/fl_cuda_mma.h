@@ -195,6 +195,9 @@
  * tile table nor walk it for the next step. */
 #define FL_FULL_RUNS 1
 #endif
+#ifndef FL_WS_PIPE2_EST
+#define FL_WS_PIPE2_EST 200 /* the most a pipelined step's estimate may be with two computing warpgroups */
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -269,6 +272,10 @@ int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);
 
 /* The dynamic shared memory the group's kernel uses, in bytes. */
 int64_t fl_cuda_mma_smem(const fl_mma_group *m);
+
+/* Does member's expression x depend on the block's grid position only
+ * (not on the query row, the keys or the register dim)? */
+int fl_cuda_mma_grid_only(const fl_graph *g, const fl_mma_group *m, int member, int x);
 
 /* The role of member m's variable `var`: grid slot (>= 0), or -1 loop,
  * -2 register dim, -3 local. */

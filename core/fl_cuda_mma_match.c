@@ -309,17 +309,30 @@ static int tile_source(const matcher *M, int src) {
   return 0;
 }
 
+static int grid_only(const matcher *M, int member, int x);
+
+/* Does member's expression x read src other than at the block's grid
+ * position only (such loads are read once, before the steps)? */
+static int reads_per_row_or_key(const matcher *M, int member, int x, int src) {
+  const fl_expr *ex = &M->g->exprs[x];
+  if (ex->op == FL_X_LOAD && ex->src == src && !grid_only(M, member, x)) return 1;
+  for (int i = 0; i < ex->nargs; i++)
+    if (reads_per_row_or_key(M, member, ex->args[i], src)) return 1;
+  return 0;
+}
+
 /* Values the steps read besides their tiles (a bias, document ids, an
  * earlier kernel's output): each holds addresses and values the estimate
- * does not count. Read only once the steps are done (a gate), or from
- * shared memory (tile inputs), they hold none. */
+ * does not count. Read only once the steps are done (a gate), from shared
+ * memory (tile inputs), or once at the block's grid position (ALiBi's
+ * slope: put_invariant_loads), they hold none. */
 static int other_inputs(const matcher *M) {
   int n = 0;
   for (int i = 0; i < M->g->nvals; i++) {
     if (in_kernel(M, i) || tile_source(M, i) || fl_cuda_mma_tile_input(M->m, i) >= 0) continue;
     int read = 0;
     for (int v = M->k->first; !read && v < M->k->first + M->k->n; v++)
-      read = !M->g->vals[v].epilogue && fl_expr_reads(M->g, M->g->vals[v].body, i);
+      read = !M->g->vals[v].epilogue && reads_per_row_or_key(M, v, M->g->vals[v].body, i);
     n += read;
   }
   return n;
@@ -355,16 +368,18 @@ static int any_loads_by_key(const matcher *M) {
 
 /* Does x use only the block's grid variables of member's (no row, key,
  * register or local one)? */
-static int grid_only(const matcher *M, int member, int x) {
-  const fl_expr *ex = &M->g->exprs[x];
+int fl_cuda_mma_grid_only(const fl_graph *g, const fl_mma_group *m, int member, int x) {
+  const fl_expr *ex = &g->exprs[x];
   if (ex->op == FL_X_VAR) {
-    int role = fl_cuda_mma_var_role(M->g, &M->k->tiles.gr, member, ex->var);
-    return role >= 0 && role != M->m->row_slot;
+    int role = fl_cuda_mma_var_role(g, &m->k->tiles.gr, member, ex->var);
+    return role >= 0 && role != m->row_slot;
   }
   for (int i = 0; i < ex->nargs; i++)
-    if (!grid_only(M, member, ex->args[i])) return 0;
+    if (!fl_cuda_mma_grid_only(g, m, member, ex->args[i])) return 0;
   return 1;
 }
+
+static int grid_only(const matcher *M, int member, int x) { return fl_cuda_mma_grid_only(M->g, M->m, member, x); }
 
 /* Is load ld (in member's body) of an input at (the block's grid
  * position, the query row, the key), whole planes of rows x keys, each
@@ -482,7 +497,7 @@ static int choose_ws(matcher *M) {
   m->blocks = 1;
   m->stages = FL_WS_STAGES;
   if (wgs == 3) m->pipe = !other && !M->k->tiles.nmask && piped <= FL_WS_PIPE3_EST;
-  else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= 200;
+  else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= FL_WS_PIPE2_EST;
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
   while (m->stages > 2 && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--; /* FL_WS_STAGES > 2 where it fits */
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;

@@ -161,10 +161,17 @@ describe("CUDA source of every variant", function()
     -- lse stores its row statistics: a block a tile (persistent, they spilled)
     local _, kdl = source("lse", 128, nil, true)
     assert.is_nil(kdl.design:find("persistent", 1, true))
-    -- a group that reads a bias: not pipelined
+    -- a group that reads an input at each row and key (forgetting's gates): not pipelined
+    local forget = source("forgetting", 128)
+    assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', forget, 1, true)
+    assert.is_nil(forget:find("bool pm = false;", 1, true))
+    -- one read once a head (ALiBi's slope): into a register before the steps, and pipelined
     local alibi = source("alibi", 128)
-    assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', alibi, 1, true)
-    assert.is_nil(alibi:find("bool pm = false;", 1, true))
+    assert.matches("float hv0;", alibi, 1, true)
+    assert.matches("const float t%d+ = hv0;", alibi)
+    local mma = alibi:match("fl_group1_mma%(.-\n}\n")
+    assert.equal(1, select(2, mma:gsub("fl_ld%(v3,", "")))
+    assert.matches("bool pm = false;", alibi, 1, true)
     -- a bias read at every key (T5 buckets): 64 keys a step
     assert.matches("const long long key0 = st * 64LL;", source("t5_bias", 128), 1, true)
     -- few steps a block (a sliding window, masks over document ids): one warpgroup a block, three
@@ -200,11 +207,14 @@ describe("CUDA source of every variant", function()
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 32 keys a step, 2 stages, persistent",
       kdd.design)
     assert.matches("const long long key0 = st * 32LL;", diff, 1, true)
-    -- but a head dim of 64 that would need two warpgroups stays on one warpgroup a block, cp.async
-    local alibi64, kd64 = source("alibi", 64)
-    assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', alibi64, 1, true)
+    -- but a head dim of 64 that would need two warpgroups (forgetting's gates at each row and key)
+    -- stays on one warpgroup a block, cp.async
+    local forget64, kd64 = source("forgetting", 64, 4096)
+    assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', forget64, 1, true)
     assert.equal("wgmma; 1 warpgroup, 64 keys a step, cp.async", kd64.design)
-    assert.is_nil(alibi64:find("fl_regs_dec<", 1, true))
+    assert.is_nil(forget64:find("fl_regs_dec<", 1, true))
+    -- ALiBi's slope read once: three computing warpgroups there
+    assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', source("alibi", 64, 4096), 1, true)
     -- a pair bias [B, H, N, N] read at each (row, key) comes in tiles a step by TMA, 128 keys a step
     local evo, kde = source("evoformer_row", 128, nil, true)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
