@@ -1153,12 +1153,8 @@ static void put_next(printer *P, const char *dst, const char *from) {
 /* Is x a load of an input, not a tile's, at the block's grid position only? */
 static int invariant_load(const printer *P, int member, int x) {
   const fl_expr *ex = &P->g->exprs[x];
-  const fl_mma_group *m = P->m;
-  if (ex->op != FL_X_LOAD || (ex->src >= m->k->first && ex->src < m->k->first + m->k->n)) return 0;
-  if (fl_cuda_mma_tile_input(m, ex->src) >= 0) return 0;
-  for (int o = 0; o < m->nops; o++)
-    if (P->g->exprs[m->op[o].load].src == ex->src) return 0;
-  return fl_cuda_mma_grid_only(P->g, m, member, x);
+  return ex->op == FL_X_LOAD && fl_cuda_mma_other_input(P->g, P->m, ex->src) &&
+         fl_cuda_mma_grid_only(P->g, P->m, member, x);
 }
 
 static void find_invariant_loads(printer *P, int member, int x) {
@@ -1187,13 +1183,11 @@ static void find_invariant_loads(printer *P, int member, int x) {
  * a register a score element for them and spilled 552 bytes. */
 static void put_invariant_loads(printer *P) {
   const fl_kernel *k = P->m->k;
+  const int scope = P->c.scope; /* fl_cx_emit moves it */
   P->ninv = 0;
-  for (int v = k->first; v < k->first + k->n; v++) {
-    const int scope = P->c.scope;
-    P->c.scope = v;
+  for (int v = k->first; v < k->first + k->n; v++)
     if (!P->g->vals[v].epilogue) find_invariant_loads(P, v, P->g->vals[v].body);
-    P->c.scope = scope;
-  }
+  P->c.scope = scope;
 }
 
 static void put_state(printer *P) {

@@ -273,6 +273,10 @@ int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);
 /* The dynamic shared memory the group's kernel uses, in bytes. */
 int64_t fl_cuda_mma_smem(const fl_mma_group *m);
 
+/* Is value src read by m besides its members, tiles and tile inputs (a
+ * bias, document ids, ALiBi's slopes)? */
+int fl_cuda_mma_other_input(const fl_graph *g, const fl_mma_group *m, int src);
+
 /* Does member's expression x depend on the block's grid position only
  * (not on the query row, the keys or the register dim)? */
 int fl_cuda_mma_grid_only(const fl_graph *g, const fl_mma_group *m, int member, int x);

@@ -326,10 +326,17 @@ static int reads_per_row_or_key(const matcher *M, int member, int x, int src) {
  * does not count. Read only once the steps are done (a gate), from shared
  * memory (tile inputs), or once at the block's grid position (ALiBi's
  * slope: put_invariant_loads), they hold none. */
+int fl_cuda_mma_other_input(const fl_graph *g, const fl_mma_group *m, int src) {
+  if (src >= m->k->first && src < m->k->first + m->k->n) return 0;
+  for (int o = 0; o < m->nops; o++)
+    if (g->exprs[m->op[o].load].src == src) return 0;
+  return fl_cuda_mma_tile_input(m, src) < 0;
+}
+
 static int other_inputs(const matcher *M) {
   int n = 0;
   for (int i = 0; i < M->g->nvals; i++) {
-    if (in_kernel(M, i) || tile_source(M, i) || fl_cuda_mma_tile_input(M->m, i) >= 0) continue;
+    if (!fl_cuda_mma_other_input(M->g, M->m, i)) continue;
     int read = 0;
     for (int v = M->k->first; !read && v < M->k->first + M->k->n; v++)
       read = !M->g->vals[v].epilogue && reads_per_row_or_key(M, v, M->g->vals[v].body, i);
