@@ -189,6 +189,28 @@
  * 393 / 446 against 399 / 462, softcap 188 / 198 against 183 / 197). */
 #define FL_WS_PIPE3_EST 152
 #endif
+#ifndef FL_WS_PIPE3_ANY
+/* 1: three computing warpgroups take the whole pipelined step (below
+ * FL_WS_PIPE3_EST) with masks and other inputs too. */
+#define FL_WS_PIPE3_ANY 0
+#endif
+#ifndef FL_WS_PIPE_SPLIT
+/* 1: three computing warpgroups whose pipelined step does not fit (see
+ * FL_WS_PIPE3_EST) pipeline it split: the previous step's product is
+ * waited for once the body has its extremes, and the new weights go
+ * straight into its registers (no second set). 0 spills at D=64. H100,
+ * bf16, TFLOP/s, B4 H16 N4096 / B1 N16384 D=64, split against plain (both
+ * with four partial maxima and sums a row, since dropped): full 403 / 450 against 362 / 429, ALiBi 291 / 361
+ * against 265 / 309, softcap 192 / 199 against 177 / 191, sinks 319 / 420
+ * against 300 / 388, causal 322 / 418 against 325 / 415. */
+#define FL_WS_PIPE_SPLIT 1
+#endif
+#ifndef FL_WS_PIPE_SPLIT2
+#define FL_WS_PIPE_SPLIT2 0 /* 1: two computing warpgroups whose pipelined step does not fit take it split too */
+#endif
+#ifndef FL_WS_PIPE_SPLIT_TILES
+#define FL_WS_PIPE_SPLIT_TILES 0 /* 1: groups with tile inputs may take the split step */
+#endif
 #ifndef FL_FULL_RUNS
 /* 1: each block's longest run of tiles known full (every mask condition
  * true) comes with its loop bounds, and the steps there neither read the
@@ -243,6 +265,7 @@ typedef struct fl_mma_group {
   int fixup;               /* some member rescales: rows may need the scalar kernel */
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
   int pipe;                /* wgmma: a step's scores issued with the previous step's product */
+  int split;               /* pipelined ws: that product waited for after the body's extremes (see FL_WS_PIPE_SPLIT) */
   int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
   int blocks;              /* blocks a multiprocessor the kernel is built for (launch bounds) */
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */

@@ -453,7 +453,7 @@ static void find_tile_inputs(matcher *M) {
 
 /* The warp-specialized kernel given up: the one-warpgroup kernel's fields. */
 static int no_ws(fl_mma_group *m) {
-  m->ws = 0, m->wgs = FL_WGMMA_GROUPS, m->stages = 0, m->pipe = 0, m->nb = 0;
+  m->ws = 0, m->wgs = FL_WGMMA_GROUPS, m->stages = 0, m->pipe = 0, m->split = 0, m->nb = 0;
   return 0;
 }
 
@@ -503,9 +503,12 @@ static int choose_ws(matcher *M) {
   m->wgs = wgs;
   m->blocks = 1;
   m->stages = FL_WS_STAGES;
-  if (wgs == 3) m->pipe = !other && !M->k->tiles.nmask && piped <= FL_WS_PIPE3_EST;
+  if (wgs == 3) m->pipe = (FL_WS_PIPE3_ANY || (!other && !M->k->tiles.nmask)) && piped <= FL_WS_PIPE3_EST;
   else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= FL_WS_PIPE2_EST;
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
+  m->split = !m->pipe && FL_WS_PIPE && (wgs == 3 ? FL_WS_PIPE_SPLIT : FL_WS_PIPE_SPLIT2) &&
+             (FL_WS_PIPE_SPLIT_TILES || !m->nb);
+  m->pipe |= m->split;
   while (m->stages > 2 && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--; /* FL_WS_STAGES > 2 where it fits */
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
   if (m->step > 64 && any_loads_by_key(M)) return no_ws(m); /* their addresses and values a key spill at 128 */

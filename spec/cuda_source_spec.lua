@@ -184,13 +184,17 @@ describe("CUDA source of every variant", function()
     assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("full", 128, 300), 1, true)
     -- two accumulators of 64 at head dim 64 (differential): two
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("differential", 64), 1, true)
-    -- at head dim 64 three computing warpgroups of 160, 128 keys a step, not pipelined; the weights packed
-    -- as they are computed, straight into the product's registers
-    local small = source("full", 64, 2048)
+    -- at head dim 64 three computing warpgroups of 160, 128 keys a step, pipelined split: the previous
+    -- step's product waited for once the row maxima are known, the weights packed as they are computed,
+    -- straight into the product's registers (no second set)
+    local small, kds = source("full", 64, 2048)
     assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', small, 1, true)
     assert.matches("fl_regs_inc<160>();", small, 1, true)
     assert.matches("const long long key0 = st * 128LL;", small, 1, true)
-    assert.is_nil(small:find("bool pm = false;", 1, true))
+    assert.matches("bool pm = false;", small, 1, true)
+    assert.matches("pipelined (split)", kds.design, 1, true)
+    assert.matches("fl_quad_max%(xm%[r%]%) %* [%d.e+-]+f%);\n%s*}\n%s*fl_wg_wait<0>%(%);", small)
+    assert.is_nil(small:find("pn0[", 1, true))
     assert.matches("pk0[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_bf16(p0[nt][2], p0[nt][3]);", small, 1, true)
     -- no masks, no table: each warpgroup's table pointer a constant the compiler folds away
     assert.matches("tbw[w] = 0; (void)blk;", small, 1, true)
