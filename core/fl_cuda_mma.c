@@ -669,9 +669,11 @@ static void put_deferred_rescale(printer *P) {
 /* wgmma: packs weights as the body computes them (FL_WGMMA_PACK_EARLY):
  * their floats die a tile at a time, not at the step's end. Pipelined
  * (three warpgroups, FL_WS_PIPE3_EST), into pn<i>: pk<i> still feeds the
- * previous step's product. */
+ * previous step's product. Split, always, into pk<i>: the previous
+ * product has landed before the weights are computed, and nothing packs
+ * them after the body. */
 static int packs_early(const fl_mma_group *m) {
-  return m->hopper && FL_WGMMA_PACK_EARLY && (!m->pipe || (m->ws && m->wgs == 3));
+  return m->split || (m->hopper && FL_WGMMA_PACK_EARLY && (!m->pipe || (m->ws && m->wgs == 3)));
 }
 
 /* Where the body packs the weights: pn or pk (see packs_early), or NULL. */
