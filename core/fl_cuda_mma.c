@@ -550,10 +550,11 @@ static double folded_read(const printer *P, int x) {
 
 /* A row's maximum (minimum) over the step, NaNs kept (max.NaN), keys past
  * the end left out, then across the four threads of the row, then into
- * the running value. (Four partial maxima and sums a row, for shorter
- * dependent chains, measured slower on the H100: full D=64 B4 H16 N4096
- * 362 TFLOP/s against 393, causal D=128 444 against 462.) A score kept unscaled (by k > 0) takes its extreme
- * first and the scale after: rounding is monotonic, so that is exact. */
+ * the running value. A score kept unscaled (by k > 0) takes its extreme
+ * first and the scale after: rounding is monotonic, so that is exact.
+ * (Four partial maxima and sums a row, for shorter dependent chains,
+ * measured slower on the H100: full D=64 B4 H16 N4096 362 TFLOP/s against
+ * 393, causal D=128 444 against 462.) */
 static void put_extremes(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->nx; i++) {

@@ -200,18 +200,13 @@
  * waited for once the body has its extremes, and the new weights go
  * straight into its registers (no second set). 0 spills at D=64. H100,
  * bf16, TFLOP/s, B4 H16 N4096 / B1 N16384 D=64, split against plain (both
- * with four partial maxima and sums a row, since dropped): full 403 / 450 against 362 / 429, ALiBi 291 / 361
- * against 265 / 309, softcap 192 / 199 against 177 / 191, sinks 319 / 420
- * against 300 / 388, causal 322 / 418 against 325 / 415. Groups with tile
- * inputs stay unpipelined: split, evoformer_row D=64 ran 227 / 260
- * against 266 / 303. */
+ * with four partial maxima and sums a row, since dropped): full 403 / 450
+ * against 362 / 429, ALiBi 291 / 361 against 265 / 309, softcap 192 / 199
+ * against 177 / 191, sinks 319 / 420 against 300 / 388, causal 322 / 418
+ * against 325 / 415. Groups with tile inputs stay unpipelined: split,
+ * evoformer_row D=64 ran 227 / 260 against 266 / 303. Two computing
+ * warpgroups keep the plain step (not measured split). */
 #define FL_WS_PIPE_SPLIT 1
-#endif
-#ifndef FL_WS_PIPE_SPLIT2
-#define FL_WS_PIPE_SPLIT2 0 /* 1: two computing warpgroups whose pipelined step does not fit take it split too */
-#endif
-#ifndef FL_WS_PIPE_SPLIT_TILES
-#define FL_WS_PIPE_SPLIT_TILES 0 /* 1: groups with tile inputs may take the split step */
 #endif
 #ifndef FL_FULL_RUNS
 /* 1: each block's longest run of tiles known full (every mask condition

@@ -506,8 +506,7 @@ static int choose_ws(matcher *M) {
   if (wgs == 3) m->pipe = (FL_WS_PIPE3_ANY || (!other && !M->k->tiles.nmask)) && piped <= FL_WS_PIPE3_EST;
   else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= FL_WS_PIPE2_EST;
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
-  m->split = !m->pipe && FL_WS_PIPE && (wgs == 3 ? FL_WS_PIPE_SPLIT : FL_WS_PIPE_SPLIT2) &&
-             (FL_WS_PIPE_SPLIT_TILES || !m->nb);
+  m->split = !m->pipe && FL_WS_PIPE && FL_WS_PIPE_SPLIT && wgs == 3 && !m->nb;
   m->pipe |= m->split;
   while (m->stages > 2 && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--; /* FL_WS_STAGES > 2 where it fits */
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
