@@ -1337,8 +1337,8 @@ static void put_mine(printer *P) {
        has_runs(P) ? "(st >= ka && st < kb) || (" : "", (long long)P->spt, (long long)P->tps,
        (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask, has_runs(P) ? ")" : "");
   for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
-  /* pipelined, pk lives across steps (declared before them) */
-  for (int i = 0; early_weights(P->m) && !(P->m->pipe && P->m->split) && i < P->m->na; i++)
+  /* split, pk lives across steps (declared before them) */
+  for (int i = 0; early_weights(P->m) && !P->m->split && i < P->m->na; i++)
     line(P, "unsigned %s%d[%lld][4];", early_weights(P->m), i, (long long)(P->m->step / 16));
 }
 
@@ -1442,10 +1442,10 @@ static void put_pipe_body(printer *P) {
 
 /* ... then, after the body: waits for the product whether or not one was
  * issued (same reason), rescales the sums and packs the new weights. The
- * packing stays under `mine` even where the next step would not issue
- * garbage packed on a step not the warpgroup's: made unconditional, the
- * registers of the weights in flight were overwritten by the body's
- * (three computing warpgroups, packed early: wrong results on the H100). */
+ * packing stays under `mine`, though on other steps it would only pack
+ * weights the next step does not issue: made unconditional (three
+ * computing warpgroups, packed early), the body overwrote the registers
+ * of the weights still in flight (wrong results on the H100). */
 static void put_pipe_rescale(printer *P) {
   if (P->m->split) return; /* waited for, rescaled and packed in the body */
   put_wgmma_products_wait(P);

@@ -309,13 +309,11 @@ static int tile_source(const matcher *M, int src) {
   return 0;
 }
 
-static int grid_only(const matcher *M, int member, int x);
-
 /* Does member's expression x read src other than at the block's grid
  * position only (such loads are read once, before the steps)? */
 static int reads_per_row_or_key(const matcher *M, int member, int x, int src) {
   const fl_expr *ex = &M->g->exprs[x];
-  if (ex->op == FL_X_LOAD && ex->src == src && !grid_only(M, member, x)) return 1;
+  if (ex->op == FL_X_LOAD && ex->src == src && !fl_cuda_mma_grid_only(M->g, M->m, member, x)) return 1;
   for (int i = 0; i < ex->nargs; i++)
     if (reads_per_row_or_key(M, member, ex->args[i], src)) return 1;
   return 0;
@@ -386,8 +384,6 @@ int fl_cuda_mma_grid_only(const fl_graph *g, const fl_mma_group *m, int member, 
   return 1;
 }
 
-static int grid_only(const matcher *M, int member, int x) { return fl_cuda_mma_grid_only(M->g, M->m, member, x); }
-
 /* Is load ld (in member's body) of an input at (the block's grid
  * position, the query row, the key), whole planes of rows x keys, each
  * row on 16 bytes (as TMA copies them)? */
@@ -400,7 +396,7 @@ static int tile_form(const matcher *M, int member, const fl_expr *ld) {
   if (!is_var(g, ld->args[n - 1], key) || !is_var(g, ld->args[n - 2], row)) return 0;
   if (g->syms[src->dims[n - 1]].size != m->keys || g->syms[src->dims[n - 2]].size != m->rows) return 0;
   for (int d = 0; d < n - 2; d++)
-    if (!grid_only(M, member, ld->args[d])) return 0;
+    if (!fl_cuda_mma_grid_only(M->g, M->m, member, ld->args[d])) return 0;
   return fl_value_numel(g, ld->src) / (m->rows * m->keys) <= 0x7fffffff;
 }
 

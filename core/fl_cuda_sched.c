@@ -19,7 +19,7 @@ static int known_full(int nmask, const signed char *row, int64_t ti) {
 }
 
 int64_t *fl_cuda_sched_runs(int nmask, int64_t nb, int64_t ntiles, const signed char *table, const int64_t *bounds) {
-  int64_t *out = malloc((size_t)nb * 4 * sizeof *out + 1);
+  int64_t *out = malloc((size_t)nb * 4 * sizeof *out + 1); /* + 1: not NULL for no blocks */
   for (int64_t b = 0; out && b < nb; b++) {
     const signed char *row = table + b * ntiles * (1 + nmask);
     int64_t lo = bounds[2 * b], hi = bounds[2 * b + 1], best = lo, len = 0;

@@ -21,15 +21,6 @@
 #include "fl_dtype.h"
 #include "fl_text.h"
 
-#ifndef FL_WGMMA_OVERWRITE
-/* 1: the scores' first wgmma overwrites its accumulators (scale-d 0)
- * instead of adding to accumulators zeroed a step at a time. Correct, but
- * no faster on the H100 (bf16 H16, B4 N4096 / B1 N16384: within 2% for
- * full, causal, ALiBi, softcap, sinks) and document D=128 spilled 28
- * bytes with it: 161 / 247 TFLOP/s against 178 / 283. */
-#define FL_WGMMA_OVERWRITE 0
-#endif
-
 /* Fences, commit/wait, descriptors: once a program. */
 const char *fl_cuda_wgmma_prelude(void);
 
@@ -40,8 +31,7 @@ typedef enum fl_wgmma_kind {
 } fl_wgmma_kind;
 
 /* The wrapper of wgmma m64nNk16 for dtype dt:
- * `fl_wgmma_<ss|rs|rst>_<T>_<n>(float *d, <desc a | const unsigned *a>, desc b, int acc)`,
- * d = a · b + (acc ? d : 0).
+ * `fl_wgmma_<ss|rs|rst>_<T>_<n>(float *d, <desc a | const unsigned *a>, desc b)`.
  * Guarded, so printing it twice is harmless. */
 void fl_cuda_wgmma_put_fn(fl_text *b, fl_wgmma_kind kind, fl_dtype dt, int n);
 
