@@ -91,11 +91,11 @@
 #endif
 #ifndef FL_WGMMA_MIN_STEP
 /* The fewest keys a wgmma step may take. 32 lets groups with many
- * accumulators onto wgmma: differential attention at D=128 runs on the
+ * accumulators onto wgmma: differential attention at D=128 ran on the
  * warp-specialized kernel (two computing warpgroups, 32 keys a step, 0
  * bytes spilled for sm_90a) instead of mma.sync at 16 keys a step.
  * Measured on the H100 (bf16, TFLOP/s): B4 H16 N4096 335 against 182, B1
- * H16 N16384 370 against 194. */
+ * H16 N16384 370 against 194 (64 keys a step since, see FL_WS_EST_MAX). */
 #define FL_WGMMA_MIN_STEP 32
 #endif
 #ifndef FL_WS_MIN_WIDTH
@@ -216,6 +216,17 @@
 #endif
 #ifndef FL_WS_PIPE2_EST
 #define FL_WS_PIPE2_EST 200 /* the most a pipelined step's estimate may be with two computing warpgroups */
+#endif
+#ifndef FL_WS_EST_MAX
+/* The most a step's register estimate may be on the warp-specialized
+ * kernel (two computing warpgroups, 240 registers); the one-warpgroup
+ * kernel stops at 200. 240 takes differential attention (two score sets,
+ * two accumulators) to 64 keys a step at D=128 (was 32) and onto the
+ * warp-specialized kernel at D=64 (128 keys; was one warpgroup, 64 keys).
+ * H100, bf16, TFLOP/s, B4 H16 N4096 / B1 N16384, 240 against 200: D=128
+ * 451 / 482 against 348 / 379, D=64 355 / 390 against 315 / 343 (12 B
+ * spilled at D=64). No other variant's kernel changes. */
+#define FL_WS_EST_MAX 240
 #endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */

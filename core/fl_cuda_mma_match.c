@@ -494,7 +494,8 @@ static int choose_ws(matcher *M) {
   int64_t est = regs_estimate(m, m->step, 0) + 16 * other;
   int64_t piped = est + m->na * m->step / 4; /* and the previous step's packed weights */
   int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
-  if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
+  int wide = regs_estimate(m, m->step, 0) > 200; /* past the one-warpgroup kernel's reach (FL_WS_EST_MAX) */
+  if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2 && !wide) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
   m->wgs = wgs;
   m->blocks = 1;
@@ -534,10 +535,11 @@ static int choose_hopper_sizes(matcher *M) {
     if (steps[i] < FL_WGMMA_MIN_STEP) continue;
     int within = pt >= m->keys || pt % steps[i] == 0;
     if (!within && steps[i] % pt) continue;
-    if (regs_estimate(m, steps[i], 0) > 200) continue;
+    int64_t est = regs_estimate(m, steps[i], 0);
+    if (est > FL_WS_EST_MAX) continue;
     m->step = steps[i];
     if (choose_ws(M)) return 1;
-    if (!within) continue;
+    if (!within || est > 200) continue;
     m->pipe = FL_WGMMA_PIPE;
     m->q_regs = FL_WGMMA_PIPE; /* measured with the pipeline: 319 TFLOP/s against 307 */
     m->blocks = m->wgs > 1 ? 1 : one_warpgroup_blocks(regs_estimate(m, m->step, m->q_regs), other_inputs(M));

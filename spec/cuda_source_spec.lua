@@ -206,11 +206,15 @@ describe("CUDA source of every variant", function()
     assert.matches("* 192 - 64LL;", small, 1, true)
     -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block, four a multiprocessor
     assert.matches('__launch_bounds__(128, 4) fl_group1_mma(', source("full", 64, 1024), 1, true)
-    -- differential attention's two accumulators at head dim 128: 32 keys a step, two computing warpgroups
+    -- differential attention's two accumulators at head dim 128: 64 keys a step, two computing warpgroups
     local diff, kdd = source("differential", 128, nil, true)
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 32 keys a step, 2 stages, persistent",
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 64 keys a step, 2 stages, persistent",
       kdd.design)
-    assert.matches("const long long key0 = st * 32LL;", diff, 1, true)
+    assert.matches("const long long key0 = st * 64LL;", diff, 1, true)
+    -- and at head dim 64, past the one-warpgroup kernel's estimate: two computing warpgroups, 128 keys
+    local _, kdd64 = source("differential", 64, 4096)
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages",
+      kdd64.design)
     -- but a head dim of 64 that would need two warpgroups (forgetting's gates at each row and key)
     -- stays on one warpgroup a block, cp.async
     local forget64, kd64 = source("forgetting", 64, 4096)
