@@ -139,7 +139,10 @@
  * take their tiles one at a time from a counter (longest first) instead
  * of a fixed share each (loader registers: see ws_loader_regs). Correct on
  * the H100, but no faster than a block a tile for causal (B4 N4096 D128
- * 384 against 380, B1 N16384 476 against 488): off. */
+ * 384 against 380, B1 N16384 476 against 488): off. Again with pipelined
+ * steps (persistent on, against persistent kernels that keep the masked
+ * ones a block a tile): causal D=128 B4 N4096 456 against 452 (84 B
+ * spilled), B1 N16384 575 against 579; full D=64 316 against 424. */
 #define FL_WS_DYNAMIC 0
 #endif
 #ifndef FL_WS_FEW_KEYS
@@ -152,7 +155,12 @@
 #define FL_PAIR_STORES 1
 #endif
 #ifndef FL_L2_CHUNK_MB
-#define FL_L2_CHUNK_MB 24 /* blocks run in chunks of heads whose keys and values take about this much */
+/* Blocks run in chunks of heads whose keys and values take about this
+ * much. Measured on the H100 (bf16, TFLOP/s, chunks made equal in heads,
+ * 6 / 12 / 24 / 48 MB): causal B4 H16 N4096 D=128 455 / 461 / 457 / 459,
+ * B1 N16384 D=128 603 / 589 / 584 / 601, full within 3% of each other
+ * (the noise of one run): neither the size nor equal chunks pay. */
+#define FL_L2_CHUNK_MB 24
 #endif
 #ifndef FL_WS_NARROW2
 #define FL_WS_NARROW2 0 /* 1: head dims under 128 may take two computing warpgroups (with FL_WS_WGS3_EST=0) */
