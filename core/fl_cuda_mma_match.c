@@ -459,7 +459,14 @@ static int no_ws(fl_mma_group *m) {
  * than min_keys (short sequences, sliding windows). Measured on the H100
  * (bf16, TFLOP/s, warp-specialized against one warpgroup a block): D=128
  * B4 H16 N4096 sliding window 121 against 138, document 88 against 107;
- * D=64 B8 H16 N1024 full 227 against 246, causal 132 against 146. */
+ * D=64 B8 H16 N1024 full 227 against 246, causal 132 against 146.
+ * Nor do they pay on a warp-specialized kernel of one computing
+ * warpgroup (232 registers), two blocks a multiprocessor (B4 H16 N4096 /
+ * B1 N16384, TFLOP/s, against the one-warpgroup kernel): sliding window
+ * D=64 95 / 100 against 127 / 131, D=128 159 / 164 against 166 / 170;
+ * document D=64 108 / 177 against 114 / 166, D=128 168 / 268 against
+ * 175 / 270. The same kernel for every group lost 10-25% (full D=128
+ * 461 / 491 against 583 / 650). */
 static int few_keys(const fl_kernel *k, double min_keys) {
   const fl_tiles *t = &k->tiles;
   if (t->data) return 1;
