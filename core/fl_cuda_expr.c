@@ -279,9 +279,18 @@ static int emit_exp_of_difference(fl_cx *c, const fl_expr *ex) {
   return t;
 }
 
+/* a - b of two variables, through the hook where the kernel has one. */
+static int emit_var_difference(fl_cx *c, const fl_expr *ex) {
+  const fl_expr *a = &c->g->exprs[ex->args[0]], *b = &c->g->exprs[ex->args[1]];
+  if (!c->difference || !c->f32 || !c->fvars || a->op != FL_X_VAR || b->op != FL_X_VAR) return -1;
+  return c->difference(c, a->var, b->var);
+}
+
 static int emit_op(fl_cx *c, const fl_expr *ex) {
   const char *r = fl_cx_real(c);
   if (c->f32 && ex->op == FL_X_EXP && c->g->exprs[ex->args[0]].op == FL_X_SUB) return emit_exp_of_difference(c, ex);
+  int d = ex->op == FL_X_SUB ? emit_var_difference(c, ex) : -1;
+  if (d >= 0) return d;
   int a = emit(c, ex->args[0]);
   int t;
   if (ex->op == FL_X_NEG) fl_cx_line(c, "const %s t%d = -t%d;", r, t = c->tmp++, a);

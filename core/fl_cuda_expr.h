@@ -31,6 +31,10 @@ struct fl_cx {
    * constant scale is left for the exponential to fold in): prints what it
    * keeps into a new temporary, sets *k and returns it, or returns -1. */
   int (*scaled)(fl_cx *c, const fl_expr *ex, double *k);
+  /* Variable a minus variable b (f32 with fvars), where the kernel has a
+   * cheaper way to the same float: prints it into a new temporary and
+   * returns it, or returns -1. */
+  int (*difference)(fl_cx *c, int a, int b);
   void *user;
   const char *err; /* why printing failed, or NULL */
 };

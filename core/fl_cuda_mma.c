@@ -179,6 +179,25 @@ static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k) {
   return c->tmp++;
 }
 
+/* key - row (or row - key) at an element of a step whose keys are all
+ * inside: the step's dkr[r] (its first key less the row) plus the
+ * column's constant, one add instead of two. Exact, as the others are:
+ * whole numbers below 2^24. */
+static int hook_difference(fl_cx *c, int a, int b) {
+  printer *P = c->user;
+  if (!P->at_key || P->edge) return -1;
+  const fl_group *gr = &P->m->k->tiles.gr;
+  int ra = fl_cuda_mma_var_role(P->g, gr, c->scope, a), rb = fl_cuda_mma_var_role(P->g, gr, c->scope, b);
+  int row = P->m->row_slot;
+  if (ra == -1 && rb == row)
+    line(P, "const float t%d = dkr[h >> 1] + (float)(nt * 8 + (h & 1));", c->tmp);
+  else if (ra == row && rb == -1)
+    line(P, "const float t%d = -dkr[h >> 1] - (float)(nt * 8 + (h & 1));", c->tmp);
+  else
+    return -1;
+  return c->tmp++;
+}
+
 /* Is x a mask condition of the score being printed, on a tile where every
  * condition is known true? */
 static int is_known_mask(const printer *P, int tv, int x) {
@@ -1329,6 +1348,7 @@ static void put_step_keys(printer *P) {
   line(P, "const int kv = %lldLL - key0 < %lldLL ? (int)(%lldLL - key0) : %lld; /* keys of the step inside */",
        (long long)m->keys, (long long)m->step, (long long)m->keys, (long long)m->step);
   line(P, "const float kf0 = (float)(key0 + (lane & 3) * 2);");
+  line(P, "const float dkr[2] = {kf0 - rcf[0], kf0 - rcf[1]}; /* key less row, at the thread's first column */");
 }
 
 /* A warpgroup's own step? (its rows' tile not skipped) */
@@ -1880,7 +1900,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
                             fl_text *b, fl_cuda_kernel *kd, fl_err *e) {
   printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .positions = kd->threads, .cur = -1};
   P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .fvars = 1, .member = hook_member, .reduce = hook_reduce,
-                .known = hook_known, .scaled = hook_scaled, .user = &P, .depth = 1};
+                .known = hook_known, .scaled = hook_scaled, .difference = hook_difference, .user = &P, .depth = 1};
   if (m->hopper) {
     fl_cuda_wgmma_put_fn(b, m->q_regs ? FL_WGMMA_RS : FL_WGMMA_SS, m->dt, (int)m->step);
     for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, m->op[m->a_v[i]].width);
