@@ -16,7 +16,10 @@
 -- Timing: a warm-up call (trace, passes, NVRTC compile, first run), then
 -- `--iters` calls (default 50; fewer only when they would pass `--budget`
 -- seconds a case), each timed by CUDA events around the run's kernels
--- (plan:last_ms) and by the wall clock around the synchronous plan:launch.
+-- (plan:last_ms: from the first kernel's launch to the last one's end, as
+-- PyTorch's do_bench times a call; the first kernel's host-side set-up,
+-- such as the tile classes of a mask over data, comes before) and by the
+-- wall clock around the synchronous plan:launch (everything).
 -- Reported: the medians. When a case's inputs are small enough for the L2
 -- cache to keep them, calls rotate among several input sets (different
 -- seeds), so that no call finds the last one's inputs in L2. Outputs are

@@ -329,13 +329,24 @@ static fl_status launch_fail(const fl_cuda_function *f, CUresult r, const char *
 fl_status fl_cuda_launch(const fl_cuda_function *f, const unsigned grid[3],
                          const unsigned block[3], unsigned shared_bytes, void *stream,
                          void **params, fl_err *e) {
+  fl_status s = fl_cuda_launch_async(f, grid, block, shared_bytes, stream, params, e);
+  return s == FL_OK ? fl_cuda_launch_wait(f, stream, e) : s;
+}
+
+fl_status fl_cuda_launch_wait(const fl_cuda_function *f, void *stream, fl_err *e) {
+  fl_status s = check_function(f, e);
+  if (s != FL_OK) return s;
+  CUresult r = cu.StreamSynchronize(stream);
+  return r ? launch_fail(f, r, "failed while running", e) : FL_OK;
+}
+
+fl_status fl_cuda_launch_async(const fl_cuda_function *f, const unsigned grid[3], const unsigned block[3],
+                               unsigned shared_bytes, void *stream, void **params, fl_err *e) {
   fl_status s = check_function(f, e);
   if (s != FL_OK) return s;
   CUresult r = cu.LaunchKernel(f->handle, grid[0], grid[1], grid[2], block[0], block[1],
                                block[2], shared_bytes, stream, params, NULL);
-  if (r) return launch_fail(f, r, "could not be launched", e);
-  if ((r = cu.StreamSynchronize(stream))) return launch_fail(f, r, "failed while running", e);
-  return FL_OK;
+  return r ? launch_fail(f, r, "could not be launched", e) : FL_OK;
 }
 
 fl_status fl_cuda_synchronize(int ordinal, fl_err *e) {
@@ -359,11 +370,17 @@ fl_status fl_cuda_timer_start(int ordinal, fl_cuda_timer *t, fl_err *e) {
   return r ? cu_fail(e, r, "cuEventRecord") : FL_OK;
 }
 
-fl_status fl_cuda_timer_stop(fl_cuda_timer *t, float *ms, fl_err *e) {
+fl_status fl_cuda_timer_mark(fl_cuda_timer *t, fl_err *e) {
   fl_status s = fl_cuda_use(t->ordinal, e);
   if (s != FL_OK) return s;
   CUresult r = cu.EventRecord(t->stop, NULL);
-  if (!r) r = cu.EventSynchronize(t->stop);
+  return r ? cu_fail(e, r, "cuEventRecord") : FL_OK;
+}
+
+fl_status fl_cuda_timer_stop(fl_cuda_timer *t, float *ms, fl_err *e) {
+  fl_status s = fl_cuda_use(t->ordinal, e);
+  if (s != FL_OK) return s;
+  CUresult r = cu.EventSynchronize(t->stop);
   if (!r) r = cu.EventElapsedTime(ms, t->start, t->stop);
   return r ? cu_fail(e, r, "cuEventElapsedTime") : FL_OK;
 }

@@ -63,6 +63,11 @@ fl_status fl_cuda_function_set_shared(const fl_cuda_function *f, int bytes, fl_e
 fl_status fl_cuda_launch(const fl_cuda_function *f, const unsigned grid[3],
                          const unsigned block[3], unsigned shared_bytes, void *stream,
                          void **params, fl_err *e);
+/* The same without the wait: a fault shows at the next synchronization. */
+fl_status fl_cuda_launch_async(const fl_cuda_function *f, const unsigned grid[3], const unsigned block[3],
+                               unsigned shared_bytes, void *stream, void **params, fl_err *e);
+/* Waits for `stream`, a fault named as f's (the last kernel launched there). */
+fl_status fl_cuda_launch_wait(const fl_cuda_function *f, void *stream, fl_err *e);
 /* A tensor map (the driver's CUtensorMap) for the tensor memory accelerator. */
 typedef struct fl_cuda_tensor_map {
   _Alignas(64) uint64_t w[16];
@@ -85,7 +90,9 @@ typedef struct fl_cuda_timer {
   int ordinal;
 } fl_cuda_timer;
 fl_status fl_cuda_timer_start(int ordinal, fl_cuda_timer *t, fl_err *e);
-/* Waits for the stop point and sets *ms. */
+/* Sets the stop point here (the last one set counts). */
+fl_status fl_cuda_timer_mark(fl_cuda_timer *t, fl_err *e);
+/* Waits for the stop point last marked and sets *ms. */
 fl_status fl_cuda_timer_stop(fl_cuda_timer *t, float *ms, fl_err *e);
 void fl_cuda_timer_free(fl_cuda_timer *t);
 

@@ -102,6 +102,16 @@ typedef struct printer {
   int hoisting;     /* printing those loads themselves */
 } printer;
 
+#ifndef FL_DBG_STEPS
+#define FL_DBG_STEPS -1 /* timing only: at most this many steps a block, no fixup (wrong results) */
+#endif
+#ifndef FL_DBG_NOQ
+#define FL_DBG_NOQ 0 /* timing only: no Q load (wrong results) */
+#endif
+#ifndef FL_DBG_NOSTORE
+#define FL_DBG_NOSTORE 0 /* timing only: the weighted sums not stored (wrong results) */
+#endif
+
 static int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
 
 static int index_in(const int *list, int n, int v) {
@@ -827,7 +837,7 @@ static void put_flat(printer *P, const char *dst, const char *row) {
 static void put_fixup(printer *P) {
   char kind;
   int i, v;
-  if (!P->m->fixup) return;
+  if (!P->m->fixup || FL_DBG_STEPS >= 0) return;
   for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++) {
     char dst[16];
     snprintf(dst, sizeof dst, "mf%d", j);
@@ -857,8 +867,8 @@ static void put_offset_line(printer *P, int v, const char *head, const char *tai
 
 /* Stores value v's element (variables in scope) from expression `what`. */
 static void put_store(printer *P, int v, const char *what) {
-  char head[24], tail[48];
-  snprintf(head, sizeof head, "fl_st(v%d, ", v);
+  char head[48], tail[48];
+  snprintf(head, sizeof head, "%sfl_st(v%d, ", FL_DBG_NOSTORE ? "if (ra[0] < 0) " : "", v);
   snprintf(tail, sizeof tail, ", %s);", what);
   put_offset_line(P, v, head, tail);
 }
@@ -945,7 +955,7 @@ static void put_register_store(printer *P, int v, int acc) {
     P->c.scope = scope;
     P->c.depth--;
     line(P, "}");
-    line(P, "fl_st2(v%d, po, pv[0], pv[1]);", v);
+    line(P, "%sfl_st2(v%d, po, pv[0], pv[1]);", FL_DBG_NOSTORE ? "if (__float_as_uint(pv[0]) == 0x7fc00001u) " : "", v);
   }
   P->c.depth--;
   line(P, "}");
@@ -1160,6 +1170,7 @@ static void put_schedule(printer *P) {
   line(P, "  if (w == wg) tb = tbw[w], lo = low[w], hi = hiw[w];");
   line(P, "  if (low[w] < hiw[w]) clo = low[w] < clo ? low[w] : clo, chi = hiw[w] > chi ? hiw[w] : chi;");
   line(P, "}");
+  if (FL_DBG_STEPS >= 0) line(P, "chi = clo + %d < chi ? clo + %d : chi; /* FL_DBG_STEPS */", FL_DBG_STEPS, FL_DBG_STEPS);
 }
 
 /* `dst` = the first step at or after `from` some warpgroup runs, or chi. */
@@ -1633,6 +1644,7 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
 
 /* Q's tile; persistent, once the previous tile's is done with. */
 static void put_ws_q_load(printer *P) {
+  if (FL_DBG_NOQ) return;
   if (P->persistent) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
   line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(P->m, FL_MMA_Q));
   put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
@@ -1830,7 +1842,7 @@ static void put_ws_step_pipe(printer *P) {
 /* The computing warpgroups' tile: Q, the steps, the outputs. */
 static void put_ws_computes(printer *P) {
   const fl_mma_group *m = P->m;
-  line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
+  if (!FL_DBG_NOQ) line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
   if (P->persistent && FL_WS_DYNAMIC) put_take_next(P);
   put_q_fragments(P);
   put_next(P, "st", "clo");

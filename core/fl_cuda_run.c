@@ -13,8 +13,9 @@ static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
   x->plan = p;
   x->sched = calloc((size_t)p->n + 1, sizeof *x->sched);
   x->fix = calloc((size_t)p->n + 1, sizeof *x->fix);
+  x->fix_dirty = calloc((size_t)p->n + 1, sizeof *x->fix_dirty);
   x->keep = calloc((size_t)p->g->nvals + 1, sizeof *x->keep);
-  if (!x->sched || !x->fix || !x->keep) return fl_fail(e, FL_ENOMEM, "out of memory loading kernels");
+  if (!x->sched || !x->fix || !x->fix_dirty || !x->keep) return fl_fail(e, FL_ENOMEM, "out of memory loading kernels");
   fl_status s = FL_OK;
   for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
     const fl_cuda_kernel *kd = &x->prog.k[k];
@@ -91,6 +92,7 @@ void fl_cuda_exec_free(fl_cuda_exec *x) {
   fl_cuda_timer_free(&x->timer);
   free(x->sched);
   free(x->fix);
+  free(x->fix_dirty);
   free(x->keep);
   if (x->loaded) fl_cuda_module_unload(&x->module);
   fl_module_image_free(&x->image);
@@ -251,12 +253,16 @@ static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
 }
 
 /* A tensor-core kernel's flags: one int a grid position, the word "any",
- * and the counter its persistent blocks take tiles from; zeroed. */
+ * and the counter its persistent blocks take tiles from. Zeroed when made,
+ * and again only after a run flagged rows (or, persistent, every run: the
+ * counter). */
 static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
   size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
   uint64_t *fix = &x->fix[kd->plan_kernel];
+  int zero = !*fix || x->fix_dirty[kd->plan_kernel] || kd->persistent;
   fl_status s = *fix ? FL_OK : fl_cuda_alloc(x->ordinal, (n + 2) * sizeof(int), fix, e);
-  if (s == FL_OK) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, n + 2, e);
+  if (s == FL_OK && zero) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, n + 2, e);
+  if (s == FL_OK) x->fix_dirty[kd->plan_kernel] = 0;
   b->fix = *fix;
   b->nfix = (int64_t)n;
   return s;
@@ -283,44 +289,81 @@ static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *
 }
 
 /* A group's scalar kernel after its tensor-core kernel: needed only when
- * that flagged rows (the word after the flags says whether any). */
-static fl_status fixup_needed(const fl_cuda_exec *x, const fl_cuda_kernel *kd, const buffers *b, int *needed,
-                              fl_err *e) {
+ * that flagged rows (the word after the flags says whether any; reading it
+ * waits for the kernels before, a fault named as the last one's). */
+static fl_status fixup_needed(fl_cuda_exec *x, const fl_cuda_kernel *kd, const buffers *b, int last,
+                              int *needed, fl_err *e) {
   *needed = 1;
   if (kd->fix != 2 || !b->fix || b->fix_kernel != kd->plan_kernel) return FL_OK;
-  return fl_cuda_to_host(x->ordinal, needed, b->fix + (uint64_t)b->nfix * sizeof(int), sizeof(int), e);
+  fl_status s = last >= 0 ? fl_cuda_launch_wait(&x->fn[last], NULL, e) : FL_OK;
+  if (s == FL_OK) s = fl_cuda_to_host(x->ordinal, needed, b->fix + (uint64_t)b->nfix * sizeof(int), sizeof(int), e);
+  if (s == FL_OK && *needed) x->fix_dirty[kd->plan_kernel] = 1;
+  return s;
 }
 
-static fl_status launch(fl_cuda_exec *x, int k, buffers *b, fl_err *e) {
-  const fl_cuda_kernel *kd = &x->prog.k[k];
-  int needed;
-  fl_status s0 = fixup_needed(x, kd, b, &needed, e);
-  if (s0 != FL_OK || !needed) return s0;
+/* A kernel's launch made ready: its arguments, pointers to them (as
+ * cuLaunchKernel takes them) and its tensor maps, which they point into. */
+typedef struct prepared {
+  fl_cuda_tensor_map maps[FL_CUDA_MAX_TMAPS];
   uint64_t args[FL_CUDA_MAX_PARAMS + 4];
   void *params[FL_CUDA_MAX_PARAMS + 4 + FL_CUDA_MAX_TMAPS];
+  unsigned grid[3], block[3], smem;
+} prepared;
+
+static fl_status prepare(fl_cuda_exec *x, int k, buffers *b, prepared *L, fl_err *e) {
+  const fl_cuda_kernel *kd = &x->prog.k[k];
   int n = 0;
-  for (int a = 0; a < kd->nparams; a++) args[n++] = b->ptr[kd->param[a]];
-  fl_status s = extra_args(x, kd, b, args, &n, e);
+  for (int a = 0; a < kd->nparams; a++) L->args[n++] = b->ptr[kd->param[a]];
+  fl_status s = extra_args(x, kd, b, L->args, &n, e);
   if (s != FL_OK) return s;
-  args[n++] = b->err;
-  for (int a = 0; a < n; a++) params[a] = &args[a];
-  fl_cuda_tensor_map maps[FL_CUDA_MAX_TMAPS];
+  L->args[n++] = b->err;
+  for (int a = 0; a < n; a++) L->params[a] = &L->args[a];
   for (int t = 0; t < kd->ntmaps && s == FL_OK; t++) {
     const fl_cuda_tmap *d = &kd->tmap[t];
-    s = fl_cuda_tensor_map_encode(&maps[t], d->f16, b->ptr[d->value], 3, d->dims, d->strides, d->box, e);
-    params[n++] = &maps[t];
+    s = fl_cuda_tensor_map_encode(&L->maps[t], d->f16, b->ptr[d->value], 3, d->dims, d->strides, d->box, e);
+    L->params[n++] = &L->maps[t];
   }
   if (s != FL_OK) return s;
   if (kd->block[0]) {
-    unsigned grid[3] = {kd->grid[0], kd->grid[1], kd->grid[2]};
-    if (kd->persistent && grid[0] > (unsigned)x->sms) grid[0] = (unsigned)x->sms; /* blocks loop over the tiles */
-    return fl_cuda_launch(&x->fn[k], grid, kd->block, kd->smem, NULL, params, e);
+    memcpy(L->grid, kd->grid, sizeof L->grid), memcpy(L->block, kd->block, sizeof L->block);
+    if (kd->persistent && L->grid[0] > (unsigned)x->sms) L->grid[0] = (unsigned)x->sms; /* blocks loop over the tiles */
+    L->smem = (unsigned)kd->smem;
+    return FL_OK;
   }
   int64_t blocks = (kd->threads + BLOCK - 1) / BLOCK;
-  if (blocks == 0) return FL_OK;
   if (blocks > 0x7fffffff) return fl_fail(e, FL_EINVAL, "kernel %s: too many threads", kd->name);
-  unsigned grid[3] = {(unsigned)blocks, 1, 1}, block[3] = {BLOCK, 1, 1};
-  return fl_cuda_launch(&x->fn[k], grid, block, 0, NULL, params, e);
+  L->grid[0] = (unsigned)blocks, L->grid[1] = L->grid[2] = 1;
+  L->block[0] = BLOCK, L->block[1] = L->block[2] = 1;
+  L->smem = 0;
+  return FL_OK;
+}
+
+/* The run's kernels, one after the other on the default stream without
+ * waiting between them (but to read a fixup word). The timer covers the
+ * device from the first launch to the last kernel's end: the first
+ * kernel's arguments (tensor maps, tile classes of masks over data) are
+ * made before it starts, the others' while the kernels before them run. */
+static fl_status launch_all(fl_cuda_exec *x, buffers *b, fl_err *e) {
+  prepared *L = aligned_alloc(64, (sizeof *L + 63) / 64 * 64);
+  if (!L) return fl_fail(e, FL_ENOMEM, "out of memory launching kernels");
+  fl_status s = FL_OK;
+  int last = -1, needed;
+  for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
+    s = fixup_needed(x, &x->prog.k[k], b, last, &needed, e);
+    if (s != FL_OK || !needed) continue;
+    s = prepare(x, k, b, L, e);
+    if (s != FL_OK || !L->grid[0]) continue;
+    if (last < 0) s = fl_cuda_timer_start(x->ordinal, &x->timer, e);
+    if (s == FL_OK) s = fl_cuda_launch_async(&x->fn[k], L->grid, L->block, L->smem, NULL, L->params, e);
+    if (s == FL_OK) s = fl_cuda_timer_mark(&x->timer, e);
+    if (s == FL_OK) last = k;
+  }
+  free(L);
+  if (s == FL_OK && last >= 0) s = fl_cuda_launch_wait(&x->fn[last], NULL, e);
+  float ms = 0;
+  if (s == FL_OK && last >= 0) s = fl_cuda_timer_stop(&x->timer, &ms, e);
+  if (s == FL_OK) x->last_ms = ms;
+  return s;
 }
 
 fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *inputs,
@@ -332,11 +375,7 @@ fl_status fl_cuda_exec_run(fl_cuda_exec *x, const fl_graph *g, const fl_tensor *
   if (s == FL_OK) s = fl_cuda_use(x->ordinal, e);
   if (s == FL_OK) s = alloc_buffers(x, g, inputs, given, outs, &b, e);
   x->last_ms = -1;
-  if (s == FL_OK) s = fl_cuda_timer_start(x->ordinal, &x->timer, e);
-  for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) s = launch(x, k, &b, e);
-  float ms = 0;
-  if (s == FL_OK) s = fl_cuda_timer_stop(&x->timer, &ms, e);
-  if (s == FL_OK) x->last_ms = ms;
+  if (s == FL_OK) s = launch_all(x, &b, e);
   if (s == FL_OK) s = copy_outputs(x, g, &b, e);
   int flag = 0;
   if (s == FL_OK) s = fl_cuda_to_host(x->ordinal, &flag, b.err, sizeof flag, e);

@@ -24,6 +24,7 @@ typedef struct fl_cuda_exec {
   /* device memory kept from run to run: */
   uint64_t *keep;       /* per value: an intermediate's */
   uint64_t *fix;        /* per plan kernel: rows its tensor-core kernel flagged, then a word "any" */
+  unsigned char *fix_dirty; /* per plan kernel: the last run flagged some (to be zeroed) */
   uint64_t err;         /* the kernels' error flag */
   fl_cuda_timer timer;
   double last_ms;       /* device time of the last run's kernels (events), or -1 */

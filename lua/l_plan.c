@@ -375,7 +375,9 @@ static int p_compiled(lua_State *L) {
 }
 
 /* p:last_ms() -> the device time (CUDA events) of the last p:launch's
- * kernels and their per-run set-up, in ms; nil before one ran. */
+ * kernels, from the first one's launch to the last one's end, in ms (the
+ * first kernel's host-side set-up comes before: its tensor maps, the tile
+ * classes of masks over data); nil before one ran. */
 static int p_last_ms(lua_State *L) {
   l_plan *u = check_plan(L, 1);
   if (!u->has_exec || u->exec.last_ms < 0) return 0;
