@@ -90,8 +90,8 @@ void fl_cuda_wgmma_chunk_at(char *buf, size_t n, int64_t rows, const char *r, co
 }
 
 static void put_keep(fl_cx *c, const char *acc, int64_t n, const char *fn) {
-  line(c, "#pragma unroll");
-  line(c, "for (int i = 0; i < %lld; ++i) %s((&%s[0][0])[i]);", (long long)n, fn, acc);
+  line(c, "#pragma unroll"); /* j: the step loop around counts in i */
+  line(c, "for (int j = 0; j < %lld; ++j) %s((&%s[0][0])[j]);", (long long)n, fn, acc);
 }
 
 void fl_cuda_wgmma_put_q_fragments(fl_cx *c, const char *qf, const char *tile, int64_t rows, int width) {
