@@ -225,10 +225,11 @@
 #ifndef FL_WS_PIPE2_EST
 #define FL_WS_PIPE2_EST 200 /* the most a pipelined step's estimate may be with two computing warpgroups */
 #endif
+#define FL_WGMMA_EST_MAX 200 /* the most a step's register estimate may be on the one-warpgroup kernel */
 #ifndef FL_WS_EST_MAX
 /* The most a step's register estimate may be on the warp-specialized
  * kernel (two computing warpgroups, 240 registers); the one-warpgroup
- * kernel stops at 200. 240 takes differential attention (two score sets,
+ * kernel stops at FL_WGMMA_EST_MAX. 240 takes differential attention (two score sets,
  * two accumulators) to 64 keys a step at D=128 (was 32) and onto the
  * warp-specialized kernel at D=64 (128 keys; was one warpgroup, 64 keys).
  * H100, bf16, TFLOP/s, B4 H16 N4096 / B1 N16384, 240 against 200: D=128

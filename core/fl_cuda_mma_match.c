@@ -501,7 +501,7 @@ static int choose_ws(matcher *M) {
   int64_t est = regs_estimate(m, m->step, 0) + 16 * other;
   int64_t piped = est + m->na * m->step / 4; /* and the previous step's packed weights */
   int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
-  int wide = regs_estimate(m, m->step, 0) > 200; /* past the one-warpgroup kernel's reach (FL_WS_EST_MAX) */
+  int wide = regs_estimate(m, m->step, 0) > FL_WGMMA_EST_MAX; /* past the one-warpgroup kernel's reach */
   if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2 && !wide) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
   m->wgs = wgs;
@@ -546,7 +546,7 @@ static int choose_hopper_sizes(matcher *M) {
     if (est > FL_WS_EST_MAX) continue;
     m->step = steps[i];
     if (choose_ws(M)) return 1;
-    if (!within || est > 200) continue;
+    if (!within || est > FL_WGMMA_EST_MAX) continue;
     m->pipe = FL_WGMMA_PIPE;
     m->q_regs = FL_WGMMA_PIPE; /* measured with the pipeline: 319 TFLOP/s against 307 */
     m->blocks = m->wgs > 1 ? 1 : one_warpgroup_blocks(regs_estimate(m, m->step, m->q_regs), other_inputs(M));
