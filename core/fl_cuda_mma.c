@@ -6,16 +6,11 @@
  * head-dim positions, two neighbours ((lane % 4) * 2 and + 1): the layout
  * of the m16n8k16 accumulator, element h of an 8-wide tile nt being row
  * h / 2, position nt * 8 + (lane % 4) * 2 + h % 2. */
-#include "fl_cuda_mma.h"
+#include "fl_cuda_mma_printer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "fl_cuda_wgmma.h"
-#include "fl_text.h"
-
-#define line(P, ...) fl_cx_line(&(P)->c, __VA_ARGS__)
 
 /* Device helpers of the tensor-core kernels, printed once a program. */
 static const char MMA_PRELUDE[] =
@@ -77,40 +72,7 @@ static const char PAIR_PRELUDE[] =
 const char *fl_cuda_mma_prelude(void) { return MMA_PRELUDE; }
 const char *fl_cuda_mma_pair_prelude(void) { return FL_PAIR_STORES ? PAIR_PRELUDE : ""; }
 
-typedef struct printer {
-  const fl_graph *g;
-  const fl_mma_group *m;
-  const fl_tiles *t;
-  fl_dtype out_dtype;
-  int64_t positions; /* the grid's positions: the fixup flags, then the word "any" */
-  fl_cx c;
-  int safe;         /* running maxima read non-finite as 0 */
-  const char *row;  /* the row half of the context: "h >> 1" or "r" */
-  int elem;         /* in an element context ([nt][h] or [et][h]) */
-  int at_key;       /* at a score's element: its key kj of the step's stage s */
-  int persistent;   /* a block a multiprocessor looping over the tiles (FL_GEN_PERSISTENT) */
-  int known;        /* every mask condition known true (a full tile) */
-  int edge;         /* the step may hold keys past the end */
-  int64_t spt;      /* steps a plan key tile (all of them when one tile holds every key) */
-  int64_t tps;      /* plan key tiles a step (> 1 when a step is wider than a tile) */
-  int cur;          /* the score whose body is printed, or -1 */
-  int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
-  int mid_wait;     /* the previous step's product waited for after the extremes (split) */
-  double fold[FL_MMA_MAX]; /* score i is kept unscaled: it is fold[i] times s<i> (0: as is) */
-  int raw;          /* score reads give what is kept, unscaled */
-  int ninv, inv[FL_MMA_MAX]; /* loads held in registers hv0, hv1, ... (see put_invariant_loads) */
-  int hoisting;     /* printing those loads themselves */
-} printer;
 
-#ifndef FL_DBG_STEPS
-#define FL_DBG_STEPS -1 /* timing only: at most this many steps a block, no fixup (wrong results) */
-#endif
-#ifndef FL_DBG_NOQ
-#define FL_DBG_NOQ 0 /* timing only: no Q load (wrong results) */
-#endif
-#ifndef FL_DBG_NOSTORE
-#define FL_DBG_NOSTORE 0 /* timing only: the weighted sums not stored (wrong results) */
-#endif
 
 static int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
 
@@ -266,9 +228,9 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 /* ---- shared-memory tiles ---- */
 
-static int block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
+int mma_block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
 static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
-static int64_t row_blocks(const fl_mma_group *m) { return (m->rows + block_rows(m) - 1) / block_rows(m); }
+static int64_t row_blocks(const fl_mma_group *m) { return (m->rows + mma_block_rows(m) - 1) / mma_block_rows(m); }
 
 /* Grid positions other than the query rows' (heads, batches). */
 static int64_t grid_rest(const fl_graph *g, const fl_mma_group *m) {
@@ -279,10 +241,10 @@ static int64_t grid_rest(const fl_graph *g, const fl_mma_group *m) {
 }
 
 /* The blocks of a block a tile; a persistent kernel's tiles. */
-static int64_t tiles_count(const fl_graph *g, const fl_mma_group *m) { return row_blocks(m) * grid_rest(g, m); }
+int64_t mma_tiles_count(const fl_graph *g, const fl_mma_group *m) { return row_blocks(m) * grid_rest(g, m); }
 
-static int64_t op_rows(const fl_mma_group *m, const fl_mma_operand *o) {
-  return o->role == FL_MMA_Q ? block_rows(m) : m->step;
+int64_t mma_op_rows(const fl_mma_group *m, const fl_mma_operand *o) {
+  return o->role == FL_MMA_Q ? mma_block_rows(m) : m->step;
 }
 
 static int64_t op_limit(const fl_mma_group *m, const fl_mma_operand *o) {
@@ -290,26 +252,26 @@ static int64_t op_limit(const fl_mma_group *m, const fl_mma_operand *o) {
 }
 
 /* Padded rows (mma.sync), or swizzled panels (wgmma: no padding). */
-static int64_t smem_bytes(const fl_mma_group *m, int o) {
-  return op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
+int64_t mma_smem_bytes(const fl_mma_group *m, int o) {
+  return mma_op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
 }
 
 /* A tile input's tile (a step's keys by the block's rows), a stage. */
-static int64_t tile_input_bytes(const fl_mma_group *m) { return block_rows(m) * m->step * 2; }
+int64_t mma_tile_input_bytes(const fl_mma_group *m) { return mma_block_rows(m) * m->step * 2; }
 
 /* Tile input i at the current score element: its row in the block, its
  * key in the step, from the stage's tile (panels of 64 keys, 128-byte swizzle). */
 static void put_tile_input_read(printer *P, int i, int t) {
   char at[200];
-  fl_cuda_wgmma_chunk_at(at, sizeof at, block_rows(P->m), "(int)(ra[h >> 1] - row0)", "kj >> 3");
+  fl_cuda_wgmma_chunk_at(at, sizeof at, mma_block_rows(P->m), "(int)(ra[h >> 1] - row0)", "kj >> 3");
   line(P, "const float t%d = %s(fl_lds16(sbb%d + s * %lldu + (unsigned)(%s) + (kj & 7) * 2));", t,
-       P->m->dt == FL_F16 ? "fl_f16_f" : "fl_bf16_f", i, (long long)tile_input_bytes(P->m), at);
+       P->m->dt == FL_F16 ? "fl_f16_f" : "fl_bf16_f", i, (long long)mma_tile_input_bytes(P->m), at);
 }
 
 /* wgmma kernels keep two tiles of keys: the next step's load while this
  * one computes. Values take one, loaded while the scores are computed, or
  * two when pipelined (the previous step's are read while this step's load). */
-static int buffers(const fl_mma_group *m, int o) {
+int mma_buffers(const fl_mma_group *m, int o) {
   fl_mma_role r = m->op[o].role;
   if (m->ws) return r == FL_MMA_Q ? 1 : m->stages;
   return m->hopper && (r == FL_MMA_K || (r == FL_MMA_V && m->pipe)) ? 2 : 1;
@@ -318,14 +280,14 @@ static int buffers(const fl_mma_group *m, int o) {
 /* The shared-memory address of operand o's tile: the one in use (so<o>),
  * or, where it has two, the other one. */
 static void tile_at(const printer *P, int o, int next, char *buf, size_t n) {
-  if (next && buffers(P->m, o) == 2) snprintf(buf, n, "(sb%d + (cur ^ 1) * %lldu)", o, (long long)smem_bytes(P->m, o));
+  if (next && mma_buffers(P->m, o) == 2) snprintf(buf, n, "(sb%d + (cur ^ 1) * %lldu)", o, (long long)mma_smem_bytes(P->m, o));
   else snprintf(buf, n, "so%d", o);
 }
 
 /* The shared-memory offset of chunk `ch` of row `r` in operand o's tile. */
 static void chunk_at(const printer *P, int o, const char *r, const char *ch, char *buf, size_t n) {
   const fl_mma_operand *op = &P->m->op[o];
-  if (P->m->hopper) fl_cuda_wgmma_chunk_at(buf, n, op_rows(P->m, op), r, ch);
+  if (P->m->hopper) fl_cuda_wgmma_chunk_at(buf, n, mma_op_rows(P->m, op), r, ch);
   else snprintf(buf, n, "((%s) * %d + (%s) * 8) * 2", r, op->width + 8, ch);
 }
 
@@ -336,7 +298,7 @@ static void chunk_at(const printer *P, int o, const char *r, const char *ch, cha
 static int put_even_load(printer *P, int o, const char *r0, int next) {
   const fl_mma_group *m = P->m;
   const fl_mma_operand *op = &m->op[o];
-  int64_t rows = op_rows(m, op), chunks = op->width / 8, threads = block_threads(m), rpi = threads / chunks;
+  int64_t rows = mma_op_rows(m, op), chunks = op->width / 8, threads = block_threads(m), rpi = threads / chunks;
   if (!op->affine || threads % chunks || (rows * chunks) % threads || (m->hopper && rpi % 8))
     return 0;
   char at[200], base[64];
@@ -365,7 +327,7 @@ static int put_even_load(printer *P, int o, const char *r0, int next) {
 static void put_load(printer *P, int o, const char *r0, int next) {
   const fl_mma_group *m = P->m;
   const fl_mma_operand *op = &m->op[o];
-  int64_t rows = op_rows(m, op), chunks = op->width / 8, total = rows * chunks;
+  int64_t rows = mma_op_rows(m, op), chunks = op->width / 8, total = rows * chunks;
   if (put_even_load(P, o, r0, next)) return;
   line(P, "#pragma unroll");
   int threads = block_threads(m);
@@ -493,7 +455,7 @@ static void put_wgmma_scores(printer *P, int wait) {
     snprintf(q, sizeof q, "%s%d", m->q_regs ? "qf" : "so", m->tv_q[i]);
     snprintf(k, sizeof k, "so%d", m->tv_k[i]);
     if (wait) line(P, "float %s[%lld][4];", acc, (long long)(m->step / 8));
-    fl_cuda_wgmma_put_scores(&P->c, m->dt, acc, q, m->q_regs, block_rows(m), k, m->op[m->tv_q[i]].width, m->step);
+    fl_cuda_wgmma_put_scores(&P->c, m->dt, acc, q, m->q_regs, mma_block_rows(m), k, m->op[m->tv_q[i]].width, m->step);
     if (wait) fl_cuda_wgmma_put_wait(&P->c, 0, acc, m->step / 2);
   }
 }
@@ -507,7 +469,7 @@ static void put_wgmma_scores_wait(printer *P, int pending) {
   }
 }
 
-static void put_scores(printer *P) {
+void mma_put_scores(printer *P) {
   const fl_mma_group *m = P->m;
   if (m->hopper) {
     put_wgmma_scores(P, 1);
@@ -681,7 +643,7 @@ static void put_rescale(printer *P) {
 
 /* Pipelined wgmma: the weighted sums' factors, declared before the body
  * (1 where it does not run) ... */
-static void put_deferred_factors(printer *P) {
+void mma_put_deferred_factors(printer *P) {
   char kind;
   int i, v;
   for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++)
@@ -764,7 +726,7 @@ static void put_wgmma_pack(printer *P) {
 
 /* wgmma: issues the products pk<i> · v from the values' tiles at
  * <tile><o>, and (`wait`) waits for them. */
-static void put_wgmma_products(printer *P, const char *tile, int wait) {
+void mma_put_wgmma_products(printer *P, const char *tile, int wait) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->na; i++) {
     char acc[16], pk[16], v[32];
@@ -776,7 +738,7 @@ static void put_wgmma_products(printer *P, const char *tile, int wait) {
   if (wait) put_wgmma_products_wait(P);
 }
 
-static void put_products(printer *P) {
+void mma_put_products(printer *P) {
   const fl_mma_group *m = P->m;
   const char *T = m->dt == FL_BF16 ? "bf16" : "f16";
   if (m->hopper) {
@@ -784,7 +746,7 @@ static void put_products(printer *P) {
     P->c.depth++;
     for (int i = 0; !packs_early(m) && i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
     put_wgmma_pack(P);
-    put_wgmma_products(P, "so", 1);
+    mma_put_wgmma_products(P, "so", 1);
     P->c.depth--;
     line(P, "}");
     return;
@@ -963,7 +925,7 @@ static void put_register_store(printer *P, int v, int acc) {
   line(P, "}");
 }
 
-static void put_finish(printer *P) {
+void mma_put_finish(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->ns; i++)
     line(P, "ls%d[0] = fl_quad_sum(ls%d[0]), ls%d[1] = fl_quad_sum(ls%d[1]);", i, i, i, i);
@@ -1014,8 +976,8 @@ static int64_t head_bytes(const fl_mma_group *m) {
  * the first rows' one, which is also the shortest under a causal mask,
  * not the last rows' (the longest). */
 static int64_t row_pad(const fl_mma_group *m) {
-  int64_t blocks = (m->rows + block_rows(m) - 1) / block_rows(m);
-  return m->ws ? (blocks * block_rows(m) - m->rows) / FL_MMA_ROWS * FL_MMA_ROWS : 0;
+  int64_t blocks = (m->rows + mma_block_rows(m) - 1) / mma_block_rows(m);
+  return m->ws ? (blocks * mma_block_rows(m) - m->rows) / FL_MMA_ROWS * FL_MMA_ROWS : 0;
 }
 
 /* The block's query rows (row0) and other grid position (rest). Blocks
@@ -1037,7 +999,7 @@ static void put_block_order(printer *P) {
        (unsigned)g);
   line(P, "const unsigned g = ny - first < %uu ? ny - first : %uu, in = lin - first * nb;", (unsigned)g,
        (unsigned)g);
-  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d - %lldLL;", block_rows(P->m),
+  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d - %lldLL;", mma_block_rows(P->m),
        (long long)row_pad(P->m));
   line(P, "long long rest = first + in %% g;");
 }
@@ -1068,18 +1030,18 @@ static void put_kernel_head(printer *P) {
   line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
   for (int o = 0; o < m->nops; o++) {
     line(P, "const unsigned sb%d = sm0 + %lldu;", o, (long long)off);
-    if (buffers(m, o) == 1) line(P, "const unsigned so%d = sb%d;", o, o);
-    off += smem_bytes(m, o) * buffers(m, o);
+    if (mma_buffers(m, o) == 1) line(P, "const unsigned so%d = sb%d;", o, o);
+    off += mma_smem_bytes(m, o) * mma_buffers(m, o);
   }
   for (int i = 0; i < m->nb; i++) {
     line(P, "const unsigned sbb%d = sm0 + %lldu;", i, (long long)off);
-    off += m->stages * tile_input_bytes(m);
+    off += m->stages * mma_tile_input_bytes(m);
   }
 }
 
 /* The block's (or, persistent, the tile's) rows, grid position and the
  * offsets of its operands. */
-static void put_block(printer *P) {
+void mma_put_block(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_group *gr = &m->k->tiles.gr;
   put_block_order(P);
@@ -1121,7 +1083,7 @@ static int has_runs(const printer *P) { return FL_FULL_RUNS && P->t->nmask; }
  * of known full steps (ka, kb), in steps, from its own 64 rows' entries;
  * the block runs the union (clo, chi), and every warpgroup's run holds
  * (ca, cb). */
-static void put_schedule(printer *P) {
+void mma_put_schedule(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
   int64_t nsteps = (m->keys + m->step - 1) / m->step, spt = P->spt;
@@ -1174,7 +1136,7 @@ static void put_schedule(printer *P) {
 }
 
 /* `dst` = the first step at or after `from` some warpgroup runs, or chi. */
-static void put_next(printer *P, const char *dst, const char *from) {
+void mma_put_next(printer *P, const char *dst, const char *from) {
   line(P, "int %s = chi;", dst);
   if (has_runs(P)) {
     line(P, "if (%s >= ca && %s < cb) %s = %s;", from, from, dst, from);
@@ -1228,7 +1190,7 @@ static void put_invariant_loads(printer *P) {
   P->c.scope = scope;
 }
 
-static void put_state(printer *P) {
+void mma_put_state(printer *P) {
   const fl_mma_group *m = P->m;
   put_invariant_loads(P);
   for (int i = 0; i < m->nx; i++) {
@@ -1245,7 +1207,7 @@ static void put_state(printer *P) {
   }
 }
 
-static void put_q_fragments(printer *P) {
+void mma_put_q_fragments(printer *P) {
   const fl_mma_group *m = P->m;
   if (!m->q_regs) return;
   for (int o = 0; o < m->nops; o++) {
@@ -1255,7 +1217,7 @@ static void put_q_fragments(printer *P) {
       char qf[16], tile[16];
       snprintf(qf, sizeof qf, "qf%d", o);
       snprintf(tile, sizeof tile, "so%d", o);
-      fl_cuda_wgmma_put_q_fragments(&P->c, qf, tile, op_rows(m, &m->op[o]), w);
+      fl_cuda_wgmma_put_q_fragments(&P->c, qf, tile, mma_op_rows(m, &m->op[o]), w);
       continue;
     }
     line(P, "unsigned qf%d[%d][4];", o, w / 16);
@@ -1303,12 +1265,12 @@ static void put_between(printer *P, int known) {
 }
 
 /* `if (cond) {` and its closing brace, the body indented between. */
-static void open_if(printer *P, const char *cond) {
+void mma_open_if(printer *P, const char *cond) {
   line(P, "if (%s) {", cond);
   P->c.depth++;
 }
 
-static void close_if(printer *P) {
+void mma_close_if(printer *P) {
   P->c.depth--;
   line(P, "}");
 }
@@ -1322,7 +1284,7 @@ static void put_classes(printer *P) {
   if (!t->nmask) return;
   if (has_runs(P)) {
     line(P, "bool full = st >= ka && st < kb;");
-    open_if(P, "!full");
+    mma_open_if(P, "!full");
     line(P, "full = tb != 0;");
   } else {
     line(P, "bool full = tb != 0;");
@@ -1336,13 +1298,13 @@ static void put_classes(printer *P) {
   for (int k = 0; k < t->nmask; k++) fl_text_put(P->c.b, " && tb[te + %d] > 0", 1 + k);
   fl_text_put(P->c.b, ";\n");
   line(P, "}");
-  if (has_runs(P)) close_if(P);
+  if (has_runs(P)) mma_close_if(P);
 }
 
 /* The next step's keys, into the other tile where there are two. */
 static void put_next_keys(printer *P) {
   char r0[64];
-  put_next(P, "nx", "st + 1");
+  mma_put_next(P, "nx", "st + 1");
   snprintf(r0, sizeof r0, "nx * %lldLL", (long long)P->m->step);
   line(P, "if (nx < chi) {");
   P->c.depth++;
@@ -1353,7 +1315,7 @@ static void put_next_keys(printer *P) {
 }
 
 /* The step's first key, keys inside, and the float key of the thread's first column. */
-static void put_step_keys(printer *P) {
+void mma_put_step_keys(printer *P) {
   const fl_mma_group *m = P->m;
   line(P, "const long long key0 = st * %lldLL;", (long long)m->step);
   line(P, "const int kv = %lldLL - key0 < %lldLL ? (int)(%lldLL - key0) : %lld; /* keys of the step inside */",
@@ -1363,7 +1325,7 @@ static void put_step_keys(printer *P) {
 }
 
 /* A warpgroup's own step? (its rows' tile not skipped) */
-static void put_mine(printer *P) {
+void mma_put_mine(printer *P) {
   line(P, "const bool mine = %sst >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, %lld, %lld, %lld, %d))%s;",
        has_runs(P) ? "(st >= ka && st < kb) || (" : "", (long long)P->spt, (long long)P->tps,
        (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask, has_runs(P) ? ")" : "");
@@ -1375,7 +1337,7 @@ static void put_mine(printer *P) {
 
 /* The body between the products, twice: a full tile inside the keys, and
  * any other step. */
-static void put_bodies(printer *P) {
+void mma_put_bodies(printer *P) {
   put_classes(P);
   line(P, "if (kv == %lld%s) {", (long long)P->m->step, P->t->nmask ? " && full" : "");
   P->c.depth++;
@@ -1394,15 +1356,15 @@ static void put_bodies(printer *P) {
  * the next keys' copy still in flight; mma.sync: the next keys' copy
  * issued after), the weights times the values. */
 static void put_scores_then_products(printer *P) {
-  open_if(P, "mine");
-  put_scores(P);
-  put_bodies(P);
-  close_if(P);
+  mma_open_if(P, "mine");
+  mma_put_scores(P);
+  mma_put_bodies(P);
+  mma_close_if(P);
   put_landed_but(P, P->m->hopper);
   if (!P->m->hopper) put_next_keys(P);
-  open_if(P, "mine");
-  put_products(P);
-  close_if(P);
+  mma_open_if(P, "mine");
+  mma_put_products(P);
+  mma_close_if(P);
 }
 
 /* One step of keys (mma.sync): the values load while the scores are
@@ -1410,11 +1372,11 @@ static void put_scores_then_products(printer *P) {
 static void put_step(printer *P) {
   line(P, "while (st < chi) {");
   P->c.depth++;
-  put_step_keys(P);
+  mma_put_step_keys(P);
   put_landed(P);
   put_loads(P, FL_MMA_V, "key0", 0);
   line(P, "fl_cp_commit();");
-  put_mine(P);
+  mma_put_mine(P);
   put_scores_then_products(P);
   line(P, "st = nx;");
   P->c.depth--;
@@ -1427,18 +1389,18 @@ static void put_step(printer *P) {
  * is in flight along each path but not that two branches on one flag go
  * the same way, and where it cannot prove that nothing reads an
  * accumulator while a wgmma adds to it, it serializes every wgmma. */
-static void put_pipe_issue(printer *P, const char *issued) {
+void mma_put_pipe_issue(printer *P, const char *issued) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
-  open_if(P, "mine && pm");
+  mma_open_if(P, "mine && pm");
   put_wgmma_scores(P, 0);
-  put_wgmma_products(P, "sp", 0);
+  mma_put_wgmma_products(P, "sp", 0);
   if (issued) line(P, "%s", issued);
   put_wgmma_scores_wait(P, m->na);
   P->c.depth--;
   line(P, "} else if (pm) {");
   P->c.depth++;
-  put_wgmma_products(P, "sp", 0);
+  mma_put_wgmma_products(P, "sp", 0);
   if (issued) line(P, "%s", issued);
   P->c.depth--;
   line(P, "} else if (mine) {");
@@ -1452,15 +1414,15 @@ static void put_pipe_issue(printer *P, const char *issued) {
     P->c.depth++;
     line(P, "%s", issued);
   }
-  close_if(P);
+  mma_close_if(P);
 }
 
 /* ... then the body, the weighted sums' rescale deferred ... */
-static void put_pipe_body(printer *P) {
+void mma_put_pipe_body(printer *P) {
   int split = P->m->split;
-  open_if(P, "mine");
+  mma_open_if(P, "mine");
   P->defer = !split, P->mid_wait = split;
-  put_bodies(P);
+  mma_put_bodies(P);
   P->defer = 0, P->mid_wait = 0;
   if (split) {
     P->c.depth--;
@@ -1468,7 +1430,7 @@ static void put_pipe_body(printer *P) {
     P->c.depth++;
     put_wgmma_products_wait(P);
   }
-  close_if(P);
+  mma_close_if(P);
 }
 
 /* ... then, after the body: waits for the product whether or not one was
@@ -1477,13 +1439,13 @@ static void put_pipe_body(printer *P) {
  * weights the next step does not issue: made unconditional (three
  * computing warpgroups, packed early), the body overwrote the registers
  * of the weights still in flight (wrong results on the H100). */
-static void put_pipe_rescale(printer *P) {
+void mma_put_pipe_rescale(printer *P) {
   if (P->m->split) return; /* waited for, rescaled and packed in the body */
   put_wgmma_products_wait(P);
-  open_if(P, "mine");
+  mma_open_if(P, "mine");
   put_deferred_rescale(P);
   put_wgmma_pack(P);
-  close_if(P);
+  mma_close_if(P);
 }
 
 /* One step of keys (wgmma): the next keys load into the other tile during
@@ -1496,24 +1458,24 @@ static void put_step_hopper(printer *P) {
   const fl_mma_group *m = P->m;
   line(P, "while (st < chi) {");
   P->c.depth++;
-  put_step_keys(P);
+  mma_put_step_keys(P);
   put_landed(P);
   for (int o = 0; o < m->nops; o++) {
-    if (buffers(m, o) != 2) continue;
-    line(P, "const unsigned so%d = sb%d + cur * %lldu;", o, o, (long long)smem_bytes(m, o));
-    if (m->op[o].role == FL_MMA_V) line(P, "const unsigned sp%d = sb%d + (cur ^ 1) * %lldu;", o, o, (long long)smem_bytes(m, o));
+    if (mma_buffers(m, o) != 2) continue;
+    line(P, "const unsigned so%d = sb%d + cur * %lldu;", o, o, (long long)mma_smem_bytes(m, o));
+    if (m->op[o].role == FL_MMA_V) line(P, "const unsigned sp%d = sb%d + (cur ^ 1) * %lldu;", o, o, (long long)mma_smem_bytes(m, o));
   }
   put_loads(P, FL_MMA_V, "key0", 0);
   line(P, "fl_cp_commit();");
   put_next_keys(P);
-  put_mine(P);
+  mma_put_mine(P);
   if (!m->pipe) {
     put_scores_then_products(P);
   } else {
-    put_deferred_factors(P);
-    put_pipe_issue(P, NULL);
-    put_pipe_body(P);
-    put_pipe_rescale(P);
+    mma_put_deferred_factors(P);
+    mma_put_pipe_issue(P, NULL);
+    mma_put_pipe_body(P);
+    mma_put_pipe_rescale(P);
     line(P, "pm = mine;");
   }
   line(P, "st = nx;");
@@ -1522,13 +1484,13 @@ static void put_step_hopper(printer *P) {
   line(P, "}");
   if (!m->pipe) return;
   /* the last step's product */
-  open_if(P, "pm");
+  mma_open_if(P, "pm");
   put_landed(P);
   for (int o = 0; o < m->nops; o++)
     if (m->op[o].role == FL_MMA_V)
-      line(P, "const unsigned sp%d = sb%d + (cur ^ 1) * %lldu;", o, o, (long long)smem_bytes(m, o));
-  put_wgmma_products(P, "sp", 1);
-  close_if(P);
+      line(P, "const unsigned sp%d = sb%d + (cur ^ 1) * %lldu;", o, o, (long long)mma_smem_bytes(m, o));
+  mma_put_wgmma_products(P, "sp", 1);
+  mma_close_if(P);
 }
 
 static void put_signature(printer *P, const fl_cuda_kernel *kd) {
@@ -1543,347 +1505,6 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
   for (int o = 0; P->m->ws && o < P->m->nops + P->m->nb; o++)
     fl_text_put(P->c.b, ", const __grid_constant__ fl_tmap tm%d", o);
   fl_text_put(P->c.b, ") {\n");
-}
-
-/* ---- warp-specialized wgmma kernels ----
- *
- * Warpgroups 0 .. wgs-1 compute (64 query rows each, as in the plain
- * kernel); warpgroup wgs loads: one of its threads walks the same steps
- * and has the tensor memory accelerator copy each step's keys and values
- * into one of `stages` tiles. Each tile has two barriers: full (the
- * copy's bytes have landed) and empty (every computing thread is done
- * reading it). Fresh barriers count as having completed a phase of
- * parity 1, so the first pass over the tiles waits on nothing. The
- * loader keeps few registers (setmaxnreg) and hands the rest to the
- * computing warpgroups. */
-
-/* Registers a thread of each warpgroup, multiples of 8, at most 240. The
- * block holds what it was launched with, 64K / threads rounded down to 8 a
- * thread (168 at 384 threads, 128 at 512); setmaxnreg only moves registers
- * between its warpgroups, and an increase the pool cannot give waits
- * forever. Taking tiles from a counter, the loader computes each tile's
- * rows and offsets from a number in a register (not the block's, which
- * ptxas keeps in uniform registers). Beside two computing warpgroups it
- * keeps 24 all the same and spills 20 bytes, once a tile: at 32 the
- * others would get 232 and spill in their loop. Beside three it gets 40
- * (at 32 it still spilled 8-16 bytes), and they 152. */
-static int ws_loader_regs(const fl_mma_group *m, int persistent) {
-  int dynamic = FL_WS_DYNAMIC && persistent && m->wgs == 3;
-  return dynamic && FL_WS_LOADER_REGS < 40 ? 40 : FL_WS_LOADER_REGS;
-}
-
-static int ws_compute_regs(const fl_mma_group *m, int persistent) {
-  int threads = 128 * (m->wgs + 1), launched = 65536 / threads / 8 * 8;
-  int r = (launched * (m->wgs + 1) - ws_loader_regs(m, persistent)) / m->wgs / 8 * 8;
-  return r > 240 ? 240 : r;
-}
-
-/* Barriers: Q's, then a stage each of keys full, values full, keys empty,
- * values empty; persistent, Q's empty, two words for tiles' numbers and
- * their two barriers. */
-static int ws_barriers(const fl_mma_group *m) { return 5 + 4 * m->stages; }
-
-static int64_t tiles_bytes(const fl_mma_group *m) {
-  int64_t n = 0;
-  for (int o = 0; o < m->nops; o++) n += smem_bytes(m, o) * buffers(m, o);
-  return n + m->nb * m->stages * tile_input_bytes(m);
-}
-
-int64_t fl_cuda_mma_smem(const fl_mma_group *m) {
-  int64_t n = tiles_bytes(m);
-  if (m->hopper) n += 1024; /* room to align the panels */
-  if (m->ws) n += ws_barriers(m) * 8;
-  return n;
-}
-
-static int64_t role_bytes(const fl_mma_group *m, fl_mma_role role) {
-  int64_t n = 0;
-  for (int o = 0; o < m->nops; o++)
-    if (m->op[o].role == role) n += smem_bytes(m, o);
-  return n;
-}
-
-/* A box of 64 positions of the last dim by the tile's rows, a box a panel. */
-static void put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *kd) {
-  kd->ntmaps = 0;
-  for (int o = 0; m->ws && o < m->nops; o++) {
-    const fl_mma_operand *op = &m->op[o];
-    fl_cuda_tmap *t = &kd->tmap[kd->ntmaps++];
-    t->value = g->exprs[op->load].src;
-    t->f16 = m->dt == FL_F16;
-    t->dims[0] = (uint64_t)op->width, t->dims[1] = (uint64_t)op->plane_rows, t->dims[2] = (uint64_t)op->planes;
-    t->strides[0] = (uint64_t)op->width * 2, t->strides[1] = (uint64_t)(op->plane_rows * op->width * 2);
-    t->box[0] = 64, t->box[1] = (unsigned)op_rows(m, op), t->box[2] = 1;
-  }
-  for (int i = 0; i < m->nb; i++) {
-    fl_cuda_tmap *t = &kd->tmap[kd->ntmaps++];
-    t->value = m->b[i].src;
-    t->f16 = m->dt == FL_F16;
-    t->dims[0] = (uint64_t)m->keys, t->dims[1] = (uint64_t)m->rows, t->dims[2] = (uint64_t)m->b[i].planes;
-    t->strides[0] = (uint64_t)m->keys * 2, t->strides[1] = (uint64_t)(m->rows * m->keys * 2);
-    t->box[0] = 64, t->box[1] = (unsigned)block_rows(m), t->box[2] = 1;
-  }
-}
-
-/* The copies of every operand of `role`: rows from `r0` into tile
- * `base`<o> (+ `stage` tiles), completing on barrier `bar`. */
-static void put_tma(printer *P, fl_mma_role role, const char *base, const char *stage, const char *r0,
-                    const char *bar) {
-  const fl_mma_group *m = P->m;
-  for (int o = 0; o < m->nops; o++) {
-    const fl_mma_operand *op = &m->op[o];
-    if (op->role != role) continue;
-    char tile[64];
-    if (stage) snprintf(tile, sizeof tile, "%s%d + %s * %lldu", base, o, stage, (long long)smem_bytes(m, o));
-    else snprintf(tile, sizeof tile, "%s%d", base, o);
-    for (int p = 0; p < op->width / 64; p++)
-      line(P, "fl_tma3(%s + %lldu, &tm%d, %d, (int)(%s), pl%d, %s);", tile, (long long)(p * op_rows(m, op) * 128), o,
-           p * 64, r0, o, bar);
-  }
-}
-
-/* Q's tile; persistent, once the previous tile's is done with. */
-static void put_ws_q_load(printer *P) {
-  if (FL_DBG_NOQ) return;
-  if (P->persistent) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
-  line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(P->m, FL_MMA_Q));
-  put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
-}
-
-/* The loader's tile: Q's tile and the steps' keys and values. Persistent,
- * the first step's keys go before Q (the last tile may still be reading
- * its Q), and a tile of no steps still gets its Q. */
-static void put_ws_loads(printer *P) {
-  const fl_mma_group *m = P->m;
-  char r0[48];
-  if (!P->persistent) put_ws_q_load(P);
-  else line(P, "bool qd = false; /* Q's tile issued */");
-  put_next(P, "st", "clo");
-  line(P, "for (; st < chi; ++i) {");
-  P->c.depth++;
-  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
-  snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
-  line(P, "fl_bar_wait(bke + s * 8u, ph ^ 1u);");
-  line(P, "fl_bar_expect(bkf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_K));
-  put_tma(P, FL_MMA_K, "sb", "s", r0, "bkf + s * 8u");
-  if (P->persistent) {
-    open_if(P, "!qd");
-    put_ws_q_load(P);
-    line(P, "qd = true;");
-    close_if(P);
-  }
-  line(P, "fl_bar_wait(bve + s * 8u, ph ^ 1u);");
-  line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)(role_bytes(m, FL_MMA_V) + m->nb * tile_input_bytes(m)));
-  put_tma(P, FL_MMA_V, "sb", "s", r0, "bvf + s * 8u");
-  for (int i = 0; i < m->nb; i++)
-    for (int p = 0; p < m->step / 64; p++)
-      line(P, "fl_tma3(sbb%d + s * %lldu + %lldu, &tm%d, (int)(%s) + %d, (int)(row0), plb%d, bvf + s * 8u);", i,
-           (long long)tile_input_bytes(m), (long long)(p * block_rows(m) * 128), m->nops + i, r0, p * 64, i);
-  put_next(P, "nx", "st + 1");
-  line(P, "st = nx;");
-  P->c.depth--;
-  line(P, "}");
-  if (P->persistent) {
-    open_if(P, "!qd");
-    put_ws_q_load(P);
-    close_if(P);
-  }
-}
-
-/* Dynamic (FL_WS_DYNAMIC): a block's first tile is its number; the k-th
- * after it (k = it - 1) comes from a counter after the fixup flags, taken
- * by a computing thread once the tile before has its Q, through word
- * k % 2 at bts and barrier k % 2 at btn. Q's barrier is why no reader is
- * a phase behind when the word and barrier are used again, two tiles on:
- * it completes only after every computing thread has released the last
- * tile's Q (having read its number) and after the loader has read the
- * number of the tile it loads. The thread takes it, not the loader:
- * taken by the loader, ptxas spilled. */
-static void put_dynamic_tile(printer *P) {
-  line(P, "unsigned tile = blockIdx.x;");
-  open_if(P, "it");
-  line(P, "const unsigned k = it - 1u;");
-  line(P, "fl_bar_wait(btn + (k & 1u) * 8u, (k >> 1) & 1u);");
-  line(P, "tile = fl_lds32(bts + (k & 1u) * 4u);");
-  close_if(P);
-}
-
-static void put_take_next(printer *P) {
-  open_if(P, "tid == 0");
-  line(P, "fl_sts32(bts + (it & 1u) * 4u, gridDim.x + fl_take(fix + %lld));", (long long)P->positions + 1);
-  line(P, "fl_bar_arrive(btn + (it & 1u) * 8u); /* the next tile's number */");
-  close_if(P);
-}
-
-/* Persistent: `for` each of the block's tiles (it counts them), its
- * rows, grid position and schedule; closed by close_if. The blocks take a
- * wave of tiles at a time, every other wave in reverse order: tiles come
- * longest first (see put_block_order), so a block that took a long one in
- * one wave takes a short one in the next. */
-static void open_tiles(printer *P) {
-  line(P, "for (unsigned it = 0;; ++it) {");
-  P->c.depth++;
-  if (FL_WS_DYNAMIC) put_dynamic_tile(P);
-  else line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
-  line(P, "if (tile >= %lluu) break;", (unsigned long long)tiles_count(P->g, P->m));
-  put_block(P);
-  put_schedule(P);
-}
-
-static void put_ws_loader(printer *P) {
-  const fl_mma_group *m = P->m;
-  char cond[32];
-  if (FL_WS_SETMAXNREG) line(P, "fl_regs_dec<%d>();", ws_loader_regs(m, P->persistent));
-  snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
-  open_if(P, cond);
-  line(P, "unsigned i = 0; /* steps loaded, over every tile */");
-  if (P->persistent) open_tiles(P);
-  put_ws_loads(P);
-  if (P->persistent) close_if(P);
-  close_if(P);
-}
-
-/* Pipelined: the previous step's values' tile of operand o (stage ps). */
-static void put_previous_values(printer *P, int o) {
-  line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)smem_bytes(P->m, o));
-}
-
-/* The start of a step of the computing warpgroups: its stage and phase,
- * keys, the stage's tiles (and, pipelined, the previous step's values at
- * sp<o>), the next step, whether it is this warpgroup's. */
-static void put_ws_step_head(printer *P) {
-  const fl_mma_group *m = P->m;
-  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
-  put_step_keys(P);
-  for (int o = 0; o < m->nops; o++) {
-    if (buffers(m, o) == 1) continue;
-    line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)smem_bytes(m, o));
-    if (m->pipe && m->op[o].role == FL_MMA_V) put_previous_values(P, o);
-  }
-  put_next(P, "nx", "st + 1");
-  put_mine(P);
-}
-
-/* A step of the computing warpgroups: they wait for every step's tiles
- * (the barriers' phases must be followed) and release them, whether the
- * step is theirs or not. */
-static void put_ws_step(printer *P) {
-  line(P, "for (; st < chi; ++i) {");
-  P->c.depth++;
-  put_ws_step_head(P);
-  line(P, "fl_bar_wait(bkf + s * 8u, ph);");
-  open_if(P, "mine");
-  put_scores(P);
-  line(P, "fl_bar_arrive(bke + s * 8u);");
-  if (P->m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
-  put_bodies(P);
-  P->c.depth--;
-  line(P, "} else {");
-  line(P, "  fl_bar_arrive(bke + s * 8u);");
-  line(P, "}");
-  line(P, "fl_bar_wait(bvf + s * 8u, ph);");
-  open_if(P, "mine");
-  put_products(P);
-  close_if(P);
-  line(P, "fl_bar_arrive(bve + s * 8u);");
-  line(P, "st = nx;");
-  P->c.depth--;
-  line(P, "}");
-}
-
-/* A pipelined step of the computing warpgroups: this step's scores are
- * issued with the previous step's product (from its values' tile, still
- * held), the body runs while both are in flight, the weighted sums are
- * rescaled once the product has landed, and only then is the previous
- * values' tile released. */
-static void put_ws_step_pipe(printer *P) {
-  const fl_mma_group *m = P->m;
-  line(P, "bool pm = false; /* the previous step's product is still to be issued */");
-  line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
-  for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
-  line(P, "const unsigned i0 = i; /* the tile's first step */");
-  if (FL_WS_PINGPONG) {
-    line(P, "const int next_turn = 1 + (wg + 1) %% %d; /* the next warpgroup's barrier */", m->wgs);
-    line(P, "if (wg == %d) fl_named_arrive(1, %d); /* the first turn is warpgroup 0's */", m->wgs - 1,
-         2 * FL_MMA_THREADS);
-  }
-  line(P, "for (; st < chi; ++i) {");
-  P->c.depth++;
-  put_ws_step_head(P);
-  if (!m->split) put_deferred_factors(P);
-  line(P, "fl_bar_wait(bkf + s * 8u, ph);");
-  line(P, "if (i > i0) fl_bar_wait(bvf + ps * 8u, pph);");
-  char turn[96];
-  snprintf(turn, sizeof turn, "fl_named_arrive(next_turn, %d);", 2 * FL_MMA_THREADS);
-  if (FL_WS_PINGPONG) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
-  put_pipe_issue(P, FL_WS_PINGPONG ? turn : NULL);
-  line(P, "fl_bar_arrive(bke + s * 8u);");
-  if (m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
-  put_pipe_body(P);
-  put_pipe_rescale(P);
-  line(P, "if (i > i0) fl_bar_arrive(bve + ps * 8u);");
-  line(P, "pm = mine, ps = s, pph = ph;");
-  line(P, "st = nx;");
-  P->c.depth--;
-  line(P, "}");
-  if (FL_WS_PINGPONG) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
-  /* the last step's product */
-  open_if(P, "i > i0");
-  line(P, "fl_bar_wait(bvf + ps * 8u, pph);");
-  open_if(P, "pm");
-  for (int o = 0; o < m->nops; o++)
-    if (m->op[o].role == FL_MMA_V) put_previous_values(P, o);
-  put_wgmma_products(P, "sp", 1);
-  close_if(P);
-  if (P->persistent) line(P, "fl_bar_arrive(bve + ps * 8u); /* the next tile's steps reuse the stage */");
-  close_if(P);
-}
-
-/* The computing warpgroups' tile: Q, the steps, the outputs. */
-static void put_ws_computes(printer *P) {
-  const fl_mma_group *m = P->m;
-  if (!FL_DBG_NOQ) line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
-  if (P->persistent && FL_WS_DYNAMIC) put_take_next(P);
-  put_q_fragments(P);
-  put_next(P, "st", "clo");
-  if (m->pipe) put_ws_step_pipe(P);
-  else put_ws_step(P);
-  if (P->persistent) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
-  put_finish(P);
-}
-
-static void put_ws(printer *P) {
-  const fl_mma_group *m = P->m;
-  int S = m->stages, n = FL_MMA_THREADS * m->wgs;
-  line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
-       (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
-  if (P->persistent) line(P, "const unsigned bqe = bve + %du, bts = bqe + 8u, btn = bts + 8u;", 8 * S);
-  open_if(P, "tid == 0");
-  line(P, "fl_bar_init(bq, 1);");
-  if (P->persistent) line(P, "fl_bar_init(bqe, %d), fl_bar_init(btn, 1), fl_bar_init(btn + 8u, 1);", n);
-  line(P, "#pragma unroll");
-  line(P, "for (int s = 0; s < %d; ++s) {", S);
-  line(P, "  fl_bar_init(bkf + s * 8u, 1), fl_bar_init(bvf + s * 8u, 1);");
-  line(P, "  fl_bar_init(bke + s * 8u, %d), fl_bar_init(bve + s * 8u, %d);", n, n);
-  line(P, "}");
-  line(P, "fl_bar_init_done();");
-  close_if(P);
-  line(P, "__syncthreads();");
-  line(P, "if (wg == %d) {", m->wgs);
-  P->c.depth++;
-  put_ws_loader(P);
-  P->c.depth--;
-  line(P, "} else {");
-  P->c.depth++;
-  if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", ws_compute_regs(m, P->persistent));
-  line(P, "unsigned i = 0; /* steps computed, over every tile */");
-  if (P->persistent) {
-    open_tiles(P);
-    put_state(P);
-  }
-  put_ws_computes(P);
-  if (P->persistent) close_if(P);
-  close_if(P);
 }
 
 static void put_plain(printer *P);
@@ -1922,11 +1543,11 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   put_kernel_head(&P);
   steps_and_tiles(&P);
   if (!P.persistent) {
-    put_block(&P);
-    put_schedule(&P);
-    put_state(&P);
+    mma_put_block(&P);
+    mma_put_schedule(&P);
+    mma_put_state(&P);
   }
-  if (m->ws) put_ws(&P);
+  if (m->ws) mma_put_ws(&P);
   else put_plain(&P);
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
@@ -1936,7 +1557,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
 /* The kernel after its state (cp.async loads, every thread computes). */
 static void put_plain(printer *P) {
   const fl_mma_group *m = P->m;
-  put_next(P, "st", "clo");
+  mma_put_next(P, "st", "clo");
   char r0[64];
   snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
   put_loads(P, FL_MMA_Q, "row0", 0);
@@ -1946,7 +1567,7 @@ static void put_plain(printer *P) {
     if (m->pipe) line(P, "bool pm = false; /* the previous step's product is still to be issued */");
     for (int i = 0; m->pipe && i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
     for (int o = 0; o < m->nops; o++)
-      if (buffers(m, o) == 2) line(P, "const unsigned so%d = sb%d;", o, o);
+      if (mma_buffers(m, o) == 2) line(P, "const unsigned so%d = sb%d;", o, o);
   }
   line(P, "if (st < chi) {");
   P->c.depth++;
@@ -1956,10 +1577,10 @@ static void put_plain(printer *P) {
   line(P, "}");
   if (m->hopper) line(P, "fl_cp_commit();");
   if (!m->hopper || m->q_regs) put_landed_but(P, m->hopper);
-  put_q_fragments(P);
+  mma_put_q_fragments(P);
   if (m->hopper) put_step_hopper(P);
   else put_step(P);
-  put_finish(P);
+  mma_put_finish(P);
 }
 
 /* In words, for reports: how the kernel is laid out. */
@@ -1968,7 +1589,7 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
   if (m->ws)
     snprintf(kd->design, sizeof kd->design,
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s", instr,
-             ws_loader_regs(m, kd->persistent), m->wgs, ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
+             mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
              m->split ? ", pipelined (split)" : m->pipe ? (FL_WS_PINGPONG ? ", pipelined, ping-pong" : ", pipelined") : "",
              m->nb ? ", row-by-key inputs in tiles" : "",
              kd->persistent ? ", persistent" : "");
@@ -1990,11 +1611,11 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
   kd->grid[1] = (unsigned)rest;
   kd->grid[2] = 1;
   if (persistent) {
-    kd->grid[0] = (unsigned)tiles_count(p->g, m);
+    kd->grid[0] = (unsigned)mma_tiles_count(p->g, m);
     kd->grid[1] = 1;
   }
   kd->smem = (int)fl_cuda_mma_smem(m);
-  put_tmaps(p->g, m, kd);
+  mma_put_tmaps(p->g, m, kd);
   kd->schedule = 1;
   kd->fix = 1;
   return FL_OK;

@@ -21,8 +21,9 @@
  * them, 128 keys a step (a step may span several of the plan's key tiles:
  * its class is then theirs together), and where registers allow each
  * step's scores are issued with the previous step's product (the
- * pipelined step). The choices and their measurements are in
- * fl_cuda_mma_match.c (choose_ws).
+ * pipelined step; printed by fl_cuda_ws.c around fl_cuda_mma.c's steps).
+ * The choices and their measurements are in fl_cuda_mma_match.c
+ * (choose_ws).
  *
  * Rows whose final rescale argument is not finite (a row every key
  * masked) are flagged; the group's scalar kernel then recomputes exactly
@@ -137,7 +138,7 @@
 #ifndef FL_WS_DYNAMIC
 /* 1: persistent kernels, masked ones with two computing warpgroups too,
  * take their tiles one at a time from a counter (longest first) instead
- * of a fixed share each (loader registers: see ws_loader_regs). Correct on
+ * of a fixed share each (loader registers: see mma_ws_loader_regs). Correct on
  * the H100, but no faster than a block a tile for causal (B4 N4096 D128
  * 384 against 380, B1 N16384 476 against 488): off. Again with pipelined
  * steps (persistent on, against persistent kernels that keep the masked

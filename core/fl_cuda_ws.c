@@ -1,0 +1,347 @@
+/* The warp-specialized wgmma kernel (see core/fl_cuda_mma.h): a loader
+ * warpgroup, computing warpgroups, their barriers and register budgets,
+ * and the tensor maps; the steps themselves are fl_cuda_mma.c's. */
+#include "fl_cuda_mma_printer.h"
+
+#include <stdio.h>
+
+/* ---- warp-specialized wgmma kernels ----
+ *
+ * Warpgroups 0 .. wgs-1 compute (64 query rows each, as in the plain
+ * kernel); warpgroup wgs loads: one of its threads walks the same steps
+ * and has the tensor memory accelerator copy each step's keys and values
+ * into one of `stages` tiles. Each tile has two barriers: full (the
+ * copy's bytes have landed) and empty (every computing thread is done
+ * reading it). Fresh barriers count as having completed a phase of
+ * parity 1, so the first pass over the tiles waits on nothing. The
+ * loader keeps few registers (setmaxnreg) and hands the rest to the
+ * computing warpgroups. */
+
+/* Registers a thread of each warpgroup, multiples of 8, at most 240. The
+ * block holds what it was launched with, 64K / threads rounded down to 8 a
+ * thread (168 at 384 threads, 128 at 512); setmaxnreg only moves registers
+ * between its warpgroups, and an increase the pool cannot give waits
+ * forever. Taking tiles from a counter, the loader computes each tile's
+ * rows and offsets from a number in a register (not the block's, which
+ * ptxas keeps in uniform registers). Beside two computing warpgroups it
+ * keeps 24 all the same and spills 20 bytes, once a tile: at 32 the
+ * others would get 232 and spill in their loop. Beside three it gets 40
+ * (at 32 it still spilled 8-16 bytes), and they 152. */
+int mma_ws_loader_regs(const fl_mma_group *m, int persistent) {
+  int dynamic = FL_WS_DYNAMIC && persistent && m->wgs == 3;
+  return dynamic && FL_WS_LOADER_REGS < 40 ? 40 : FL_WS_LOADER_REGS;
+}
+
+int mma_ws_compute_regs(const fl_mma_group *m, int persistent) {
+  int threads = 128 * (m->wgs + 1), launched = 65536 / threads / 8 * 8;
+  int r = (launched * (m->wgs + 1) - mma_ws_loader_regs(m, persistent)) / m->wgs / 8 * 8;
+  return r > 240 ? 240 : r;
+}
+
+/* Barriers: Q's, then a stage each of keys full, values full, keys empty,
+ * values empty; persistent, Q's empty, two words for tiles' numbers and
+ * their two barriers. */
+static int ws_barriers(const fl_mma_group *m) { return 5 + 4 * m->stages; }
+
+static int64_t tiles_bytes(const fl_mma_group *m) {
+  int64_t n = 0;
+  for (int o = 0; o < m->nops; o++) n += mma_smem_bytes(m, o) * mma_buffers(m, o);
+  return n + m->nb * m->stages * mma_tile_input_bytes(m);
+}
+
+int64_t fl_cuda_mma_smem(const fl_mma_group *m) {
+  int64_t n = tiles_bytes(m);
+  if (m->hopper) n += 1024; /* room to align the panels */
+  if (m->ws) n += ws_barriers(m) * 8;
+  return n;
+}
+
+static int64_t role_bytes(const fl_mma_group *m, fl_mma_role role) {
+  int64_t n = 0;
+  for (int o = 0; o < m->nops; o++)
+    if (m->op[o].role == role) n += mma_smem_bytes(m, o);
+  return n;
+}
+
+/* A box of 64 positions of the last dim by the tile's rows, a box a panel. */
+void mma_put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *kd) {
+  kd->ntmaps = 0;
+  for (int o = 0; m->ws && o < m->nops; o++) {
+    const fl_mma_operand *op = &m->op[o];
+    fl_cuda_tmap *t = &kd->tmap[kd->ntmaps++];
+    t->value = g->exprs[op->load].src;
+    t->f16 = m->dt == FL_F16;
+    t->dims[0] = (uint64_t)op->width, t->dims[1] = (uint64_t)op->plane_rows, t->dims[2] = (uint64_t)op->planes;
+    t->strides[0] = (uint64_t)op->width * 2, t->strides[1] = (uint64_t)(op->plane_rows * op->width * 2);
+    t->box[0] = 64, t->box[1] = (unsigned)mma_op_rows(m, op), t->box[2] = 1;
+  }
+  for (int i = 0; i < m->nb; i++) {
+    fl_cuda_tmap *t = &kd->tmap[kd->ntmaps++];
+    t->value = m->b[i].src;
+    t->f16 = m->dt == FL_F16;
+    t->dims[0] = (uint64_t)m->keys, t->dims[1] = (uint64_t)m->rows, t->dims[2] = (uint64_t)m->b[i].planes;
+    t->strides[0] = (uint64_t)m->keys * 2, t->strides[1] = (uint64_t)(m->rows * m->keys * 2);
+    t->box[0] = 64, t->box[1] = (unsigned)mma_block_rows(m), t->box[2] = 1;
+  }
+}
+
+/* The copies of every operand of `role`: rows from `r0` into tile
+ * `base`<o> (+ `stage` tiles), completing on barrier `bar`. */
+static void put_tma(printer *P, fl_mma_role role, const char *base, const char *stage, const char *r0,
+                    const char *bar) {
+  const fl_mma_group *m = P->m;
+  for (int o = 0; o < m->nops; o++) {
+    const fl_mma_operand *op = &m->op[o];
+    if (op->role != role) continue;
+    char tile[64];
+    if (stage) snprintf(tile, sizeof tile, "%s%d + %s * %lldu", base, o, stage, (long long)mma_smem_bytes(m, o));
+    else snprintf(tile, sizeof tile, "%s%d", base, o);
+    for (int p = 0; p < op->width / 64; p++)
+      line(P, "fl_tma3(%s + %lldu, &tm%d, %d, (int)(%s), pl%d, %s);", tile, (long long)(p * mma_op_rows(m, op) * 128), o,
+           p * 64, r0, o, bar);
+  }
+}
+
+/* Q's tile; persistent, once the previous tile's is done with. */
+static void put_ws_q_load(printer *P) {
+  if (FL_DBG_NOQ) return;
+  if (P->persistent) line(P, "if (it) fl_bar_wait(bqe, (it - 1u) & 1u);");
+  line(P, "fl_bar_expect(bq, %lldu);", (long long)role_bytes(P->m, FL_MMA_Q));
+  put_tma(P, FL_MMA_Q, "so", NULL, "row0", "bq");
+}
+
+/* The loader's tile: Q's tile and the steps' keys and values. Persistent,
+ * the first step's keys go before Q (the last tile may still be reading
+ * its Q), and a tile of no steps still gets its Q. */
+static void put_ws_loads(printer *P) {
+  const fl_mma_group *m = P->m;
+  char r0[48];
+  if (!P->persistent) put_ws_q_load(P);
+  else line(P, "bool qd = false; /* Q's tile issued */");
+  mma_put_next(P, "st", "clo");
+  line(P, "for (; st < chi; ++i) {");
+  P->c.depth++;
+  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
+  snprintf(r0, sizeof r0, "st * %lldLL", (long long)m->step);
+  line(P, "fl_bar_wait(bke + s * 8u, ph ^ 1u);");
+  line(P, "fl_bar_expect(bkf + s * 8u, %lldu);", (long long)role_bytes(m, FL_MMA_K));
+  put_tma(P, FL_MMA_K, "sb", "s", r0, "bkf + s * 8u");
+  if (P->persistent) {
+    mma_open_if(P, "!qd");
+    put_ws_q_load(P);
+    line(P, "qd = true;");
+    mma_close_if(P);
+  }
+  line(P, "fl_bar_wait(bve + s * 8u, ph ^ 1u);");
+  line(P, "fl_bar_expect(bvf + s * 8u, %lldu);", (long long)(role_bytes(m, FL_MMA_V) + m->nb * mma_tile_input_bytes(m)));
+  put_tma(P, FL_MMA_V, "sb", "s", r0, "bvf + s * 8u");
+  for (int i = 0; i < m->nb; i++)
+    for (int p = 0; p < m->step / 64; p++)
+      line(P, "fl_tma3(sbb%d + s * %lldu + %lldu, &tm%d, (int)(%s) + %d, (int)(row0), plb%d, bvf + s * 8u);", i,
+           (long long)mma_tile_input_bytes(m), (long long)(p * mma_block_rows(m) * 128), m->nops + i, r0, p * 64, i);
+  mma_put_next(P, "nx", "st + 1");
+  line(P, "st = nx;");
+  P->c.depth--;
+  line(P, "}");
+  if (P->persistent) {
+    mma_open_if(P, "!qd");
+    put_ws_q_load(P);
+    mma_close_if(P);
+  }
+}
+
+/* Dynamic (FL_WS_DYNAMIC): a block's first tile is its number; the k-th
+ * after it (k = it - 1) comes from a counter after the fixup flags, taken
+ * by a computing thread once the tile before has its Q, through word
+ * k % 2 at bts and barrier k % 2 at btn. Q's barrier is why no reader is
+ * a phase behind when the word and barrier are used again, two tiles on:
+ * it completes only after every computing thread has released the last
+ * tile's Q (having read its number) and after the loader has read the
+ * number of the tile it loads. The thread takes it, not the loader:
+ * taken by the loader, ptxas spilled. */
+static void put_dynamic_tile(printer *P) {
+  line(P, "unsigned tile = blockIdx.x;");
+  mma_open_if(P, "it");
+  line(P, "const unsigned k = it - 1u;");
+  line(P, "fl_bar_wait(btn + (k & 1u) * 8u, (k >> 1) & 1u);");
+  line(P, "tile = fl_lds32(bts + (k & 1u) * 4u);");
+  mma_close_if(P);
+}
+
+static void put_take_next(printer *P) {
+  mma_open_if(P, "tid == 0");
+  line(P, "fl_sts32(bts + (it & 1u) * 4u, gridDim.x + fl_take(fix + %lld));", (long long)P->positions + 1);
+  line(P, "fl_bar_arrive(btn + (it & 1u) * 8u); /* the next tile's number */");
+  mma_close_if(P);
+}
+
+/* Persistent: `for` each of the block's tiles (it counts them), its
+ * rows, grid position and schedule; closed by mma_close_if. The blocks take a
+ * wave of tiles at a time, every other wave in reverse order: tiles come
+ * longest first (see put_block_order), so a block that took a long one in
+ * one wave takes a short one in the next. */
+static void open_tiles(printer *P) {
+  line(P, "for (unsigned it = 0;; ++it) {");
+  P->c.depth++;
+  if (FL_WS_DYNAMIC) put_dynamic_tile(P);
+  else line(P, "const unsigned tile = it * gridDim.x + (it & 1u ? gridDim.x - 1u - blockIdx.x : blockIdx.x);");
+  line(P, "if (tile >= %lluu) break;", (unsigned long long)mma_tiles_count(P->g, P->m));
+  mma_put_block(P);
+  mma_put_schedule(P);
+}
+
+static void put_ws_loader(printer *P) {
+  const fl_mma_group *m = P->m;
+  char cond[32];
+  if (FL_WS_SETMAXNREG) line(P, "fl_regs_dec<%d>();", mma_ws_loader_regs(m, P->persistent));
+  snprintf(cond, sizeof cond, "tid == %d", FL_MMA_THREADS * m->wgs);
+  mma_open_if(P, cond);
+  line(P, "unsigned i = 0; /* steps loaded, over every tile */");
+  if (P->persistent) open_tiles(P);
+  put_ws_loads(P);
+  if (P->persistent) mma_close_if(P);
+  mma_close_if(P);
+}
+
+/* Pipelined: the previous step's values' tile of operand o (stage ps). */
+static void put_previous_values(printer *P, int o) {
+  line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)mma_smem_bytes(P->m, o));
+}
+
+/* The start of a step of the computing warpgroups: its stage and phase,
+ * keys, the stage's tiles (and, pipelined, the previous step's values at
+ * sp<o>), the next step, whether it is this warpgroup's. */
+static void put_ws_step_head(printer *P) {
+  const fl_mma_group *m = P->m;
+  line(P, "const unsigned s = i %% %du, ph = (i / %du) & 1u;", m->stages, m->stages);
+  mma_put_step_keys(P);
+  for (int o = 0; o < m->nops; o++) {
+    if (mma_buffers(m, o) == 1) continue;
+    line(P, "const unsigned so%d = sb%d + s * %lldu;", o, o, (long long)mma_smem_bytes(m, o));
+    if (m->pipe && m->op[o].role == FL_MMA_V) put_previous_values(P, o);
+  }
+  mma_put_next(P, "nx", "st + 1");
+  mma_put_mine(P);
+}
+
+/* A step of the computing warpgroups: they wait for every step's tiles
+ * (the barriers' phases must be followed) and release them, whether the
+ * step is theirs or not. */
+static void put_ws_step(printer *P) {
+  line(P, "for (; st < chi; ++i) {");
+  P->c.depth++;
+  put_ws_step_head(P);
+  line(P, "fl_bar_wait(bkf + s * 8u, ph);");
+  mma_open_if(P, "mine");
+  mma_put_scores(P);
+  line(P, "fl_bar_arrive(bke + s * 8u);");
+  if (P->m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
+  mma_put_bodies(P);
+  P->c.depth--;
+  line(P, "} else {");
+  line(P, "  fl_bar_arrive(bke + s * 8u);");
+  line(P, "}");
+  line(P, "fl_bar_wait(bvf + s * 8u, ph);");
+  mma_open_if(P, "mine");
+  mma_put_products(P);
+  mma_close_if(P);
+  line(P, "fl_bar_arrive(bve + s * 8u);");
+  line(P, "st = nx;");
+  P->c.depth--;
+  line(P, "}");
+}
+
+/* A pipelined step of the computing warpgroups: this step's scores are
+ * issued with the previous step's product (from its values' tile, still
+ * held), the body runs while both are in flight, the weighted sums are
+ * rescaled once the product has landed, and only then is the previous
+ * values' tile released. */
+static void put_ws_step_pipe(printer *P) {
+  const fl_mma_group *m = P->m;
+  line(P, "bool pm = false; /* the previous step's product is still to be issued */");
+  line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
+  for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
+  line(P, "const unsigned i0 = i; /* the tile's first step */");
+  if (FL_WS_PINGPONG) {
+    line(P, "const int next_turn = 1 + (wg + 1) %% %d; /* the next warpgroup's barrier */", m->wgs);
+    line(P, "if (wg == %d) fl_named_arrive(1, %d); /* the first turn is warpgroup 0's */", m->wgs - 1,
+         2 * FL_MMA_THREADS);
+  }
+  line(P, "for (; st < chi; ++i) {");
+  P->c.depth++;
+  put_ws_step_head(P);
+  if (!m->split) mma_put_deferred_factors(P);
+  line(P, "fl_bar_wait(bkf + s * 8u, ph);");
+  line(P, "if (i > i0) fl_bar_wait(bvf + ps * 8u, pph);");
+  char turn[96];
+  snprintf(turn, sizeof turn, "fl_named_arrive(next_turn, %d);", 2 * FL_MMA_THREADS);
+  if (FL_WS_PINGPONG) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
+  mma_put_pipe_issue(P, FL_WS_PINGPONG ? turn : NULL);
+  line(P, "fl_bar_arrive(bke + s * 8u);");
+  if (m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
+  mma_put_pipe_body(P);
+  mma_put_pipe_rescale(P);
+  line(P, "if (i > i0) fl_bar_arrive(bve + ps * 8u);");
+  line(P, "pm = mine, ps = s, pph = ph;");
+  line(P, "st = nx;");
+  P->c.depth--;
+  line(P, "}");
+  if (FL_WS_PINGPONG) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
+  /* the last step's product */
+  mma_open_if(P, "i > i0");
+  line(P, "fl_bar_wait(bvf + ps * 8u, pph);");
+  mma_open_if(P, "pm");
+  for (int o = 0; o < m->nops; o++)
+    if (m->op[o].role == FL_MMA_V) put_previous_values(P, o);
+  mma_put_wgmma_products(P, "sp", 1);
+  mma_close_if(P);
+  if (P->persistent) line(P, "fl_bar_arrive(bve + ps * 8u); /* the next tile's steps reuse the stage */");
+  mma_close_if(P);
+}
+
+/* The computing warpgroups' tile: Q, the steps, the outputs. */
+static void put_ws_computes(printer *P) {
+  const fl_mma_group *m = P->m;
+  if (!FL_DBG_NOQ) line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
+  if (P->persistent && FL_WS_DYNAMIC) put_take_next(P);
+  mma_put_q_fragments(P);
+  mma_put_next(P, "st", "clo");
+  if (m->pipe) put_ws_step_pipe(P);
+  else put_ws_step(P);
+  if (P->persistent) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
+  mma_put_finish(P);
+}
+
+void mma_put_ws(printer *P) {
+  const fl_mma_group *m = P->m;
+  int S = m->stages, n = FL_MMA_THREADS * m->wgs;
+  line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
+       (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
+  if (P->persistent) line(P, "const unsigned bqe = bve + %du, bts = bqe + 8u, btn = bts + 8u;", 8 * S);
+  mma_open_if(P, "tid == 0");
+  line(P, "fl_bar_init(bq, 1);");
+  if (P->persistent) line(P, "fl_bar_init(bqe, %d), fl_bar_init(btn, 1), fl_bar_init(btn + 8u, 1);", n);
+  line(P, "#pragma unroll");
+  line(P, "for (int s = 0; s < %d; ++s) {", S);
+  line(P, "  fl_bar_init(bkf + s * 8u, 1), fl_bar_init(bvf + s * 8u, 1);");
+  line(P, "  fl_bar_init(bke + s * 8u, %d), fl_bar_init(bve + s * 8u, %d);", n, n);
+  line(P, "}");
+  line(P, "fl_bar_init_done();");
+  mma_close_if(P);
+  line(P, "__syncthreads();");
+  line(P, "if (wg == %d) {", m->wgs);
+  P->c.depth++;
+  put_ws_loader(P);
+  P->c.depth--;
+  line(P, "} else {");
+  P->c.depth++;
+  if (FL_WS_SETMAXNREG) line(P, "fl_regs_inc<%d>();", mma_ws_compute_regs(m, P->persistent));
+  line(P, "unsigned i = 0; /* steps computed, over every tile */");
+  if (P->persistent) {
+    open_tiles(P);
+    mma_put_state(P);
+  }
+  put_ws_computes(P);
+  if (P->persistent) mma_close_if(P);
+  mma_close_if(P);
+}
