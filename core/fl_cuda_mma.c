@@ -74,7 +74,6 @@ const char *fl_cuda_mma_pair_prelude(void) { return FL_PAIR_STORES ? PAIR_PRELUD
 
 
 
-static int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
 
 static int index_in(const int *list, int n, int v) {
   for (int i = 0; i < n; i++)
@@ -84,7 +83,6 @@ static int index_in(const int *list, int n, int v) {
 
 /* ---- hooks for the expression printer ---- */
 
-static void put_vars(printer *P, int v, const char *row, const char *key, const char *reg, int locals);
 
 /* Register epilogue v at the current element, in a scope of its own. */
 static int register_epilogue(printer *P, int v) {
@@ -92,7 +90,7 @@ static int register_epilogue(printer *P, int v) {
   line(P, "float t%d;", t);
   line(P, "{");
   P->c.depth++;
-  put_vars(P, v, "ra[h >> 1]", "0", "e", 0);
+  mma_put_vars(P, v, "ra[h >> 1]", "0", "e", 0);
   int x = fl_cx_emit(&P->c, v, P->g->vals[v].body);
   line(P, "t%d = t%d;", t, x);
   P->c.depth--;
@@ -199,7 +197,7 @@ static const char *float_of(const char *x, int d) {
 
 /* Declares member v's variables: grid dims from the block, the query dim
  * `row`, loop dims `key`, the register dim `reg`; locals 0 if `locals`. */
-static void put_vars(printer *P, int v, const char *row, const char *key, const char *reg, int locals) {
+void mma_put_vars(printer *P, int v, const char *row, const char *key, const char *reg, int locals) {
   const fl_value *val = &P->g->vals[v];
   int n = val->ndim + val->nred + (locals ? val->nloc : 0);
   for (int d = 0; d < n; d++) {
@@ -345,7 +343,7 @@ static void put_load(printer *P, int o, const char *r0, int next) {
     line(P, "{");
     P->c.depth++;
     line(P, "const long long rp = ok ? pos : 0;");
-    put_vars(P, op->member, op->role == FL_MMA_Q ? "rp" : "0", "rp", "0", 1);
+    mma_put_vars(P, op->member, op->role == FL_MMA_Q ? "rp" : "0", "rp", "0", 1);
     put_offset(P, op->member, op->load, "off");
     P->c.depth--;
     line(P, "}");
@@ -418,7 +416,7 @@ static void close_elements(printer *P) { close_elements_packing(P, NULL); }
 static void put_member_expr(printer *P, int v, int x, const char *fmt) {
   line(P, "{");
   P->c.depth++;
-  put_vars(P, v, "rw", "kc", "0", 0);
+  mma_put_vars(P, v, "rw", "kc", "0", 0);
   int t = fl_cx_emit(&P->c, v, x);
   char tn[16];
   snprintf(tn, sizeof tn, "t%d", t);
@@ -516,15 +514,14 @@ static void put_score_bodies(printer *P) {
 
 /* ---- one step: the running state ---- */
 
-static const fl_value *val(const printer *P, int v) { return &P->g->vals[v]; }
 
 /* Prints, per row r of the thread, `dst[r] = ` member v's expression x. */
-static void put_row_expr(printer *P, int v, int x, const char *dst, const char *row) {
+void mma_put_row_expr(printer *P, int v, int x, const char *dst, const char *row) {
   line(P, "#pragma unroll");
   line(P, "for (int r = 0; r < 2; ++r) {");
   P->c.depth++;
   P->row = "r";
-  put_vars(P, v, row, "0", "0", 0);
+  mma_put_vars(P, v, row, "0", "0", 0);
   int t = fl_cx_emit(&P->c, v, x);
   line(P, "%s[r] = t%d;", dst, t);
   P->c.depth--;
@@ -572,7 +569,7 @@ static void put_extremes(printer *P) {
 }
 
 /* The members that rescale: row sums then weighted sums, as one list. */
-static int rescaled(const printer *P, int j, char *kind, int *i) {
+int mma_rescaled(const printer *P, int j, char *kind, int *i) {
   const fl_mma_group *m = P->m;
   int n = 0;
   for (int a = 0; a < m->ns; a++)
@@ -586,10 +583,10 @@ static void put_mu(printer *P, const char *prefix) {
   char kind, dst[16];
   int i, v;
   P->safe = 1;
-  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++) {
+  for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++) {
     snprintf(dst, sizeof dst, "%s%d", prefix, j);
     line(P, "float %s[2];", dst);
-    put_row_expr(P, v, val(P, v)->resc_arg, dst, "rc[r]");
+    mma_put_row_expr(P, v, val(P, v)->resc_arg, dst, "rc[r]");
   }
   P->safe = 0;
 }
@@ -623,7 +620,7 @@ static void put_scale_weighted(printer *P, int i, int j) {
 static void put_rescale(printer *P) {
   char kind;
   int i, v;
-  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++) {
+  for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++) {
     const fl_value *x = val(P, v);
     char f[96];
     if (x->resc == FL_RESCALE_EXP) snprintf(f, sizeof f, "fl_exp(mb%d[r] - ma%d[r])", j, j);
@@ -646,7 +643,7 @@ static void put_rescale(printer *P) {
 void mma_put_deferred_factors(printer *P) {
   char kind;
   int i, v;
-  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++)
+  for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++)
     if (kind == 'A') line(P, "float f%d[2] = {1.0f, 1.0f};", j);
 }
 
@@ -654,7 +651,7 @@ void mma_put_deferred_factors(printer *P) {
 static void put_deferred_rescale(printer *P) {
   char kind;
   int i, v;
-  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++)
+  for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++)
     if (kind == 'A') put_scale_weighted(P, i, j);
 }
 
@@ -769,188 +766,6 @@ void mma_put_products(printer *P) {
   }
 }
 
-/* ---- after the loop ---- */
-
-static int needed(const printer *P, int v) {
-  const fl_graph *g = P->g;
-  for (int o = 0; o < g->noutputs; o++)
-    if (g->outputs[o] == v) return 1;
-  for (int u = g->ninputs; u < g->nvals; u++) {
-    if (u >= P->m->k->first && u < P->m->k->first + P->m->k->n) continue;
-    const fl_value *x = &g->vals[u];
-    if (fl_expr_reads(g, x->body, v) || (x->resc != FL_RESCALE_NONE && fl_expr_reads(g, x->resc_arg, v))) return 1;
-  }
-  return 0;
-}
-
-/* The C-order position in the grid of the row `row` (for the fixup flags). */
-static void put_flat(printer *P, const char *dst, const char *row) {
-  const fl_group *gr = &P->m->k->tiles.gr;
-  fl_text_put(P->c.b, "%*sconst long long %s = 0", 2 * P->c.depth, "", dst);
-  for (int s = 0; s < gr->ngrid; s++) {
-    int64_t stride = 1;
-    for (int u = s + 1; u < gr->ngrid; u++) stride *= sym_size(P, gr->grid[u]);
-    if (s == P->m->row_slot) fl_text_put(P->c.b, " + (%s) * %lldLL", row, (long long)stride);
-    else fl_text_put(P->c.b, " + gp%d * %lldLL", s, (long long)stride);
-  }
-  fl_text_put(P->c.b, ";\n");
-}
-
-static void put_fixup(printer *P) {
-  char kind;
-  int i, v;
-  if (!P->m->fixup || FL_DBG_STEPS >= 0) return;
-  for (int j = 0; (v = rescaled(P, j, &kind, &i)) >= 0; j++) {
-    char dst[16];
-    snprintf(dst, sizeof dst, "mf%d", j);
-    line(P, "float %s[2];", dst);
-    put_row_expr(P, v, val(P, v)->resc_arg, dst, "rc[r]");
-    line(P, "#pragma unroll");
-    line(P, "for (int r = 0; r < 2; ++r) if (!fl_finite(mf%d[r]) && (lane & 3) == 0 && (unsigned long long)ra[r] < %lluULL) {", j,
-         (unsigned long long)P->m->rows);
-    P->c.depth++;
-    put_flat(P, "fp", "ra[r]");
-    line(P, "fix[fp] = 1;");
-    line(P, "fix[%lld] = 1; /* any */", (long long)P->positions);
-    P->c.depth--;
-    line(P, "}");
-  }
-}
-
-/* A line: head, v's offset at the variables in scope, tail. */
-static void put_offset_line(printer *P, int v, const char *head, const char *tail) {
-  const fl_value *x = val(P, v);
-  int64_t st[FL_MAX_DIMS];
-  fl_cx_strides(P->g, x, st);
-  fl_text_put(P->c.b, "%*s%s0", 2 * P->c.depth, "", head);
-  for (int d = 0; d < x->ndim; d++) fl_text_put(P->c.b, " + x%d * %lldLL", d, (long long)st[d]);
-  fl_text_put(P->c.b, "%s\n", tail);
-}
-
-/* Stores value v's element (variables in scope) from expression `what`. */
-static void put_store(printer *P, int v, const char *what) {
-  char head[48], tail[48];
-  snprintf(head, sizeof head, "%sfl_st(v%d, ", FL_DBG_NOSTORE ? "if (ra[0] < 0) " : "", v);
-  snprintf(tail, sizeof tail, ", %s);", what);
-  put_offset_line(P, v, head, tail);
-}
-
-static void put_row_store(printer *P, int v, const char *arr) {
-  line(P, "#pragma unroll");
-  line(P, "for (int r = 0; r < 2; ++r) if ((lane & 3) == 0 && (unsigned long long)ra[r] < %lluULL) {",
-       (unsigned long long)P->m->rows);
-  P->c.depth++;
-  put_vars(P, v, "ra[r]", "0", "0", 0);
-  char what[32];
-  snprintf(what, sizeof what, "%s[r]", arr);
-  put_store(P, v, what);
-  P->c.depth--;
-  line(P, "}");
-}
-
-/* v's dim held in the accumulator layout (a weighted sum's columns), or -1. */
-static int register_dim(const printer *P, int v) {
-  for (int d = 0; d < val(P, v)->ndim; d++)
-    if (fl_cuda_mma_var_role(P->g, &P->m->k->tiles.gr, v, d) == -2) return d;
-  return -1;
-}
-
-static int64_t register_size(const printer *P, int v) {
-  int d = register_dim(P, v);
-  return d < 0 ? 1 : sym_size(P, val(P, v)->dims[d]);
-}
-
-/* The value of weighted sum `acc` (or, acc < 0, of register epilogue v) at
- * the element (et, h) in scope, after its variables; returns its name. */
-static const char *register_value(printer *P, int v, int acc, char *buf, size_t n) {
-  P->elem = 1;
-  P->row = "h >> 1";
-  put_vars(P, v, "ra[h >> 1]", "0", "e", 0);
-  if (acc >= 0) snprintf(buf, n, "oa%d[et][h]", acc);
-  else snprintf(buf, n, "t%d", fl_cx_emit(&P->c, v, val(P, v)->body));
-  P->elem = 0;
-  return buf;
-}
-
-/* Neighbouring elements of a thread (h, h + 1) are neighbours in memory:
- * the accumulator's dim is the output's innermost, of even size, and the
- * output is f32, bf16 or f16. */
-static int pairs_stored(const printer *P, int v, int64_t E) {
-  fl_dtype dt = fl_cuda_storage(P->g, v, P->out_dtype);
-  int d = register_dim(P, v);
-  if (!FL_PAIR_STORES || E % 2 || d < 0 || (dt != FL_F32 && dt != FL_BF16 && dt != FL_F16)) return 0;
-  int64_t st[FL_MAX_DIMS];
-  fl_cx_strides(P->g, val(P, v), st);
-  return st[d] == 1;
-}
-
-/* A weighted sum or a register epilogue, element by element of the accumulator layout. */
-static void put_register_store(printer *P, int v, int acc) {
-  int64_t E = register_size(P, v);
-  int pair = pairs_stored(P, v, E);
-  char what[32];
-  line(P, "#pragma unroll");
-  line(P, "for (int et = 0; et < %lld; ++et)", (long long)((E + 7) / 8));
-  line(P, "#pragma unroll");
-  line(P, pair ? "for (int hp = 0; hp < 4; hp += 2) {" : "for (int h = 0; h < 4; ++h) {");
-  P->c.depth++;
-  if (!pair) {
-    line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
-    line(P, "if (e < %lldLL && (unsigned long long)ra[h >> 1] < %lluULL) {", (long long)E,
-         (unsigned long long)P->m->rows);
-    P->c.depth++;
-    put_store(P, v, register_value(P, v, acc, what, sizeof what));
-  } else {
-    line(P, "if (et * 8 + (lane & 3) * 2 < %lld && (unsigned long long)ra[hp >> 1] < %lluULL) {", (long long)E,
-         (unsigned long long)P->m->rows);
-    P->c.depth++;
-    line(P, "float pv[2];");
-    line(P, "long long po = 0;");
-    line(P, "#pragma unroll");
-    line(P, "for (int h = hp; h < hp + 2; ++h) {");
-    P->c.depth++;
-    line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
-    int scope = P->c.scope;
-    register_value(P, v, acc, what, sizeof what);
-    line(P, "pv[h & 1] = %s;", what);
-    put_offset_line(P, v, "if ((h & 1) == 0) po = ", ";");
-    P->c.scope = scope;
-    P->c.depth--;
-    line(P, "}");
-    line(P, "%sfl_st2(v%d, po, pv[0], pv[1]);", FL_DBG_NOSTORE ? "if (__float_as_uint(pv[0]) == 0x7fc00001u) " : "", v);
-  }
-  P->c.depth--;
-  line(P, "}");
-  P->c.depth--;
-  line(P, "}");
-}
-
-void mma_put_finish(printer *P) {
-  const fl_mma_group *m = P->m;
-  for (int i = 0; i < m->ns; i++)
-    line(P, "ls%d[0] = fl_quad_sum(ls%d[0]), ls%d[1] = fl_quad_sum(ls%d[1]);", i, i, i, i);
-  put_fixup(P);
-  for (int i = 0; i < m->ne; i++) {
-    if (m->e_reg[i]) continue;
-    char dst[16];
-    snprintf(dst, sizeof dst, "ep%d", i);
-    line(P, "float %s[2];", dst);
-    put_row_expr(P, m->e[i], val(P, m->e[i])->body, dst, "rc[r]");
-  }
-  char arr[16];
-  for (int i = 0; i < m->nx; i++)
-    if (needed(P, m->x[i])) snprintf(arr, sizeof arr, "mx%d", i), put_row_store(P, m->x[i], arr);
-  for (int i = 0; i < m->ns; i++)
-    if (needed(P, m->s[i])) snprintf(arr, sizeof arr, "ls%d", i), put_row_store(P, m->s[i], arr);
-  for (int i = 0; i < m->na; i++)
-    if (needed(P, m->a[i])) put_register_store(P, m->a[i], i);
-  for (int i = 0; i < m->ne; i++) {
-    if (!needed(P, m->e[i])) continue;
-    if (m->e_reg[i]) put_register_store(P, m->e[i], -1);
-    else snprintf(arr, sizeof arr, "ep%d", i), put_row_store(P, m->e[i], arr);
-  }
-}
-
 /* ---- the kernel ---- */
 
 /* Tiles have landed (and, for wgmma, are visible to the async proxy) in
@@ -1013,7 +828,7 @@ static void put_block_offset(printer *P, int member, int load, const char *name,
   line(P, "long long %s = 0;", dst);
   line(P, "{");
   P->c.depth++;
-  put_vars(P, member, "0", "0", "0", 1);
+  mma_put_vars(P, member, "0", "0", "0", 1);
   put_offset(P, member, load, dst);
   P->c.depth--;
   line(P, "}");
@@ -1164,7 +979,7 @@ static void find_invariant_loads(printer *P, int member, int x) {
       line(P, "float hv%d;", P->ninv - 1);
       line(P, "{");
       P->c.depth++;
-      put_vars(P, member, "0", "0", "0", 1);
+      mma_put_vars(P, member, "0", "0", "0", 1);
       P->hoisting = 1;
       line(P, "hv%d = t%d;", P->ninv - 1, fl_cx_emit(&P->c, member, x));
       P->hoisting = 0;
@@ -1521,11 +1336,11 @@ static int can_persist(const printer *P) {
   if (!m->ws) return 0;
   if ((!FL_WS_DYNAMIC || m->wgs == 3) && (m->k->tiles.nmask || m->k->tiles.data)) return 0;
   for (int i = 0; i < m->nx; i++)
-    if (needed(P, m->x[i])) return 0;
+    if (mma_needed(P, m->x[i])) return 0;
   for (int i = 0; i < m->ns; i++)
-    if (needed(P, m->s[i])) return 0;
+    if (mma_needed(P, m->s[i])) return 0;
   for (int i = 0; i < m->ne; i++)
-    if (!m->e_reg[i] && needed(P, m->e[i])) return 0;
+    if (!m->e_reg[i] && mma_needed(P, m->e[i])) return 0;
   return 1;
 }
 

@@ -1,7 +1,7 @@
-/* The tensor-core kernel printer's own state and the parts of it that
- * fl_cuda_mma.c (the plain kernel, the steps, the epilogue) and
- * fl_cuda_ws.c (the warp-specialized kernel around them) share. Private
- * to those two files. */
+/* The tensor-core kernel printer's own state and the parts of it that its
+ * files share: fl_cuda_mma.c (the plain kernel and the steps),
+ * fl_cuda_mma_out.c (after the loop) and fl_cuda_ws.c (the
+ * warp-specialized kernel around the steps). Private to those three. */
 #ifndef FL_CUDA_MMA_PRINTER_H
 #define FL_CUDA_MMA_PRINTER_H
 
@@ -46,6 +46,13 @@ typedef struct printer {
   int hoisting;     /* printing those loads themselves */
 } printer;
 
+static inline int64_t sym_size(const printer *P, int s) { return P->g->syms[s].size; }
+static inline const fl_value *val(const printer *P, int v) { return &P->g->vals[v]; }
+
+/* fl_cuda_mma.c: variables and row expressions */
+void mma_put_vars(printer *P, int v, const char *row, const char *key, const char *reg, int locals);
+void mma_put_row_expr(printer *P, int v, int x, const char *dst, const char *row);
+int mma_rescaled(const printer *P, int j, char *kind, int *i);
 /* fl_cuda_mma.c: tiles and blocks */
 int mma_block_rows(const fl_mma_group *m);
 int mma_buffers(const fl_mma_group *m, int o);
@@ -59,7 +66,7 @@ void mma_put_state(printer *P);
 void mma_put_next(printer *P, const char *dst, const char *from);
 void mma_open_if(printer *P, const char *cond);
 void mma_close_if(printer *P);
-/* fl_cuda_mma.c: a step and the epilogue */
+/* fl_cuda_mma.c: a step */
 void mma_put_q_fragments(printer *P);
 void mma_put_step_keys(printer *P);
 void mma_put_mine(printer *P);
@@ -71,6 +78,8 @@ void mma_put_deferred_factors(printer *P);
 void mma_put_pipe_issue(printer *P, const char *issued);
 void mma_put_pipe_body(printer *P);
 void mma_put_pipe_rescale(printer *P);
+/* fl_cuda_mma_out.c: after the loop */
+int mma_needed(const printer *P, int v);
 void mma_put_finish(printer *P);
 /* fl_cuda_ws.c */
 int mma_ws_loader_regs(const fl_mma_group *m, int persistent);
