@@ -300,12 +300,12 @@ static int tma_loads(const fl_mma_group *m) {
   return 1;
 }
 
-static int in_kernel(const matcher *M, int v) { return v >= M->k->first && v < M->k->first + M->k->n; }
+static int in_kernel(const fl_mma_group *m, int v) { return v >= m->k->first && v < m->k->first + m->k->n; }
 
 /* Is value `src` what one of the group's tiles is loaded from? */
-static int tile_source(const matcher *M, int src) {
-  for (int o = 0; o < M->m->nops; o++)
-    if (M->g->exprs[M->m->op[o].load].src == src) return 1;
+static int tile_source(const fl_graph *g, const fl_mma_group *m, int src) {
+  for (int o = 0; o < m->nops; o++)
+    if (g->exprs[m->op[o].load].src == src) return 1;
   return 0;
 }
 
@@ -325,10 +325,7 @@ static int reads_per_row_or_key(const matcher *M, int member, int x, int src) {
  * memory (tile inputs), or once at the block's grid position (ALiBi's
  * slope: put_invariant_loads), they hold none. */
 int fl_cuda_mma_other_input(const fl_graph *g, const fl_mma_group *m, int src) {
-  if (src >= m->k->first && src < m->k->first + m->k->n) return 0;
-  for (int o = 0; o < m->nops; o++)
-    if (g->exprs[m->op[o].load].src == src) return 0;
-  return fl_cuda_mma_tile_input(m, src) < 0;
+  return !in_kernel(m, src) && !tile_source(g, m, src) && fl_cuda_mma_tile_input(m, src) < 0;
 }
 
 static int other_inputs(const matcher *M) {
@@ -356,7 +353,7 @@ static int uses_key(const matcher *M, int member, int x) {
  * position that moves with the keys (a pair bias, a per-key gate)? */
 static int loads_by_key(const matcher *M, int member, int x) {
   const fl_expr *ex = &M->g->exprs[x];
-  if (ex->op == FL_X_LOAD && !in_kernel(M, ex->src) && !tile_source(M, ex->src) &&
+  if (ex->op == FL_X_LOAD && !in_kernel(M->m, ex->src) && !tile_source(M->g, M->m, ex->src) &&
       fl_cuda_mma_tile_input(M->m, ex->src) < 0)
     for (int i = 0; i < ex->nargs; i++)
       if (uses_key(M, member, ex->args[i])) return 1;
@@ -410,7 +407,7 @@ int fl_cuda_mma_tile_input(const fl_mma_group *m, int src) {
 static void find_tile_loads(matcher *M, int member, int x) {
   const fl_expr *ex = &M->g->exprs[x];
   fl_mma_group *m = M->m;
-  if (ex->op == FL_X_LOAD && !tile_source(M, ex->src) && tile_form(M, member, ex) &&
+  if (ex->op == FL_X_LOAD && !tile_source(M->g, M->m, ex->src) && tile_form(M, member, ex) &&
       fl_cuda_mma_tile_input(m, ex->src) < 0 && m->nb < FL_MMA_MAX && m->nops + m->nb < FL_CUDA_MAX_TMAPS) {
     const int64_t planes = fl_value_numel(M->g, ex->src) / (m->rows * m->keys);
     m->b[m->nb++] = (fl_mma_tile_input){.src = ex->src, .member = member, .load = x, .planes = planes};
@@ -498,10 +495,10 @@ static int choose_ws(matcher *M) {
   if (FL_WS_FEW_KEYS && few_keys(M->k, widest < 128 ? 2048.0 : 512.0)) return 0;
   find_tile_inputs(M);
   int other = other_inputs(M);
-  int64_t est = regs_estimate(m, m->step, 0) + 16 * other;
+  int64_t own = regs_estimate(m, m->step, 0), est = own + 16 * other;
   int64_t piped = est + m->na * m->step / 4; /* and the previous step's packed weights */
   int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
-  int wide = regs_estimate(m, m->step, 0) > FL_WGMMA_EST_MAX; /* past the one-warpgroup kernel's reach */
+  int wide = own > FL_WGMMA_EST_MAX; /* past the one-warpgroup kernel's reach */
   if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2 && !wide) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
   m->wgs = wgs;

@@ -344,21 +344,19 @@ static fl_status prepare(fl_cuda_exec *x, int k, buffers *b, prepared *L, fl_err
  * kernel's arguments (tensor maps, tile classes of masks over data) are
  * made before it starts, the others' while the kernels before them run. */
 static fl_status launch_all(fl_cuda_exec *x, buffers *b, fl_err *e) {
-  prepared *L = aligned_alloc(64, (sizeof *L + 63) / 64 * 64);
-  if (!L) return fl_fail(e, FL_ENOMEM, "out of memory launching kernels");
+  prepared L; /* one kernel's at a time: the launch copies what it points to */
   fl_status s = FL_OK;
   int last = -1, needed;
   for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
     s = fixup_needed(x, &x->prog.k[k], b, last, &needed, e);
     if (s != FL_OK || !needed) continue;
-    s = prepare(x, k, b, L, e);
-    if (s != FL_OK || !L->grid[0]) continue;
+    s = prepare(x, k, b, &L, e);
+    if (s != FL_OK || !L.grid[0]) continue;
     if (last < 0) s = fl_cuda_timer_start(x->ordinal, &x->timer, e);
-    if (s == FL_OK) s = fl_cuda_launch_async(&x->fn[k], L->grid, L->block, L->smem, NULL, L->params, e);
+    if (s == FL_OK) s = fl_cuda_launch_async(&x->fn[k], L.grid, L.block, L.smem, NULL, L.params, e);
     if (s == FL_OK) s = fl_cuda_timer_mark(&x->timer, e);
     if (s == FL_OK) last = k;
   }
-  free(L);
   if (s == FL_OK && last >= 0) s = fl_cuda_launch_wait(&x->fn[last], NULL, e);
   float ms = 0;
   if (s == FL_OK && last >= 0) s = fl_cuda_timer_stop(&x->timer, &ms, e);
