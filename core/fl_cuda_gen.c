@@ -445,8 +445,9 @@ fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path pa
     if (out->k[i].nparams >= FL_CUDA_MAX_PARAMS) G.c.err = "a kernel reads too many values";
   char *body = fl_text_take(&b);
   fl_text all = {0};
-  fl_text_put(&all, "%s%s%s%s%s", fl_cuda_prelude, helpers & HELP_MMA ? fl_cuda_mma_prelude() : "",
+  fl_text_put(&all, "%s%s%s%s%s%s", fl_cuda_prelude, helpers & HELP_MMA ? fl_cuda_mma_prelude() : "",
               helpers & HELP_MMA ? fl_cuda_mma_pair_prelude() : "",
+              helpers & HELP_MMA ? fl_cuda_mma_quad_prelude() : "",
               helpers & HELP_WGMMA ? fl_cuda_wgmma_prelude() : "", body ? body : "");
   free(body);
   out->source = fl_text_take(&all);

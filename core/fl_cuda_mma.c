@@ -70,7 +70,22 @@ static const char PAIR_PRELUDE[] =
   "  unsigned u; asm(\"cvt.rn.f16x2.f32 %0, %1, %2;\" : \"=r\"(u) : \"f\"(b), \"f\"(a)); *(unsigned *)(p + i) = u;\n}\n";
 
 const char *fl_cuda_mma_prelude(void) { return MMA_PRELUDE; }
+/* Only with FL_QUAD_STORES (on by default). */
+static const char QUAD_PRELUDE[] =
+  "/* a quad's 4x4 words transposed: lane q's word p becomes lane p's word q (w[p] of lane q:\n"
+  "   columns 8p + 2q, + 1 of a row; after: 8q + 2p, + 1, eight neighbours a lane) */\n"
+  "__device__ __forceinline__ void fl_quad_transpose(unsigned *w) {\n"
+  "  const bool o = threadIdx.x & 1u, t = threadIdx.x & 2u;\n"
+  "  unsigned x = __shfl_xor_sync(0xffffffffu, o ? w[0] : w[1], 1); if (o) w[0] = x; else w[1] = x;\n"
+  "  x = __shfl_xor_sync(0xffffffffu, o ? w[2] : w[3], 1); if (o) w[2] = x; else w[3] = x;\n"
+  "  x = __shfl_xor_sync(0xffffffffu, t ? w[0] : w[2], 2); if (t) w[0] = x; else w[2] = x;\n"
+  "  x = __shfl_xor_sync(0xffffffffu, t ? w[1] : w[3], 2); if (t) w[1] = x; else w[3] = x;\n}\n"
+  "/* elements i (a multiple of 8) to i + 7 in one 16-byte store */\n"
+  "template <typename T> __device__ __forceinline__ void fl_st8(T *p, long long i, const unsigned *w) {\n"
+  "  *(uint4 *)(p + i) = make_uint4(w[0], w[1], w[2], w[3]);\n}\n";
+
 const char *fl_cuda_mma_pair_prelude(void) { return FL_PAIR_STORES ? PAIR_PRELUDE : ""; }
+const char *fl_cuda_mma_quad_prelude(void) { return FL_QUAD_STORES ? QUAD_PRELUDE : ""; }
 
 
 

@@ -155,6 +155,12 @@
  * causal 387 -> 413; D=64 full 367 -> 372, causal 296 -> 306. */
 #define FL_PAIR_STORES 1
 #endif
+#ifndef FL_QUAD_STORES
+/* Outputs of 2-byte elements in the accumulator layout, a dim of a multiple
+ * of 32 innermost: a quad's words transposed with shuffles so that a lane
+ * stores eight neighbours in one 16-byte store (0: pairs). */
+#define FL_QUAD_STORES 1
+#endif
 #ifndef FL_L2_CHUNK_MB
 /* Blocks run in chunks of heads whose keys and values take about this
  * much. Measured on the H100 (bf16, TFLOP/s, chunks made equal in heads,
@@ -307,6 +313,8 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
 const char *fl_cuda_mma_prelude(void);
 /* fl_st2, for FL_PAIR_STORES ("" without). */
 const char *fl_cuda_mma_pair_prelude(void);
+/* fl_quad_transpose and fl_st8, for FL_QUAD_STORES ("" without). */
+const char *fl_cuda_mma_quad_prelude(void);
 
 /* Which of m's tile inputs is value src (an index in m->b), or -1. */
 int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);

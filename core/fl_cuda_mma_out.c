@@ -118,9 +118,71 @@ static int pairs_stored(const printer *P, int v, int64_t E) {
   return st[d] == 1;
 }
 
+/* Eight neighbours a lane (see fl_quad_transpose): pairs stored, 2-byte
+ * elements, E a multiple of 32 and every other stride a multiple of 8, so
+ * that each store is 16 bytes, aligned. */
+static int quads_stored(const printer *P, int v, int64_t E) {
+  fl_dtype dt = fl_cuda_storage(P->g, v, P->out_dtype);
+  if (!FL_QUAD_STORES || E % 32 || (dt != FL_BF16 && dt != FL_F16) || !pairs_stored(P, v, E)) return 0;
+  const fl_value *x = val(P, v);
+  int64_t st[FL_MAX_DIMS];
+  fl_cx_strides(P->g, x, st);
+  for (int d = 0; d < x->ndim; d++)
+    if (st[d] % 8 && sym_size(P, x->dims[d]) > 1 && d != register_dim(P, v)) return 0;
+  return 1;
+}
+
+/* A row's group of 32 columns: each thread's 4 x 2 elements packed in words
+ * qw[et], transposed in the quad, stored 16 bytes a lane. */
+static void put_quad_store(printer *P, int v, int acc, int64_t E) {
+  fl_dtype dt = fl_cuda_storage(P->g, v, P->out_dtype);
+  char what[32];
+  line(P, "#pragma unroll");
+  line(P, "for (int eg = 0; eg < %lld; ++eg)", (long long)(E / 32));
+  line(P, "#pragma unroll");
+  line(P, "for (int r = 0; r < 2; ++r) {");
+  P->c.depth++;
+  line(P, "unsigned qw[4];");
+  line(P, "#pragma unroll");
+  line(P, "for (int k = 0; k < 4; ++k) {");
+  P->c.depth++;
+  line(P, "const int et = eg * 4 + k;");
+  line(P, "float pv[2];");
+  line(P, "#pragma unroll");
+  line(P, "for (int h = r * 2; h < r * 2 + 2; ++h) {");
+  P->c.depth++;
+  line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
+  int scope = P->c.scope;
+  register_value(P, v, acc, what, sizeof what);
+  line(P, "pv[h & 1] = %s;", what);
+  P->c.scope = scope;
+  P->c.depth--;
+  line(P, "}");
+  line(P, "qw[k] = %s(pv[0], pv[1]);", dt == FL_BF16 ? "fl_pack_bf16" : "fl_pack_f16");
+  P->c.depth--;
+  line(P, "}");
+  line(P, "fl_quad_transpose(qw);");
+  line(P, "if ((unsigned long long)ra[r] < %lluULL) {", (unsigned long long)P->m->rows);
+  P->c.depth++;
+  line(P, "const long long e = eg * 32 + (lane & 3) * 8;");
+  mma_put_vars(P, v, "ra[r]", "0", "e", 0);
+  char head[64];
+  snprintf(head, sizeof head, "%sfl_st8(v%d, ", FL_DBG_NOSTORE ? "if (qw[0] == 0x7fc00001u) " : "", v);
+  put_offset_line(P, v, head, ", qw);");
+  P->c.scope = scope;
+  P->c.depth--;
+  line(P, "}");
+  P->c.depth--;
+  line(P, "}");
+}
+
 /* A weighted sum or a register epilogue, element by element of the accumulator layout. */
 static void put_register_store(printer *P, int v, int acc) {
   int64_t E = register_size(P, v);
+  if (quads_stored(P, v, E)) {
+    put_quad_store(P, v, acc, E);
+    return;
+  }
   int pair = pairs_stored(P, v, E);
   char what[32];
   line(P, "#pragma unroll");

@@ -78,8 +78,17 @@ describe("CUDA source of every variant", function()
     assert.matches('extern "C" __global__ void fl_group1%(', src)
     assert.matches('extern "C" __global__ void __launch_bounds__%(128, 2%) fl_group1_mma%(', src)
     assert.same({"f", "cumsum3"}, kernels[1].params)
-    -- the group's output, bf16, two neighbours a store on this path too
-    assert.matches("fl_st2%(v%d+, po, pv%[0%], pv%[1%]%);", src)
+    -- the group's output, bf16 with D=64: a quad's words transposed, eight neighbours a store, on
+    -- this path too; D=16 (not a multiple of 32): two neighbours a store
+    assert.matches("fl_quad_transpose%(qw%);", src)
+    assert.matches("fl_st8%(v%d+, 0 %+ [^;]*, qw%);", src)
+    assert.not_matches("fl_st2%(v%d+, po", src)
+    local i16 = V.inputs(1, 2, 100, 16, {dtype = "bf16", seed = 1}, V.small)
+    local g16 = fl.trace(V.make(V.small), table.unpack(i16))
+    for _, p in ipairs(fl.passes) do g16:run(p) end
+    local src16 = g16:plan():cuda(nil, {path = "mma"})
+    assert.matches("fl_st2%(v%d+, po, pv%[0%], pv%[1%]%);", src16)
+    assert.not_matches("fl_st8%(v%d", src16)
     -- on the hopper path: one warpgroup a block, wgmma, built for three blocks a multiprocessor (it
     -- reads an input besides its tiles)
     local hsrc, hk = g:plan():cuda(nil, {path = "hopper"})
@@ -137,9 +146,14 @@ describe("CUDA source of every variant", function()
     assert.matches("bool pm = false;", full, 1, true)
     -- 960 rows in blocks of 128: the first block starts 64 rows early
     assert.matches("* 128 - 64LL;", full, 1, true)
-    -- the output stored two neighbours at a time (one bf16x2 cvt, a 32-bit store)
-    assert.matches("fl_st2(v7, po, pv[0], pv[1]);", full, 1, true)
+    -- the output packed two neighbours a word (bf16x2 cvt), a quad's words transposed with
+    -- shuffles, eight neighbours a 16-byte store
+    assert.matches("qw[k] = fl_pack_bf16(pv[0], pv[1]);", full, 1, true)
     assert.matches('asm("cvt.rn.bf16x2.f32 %0, %1, %2;"', full, 1, true)
+    assert.matches("fl_quad_transpose(qw);", full, 1, true)
+    assert.matches("const long long e = eg * 32 + (lane & 3) * 8;", full, 1, true)
+    assert.matches("fl_st8(v7, 0 + x0 * ", full, 1, true)
+    assert.matches("*(uint4 *)(p + i) = make_uint4(w[0], w[1], w[2], w[3]);", full, 1, true)
     -- a step's class from both its plan tiles; masked and pipelined
     local causal = source("causal", 128)
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', causal, 1, true)
