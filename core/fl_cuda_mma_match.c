@@ -463,7 +463,11 @@ static int no_ws(fl_mma_group *m) {
  * D=64 95 / 100 against 127 / 131, D=128 159 / 164 against 166 / 170;
  * document D=64 108 / 177 against 114 / 166, D=128 168 / 268 against
  * 175 / 270. The same kernel for every group lost 10-25% (full D=128
- * 461 / 491 against 583 / 650). */
+ * 461 / 491 against 583 / 650). Again with the quad stores, the
+ * warp-specialized kernel for every group against this choice (B4 N4096 /
+ * B1 N16384): document D=64 140 / 196 against 140 / 193, D=128 189 / 280
+ * against 211 / 302; sliding window D=64 107 / 109 against 160 / 157,
+ * D=128 163 / 162 against 216 / 220. */
 static int few_keys(const fl_kernel *k, double min_keys) {
   const fl_tiles *t = &k->tiles;
   if (t->data) return 1;
