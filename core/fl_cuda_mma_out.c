@@ -118,6 +118,24 @@ static int pairs_stored(const printer *P, int v, int64_t E) {
   return st[d] == 1;
 }
 
+/* The loop putting a thread's neighbouring pair of v's elements (h from
+ * `first`, column et) into pv[0], pv[1] and, with `offset`, the first's
+ * offset into po. */
+static void put_pair_values(printer *P, int v, int acc, const char *first, int offset) {
+  char what[32];
+  line(P, "#pragma unroll");
+  line(P, "for (int h = %s; h < %s + 2; ++h) {", first, first);
+  P->c.depth++;
+  line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
+  int scope = P->c.scope;
+  register_value(P, v, acc, what, sizeof what);
+  line(P, "pv[h & 1] = %s;", what);
+  if (offset) put_offset_line(P, v, "if ((h & 1) == 0) po = ", ";");
+  P->c.scope = scope;
+  P->c.depth--;
+  line(P, "}");
+}
+
 /* Eight neighbours a lane (see fl_quad_transpose): pairs stored, 2-byte
  * elements, E a multiple of 32 and every other stride a multiple of 8, so
  * that each store is 16 bytes, aligned. */
@@ -136,7 +154,6 @@ static int quads_stored(const printer *P, int v, int64_t E) {
  * qw[et], transposed in the quad, stored 16 bytes a lane. */
 static void put_quad_store(printer *P, int v, int acc, int64_t E) {
   fl_dtype dt = fl_cuda_storage(P->g, v, P->out_dtype);
-  char what[32];
   line(P, "#pragma unroll");
   line(P, "for (int eg = 0; eg < %lld; ++eg)", (long long)(E / 32));
   line(P, "#pragma unroll");
@@ -148,16 +165,7 @@ static void put_quad_store(printer *P, int v, int acc, int64_t E) {
   P->c.depth++;
   line(P, "const int et = eg * 4 + k;");
   line(P, "float pv[2];");
-  line(P, "#pragma unroll");
-  line(P, "for (int h = r * 2; h < r * 2 + 2; ++h) {");
-  P->c.depth++;
-  line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
-  int scope = P->c.scope;
-  register_value(P, v, acc, what, sizeof what);
-  line(P, "pv[h & 1] = %s;", what);
-  P->c.scope = scope;
-  P->c.depth--;
-  line(P, "}");
+  put_pair_values(P, v, acc, "r * 2", 0);
   line(P, "qw[k] = %s(pv[0], pv[1]);", dt == FL_BF16 ? "fl_pack_bf16" : "fl_pack_f16");
   P->c.depth--;
   line(P, "}");
@@ -165,6 +173,7 @@ static void put_quad_store(printer *P, int v, int acc, int64_t E) {
   line(P, "if ((unsigned long long)ra[r] < %lluULL) {", (unsigned long long)P->m->rows);
   P->c.depth++;
   line(P, "const long long e = eg * 32 + (lane & 3) * 8;");
+  int scope = P->c.scope;
   mma_put_vars(P, v, "ra[r]", "0", "e", 0);
   char head[64];
   snprintf(head, sizeof head, "%sfl_st8(v%d, ", FL_DBG_NOSTORE ? "if (qw[0] == 0x7fc00001u) " : "", v);
@@ -202,17 +211,7 @@ static void put_register_store(printer *P, int v, int acc) {
     P->c.depth++;
     line(P, "float pv[2];");
     line(P, "long long po = 0;");
-    line(P, "#pragma unroll");
-    line(P, "for (int h = hp; h < hp + 2; ++h) {");
-    P->c.depth++;
-    line(P, "const long long e = et * 8 + (lane & 3) * 2 + (h & 1);");
-    int scope = P->c.scope;
-    register_value(P, v, acc, what, sizeof what);
-    line(P, "pv[h & 1] = %s;", what);
-    put_offset_line(P, v, "if ((h & 1) == 0) po = ", ";");
-    P->c.scope = scope;
-    P->c.depth--;
-    line(P, "}");
+    put_pair_values(P, v, acc, "hp", 1);
     line(P, "%sfl_st2(v%d, po, pv[0], pv[1]);", FL_DBG_NOSTORE ? "if (__float_as_uint(pv[0]) == 0x7fc00001u) " : "", v);
   }
   P->c.depth--;
