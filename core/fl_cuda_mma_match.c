@@ -353,8 +353,7 @@ static int uses_key(const matcher *M, int member, int x) {
  * position that moves with the keys (a pair bias, a per-key gate)? */
 static int loads_by_key(const matcher *M, int member, int x) {
   const fl_expr *ex = &M->g->exprs[x];
-  if (ex->op == FL_X_LOAD && !in_kernel(M->m, ex->src) && !tile_source(M->g, M->m, ex->src) &&
-      fl_cuda_mma_tile_input(M->m, ex->src) < 0)
+  if (ex->op == FL_X_LOAD && fl_cuda_mma_other_input(M->g, M->m, ex->src))
     for (int i = 0; i < ex->nargs; i++)
       if (uses_key(M, member, ex->args[i])) return 1;
   for (int i = 0; i < ex->nargs; i++)

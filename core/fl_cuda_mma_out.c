@@ -145,8 +145,9 @@ static int quads_stored(const printer *P, int v, int64_t E) {
   const fl_value *x = val(P, v);
   int64_t st[FL_MAX_DIMS];
   fl_cx_strides(P->g, x, st);
+  int rd = register_dim(P, v);
   for (int d = 0; d < x->ndim; d++)
-    if (st[d] % 8 && sym_size(P, x->dims[d]) > 1 && d != register_dim(P, v)) return 0;
+    if (st[d] % 8 && sym_size(P, x->dims[d]) > 1 && d != rd) return 0;
   return 1;
 }
 
