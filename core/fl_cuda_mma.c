@@ -671,18 +671,25 @@ static void put_deferred_rescale(printer *P) {
 }
 
 /* wgmma: packs weights as the body computes them (FL_WGMMA_PACK_EARLY):
- * their floats die a tile at a time, not at the step's end. Pipelined
- * (three warpgroups, FL_WS_PIPE3_EST), into pn<i>: pk<i> still feeds the
- * previous step's product. Split, always, into pk<i>: the previous
- * product has landed before the weights are computed, and nothing packs
- * them after the body. */
+ * their floats die a tile at a time, not at the step's end. Split,
+ * always: the previous product has landed before the weights are
+ * computed, and nothing packs them after the body. A pipelined step packs
+ * after the body, once the previous product (reading pk<i>) has landed:
+ * with three computing warpgroups that once packed early into a second
+ * set instead (pn<i>), which spilled past FL_WS_PIPE3_EST = 152 (full
+ * D=64 split instead). Packed late, in place, full D=64 pipelines with 0
+ * spills; H100, bf16, TFLOP/s, B4 H16 N4096 / B1 N16384: 449 / 493
+ * against 426 / 468 split (the body's exponentials now run while the
+ * previous product is in flight; split, only its maxima did). */
 static int packs_early(const fl_mma_group *m) {
-  return m->split || (m->hopper && FL_WGMMA_PACK_EARLY && (!m->pipe || (m->ws && m->wgs == 3)));
+  return m->split || (m->hopper && FL_WGMMA_PACK_EARLY && !m->pipe);
 }
 
-/* Where the body packs the weights: pn or pk (see packs_early), or NULL. */
-static const char *early_weights(const fl_mma_group *m) {
-  return !packs_early(m) ? NULL : m->pipe && !m->split ? "pn" : "pk";
+/* A pipelined step of one score and one weighted sum
+ * (FL_WS_PIPE_IN_PLACE): the weights overwrite the scores, each
+ * element's last reader, so that they take the scores' registers. */
+static int weights_in_scores(const fl_mma_group *m) {
+  return FL_WS_PIPE_IN_PLACE && m->pipe && !packs_early(m) && m->ntv == 1 && m->na == 1;
 }
 
 static void put_sums_and_weights(printer *P) {
@@ -699,7 +706,7 @@ static void put_sums_and_weights(printer *P) {
     snprintf(fmt, sizeof fmt, "p%d[nt][h] = valid ? %%s : 0.0f;", i);
     put_member_expr(P, m->a[i], m->a_p[i], fmt);
   }
-  close_elements_packing(P, early_weights(m));
+  close_elements_packing(P, packs_early(m) ? "pk" : NULL);
   P->safe = 0;
 }
 
@@ -716,18 +723,10 @@ static void put_wgmma_products_wait(printer *P) {
 }
 
 /* wgmma: the weights p<i> packed into pk<i>, after the body (see
- * FL_WGMMA_PACK_EARLY); pipelined and packed early, pk<i> takes pn<i>. */
+ * packs_early). */
 static void put_wgmma_pack(printer *P) {
   const fl_mma_group *m = P->m;
-  if (packs_early(m)) {
-    for (int i = 0; m->pipe && !m->split && i < m->na; i++) {
-      line(P, "#pragma unroll");
-      line(P, "for (int kk = 0; kk < %lld; ++kk)", (long long)(m->step / 16));
-      line(P, "  pk%d[kk][0] = pn%d[kk][0], pk%d[kk][1] = pn%d[kk][1], pk%d[kk][2] = pn%d[kk][2], pk%d[kk][3] = pn%d[kk][3];",
-           i, i, i, i, i, i, i, i);
-    }
-    return;
-  }
+  if (packs_early(m)) return;
   line(P, "#pragma unroll");
   line(P, "for (int nt = 0; nt < %lld; ++nt) {", (long long)(m->step / 8));
   P->c.depth++;
@@ -1159,10 +1158,11 @@ void mma_put_mine(printer *P) {
   line(P, "const bool mine = %sst >= lo && st < hi && (!tb || !fl_step_skipped(tb, st, %lld, %lld, %lld, %d))%s;",
        has_runs(P) ? "(st >= ka && st < kb) || (" : "", (long long)P->spt, (long long)P->tps,
        (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask, has_runs(P) ? ")" : "");
-  for (int i = 0; i < P->m->na; i++) line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
+  for (int i = 0; !weights_in_scores(P->m) && i < P->m->na; i++)
+    line(P, "float p%d[%lld][4];", i, (long long)(P->m->step / 8));
   /* split, pk lives across steps (declared before them) */
-  for (int i = 0; early_weights(P->m) && !P->m->split && i < P->m->na; i++)
-    line(P, "unsigned %s%d[%lld][4];", early_weights(P->m), i, (long long)(P->m->step / 16));
+  for (int i = 0; packs_early(P->m) && !P->m->split && i < P->m->na; i++)
+    line(P, "unsigned pk%d[%lld][4];", i, (long long)(P->m->step / 16));
 }
 
 /* The body between the products, twice: a full tile inside the keys, and
@@ -1222,6 +1222,7 @@ static void put_step(printer *P) {
 void mma_put_pipe_issue(printer *P, const char *issued) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->ntv; i++) line(P, "float s%d[%lld][4];", i, (long long)(m->step / 8));
+  if (weights_in_scores(m)) line(P, "float (&p0)[%lld][4] = s0; /* the weights in place */", (long long)(m->step / 8));
   mma_open_if(P, "mine && pm");
   put_wgmma_scores(P, 0);
   mma_put_wgmma_products(P, "sp", 0);

@@ -189,8 +189,8 @@
 #endif
 #ifndef FL_WGMMA_PACK_EARLY
 /* wgmma weights packed to 16 bits as the body computes them, except on a
- * pipelined step with room (two computing warpgroups or one: there after
- * the body measured faster). 0: always after the body. H100 bf16 B4 H16
+ * pipelined step (there after the body, once the previous product that
+ * reads them has landed). 0: always after the body. H100 bf16 B4 H16
  * N4096, TFLOP/s early / after: D=64 causal (three warpgroups) 309 / 291,
  * sinks and ALiBi (one) 279 / 264, 248 / 240; D=128 pipelined full
  * 545 / 564, softcap 290 / 309. */
@@ -198,20 +198,31 @@
 #endif
 #ifndef FL_WS_PIPE3_EST
 /* The most a pipelined step's estimate may be with three computing
- * warpgroups, for steps with neither masks nor other inputs. 168 pipelines
- * D=64 full (172 B spilled) and lost on the H100 (bf16 H16, B4 N4096 /
- * B1 N16384, TFLOP/s: full 386 / 444 against 398 / 445 unpipelined, gqa
- * 393 / 446 against 399 / 462, softcap 188 / 198 against 183 / 197). */
-#define FL_WS_PIPE3_EST 152
+ * warpgroups, for steps with neither masks nor other inputs (else split).
+ * 200 pipelines full, gqa, mqa, softcap and scalable_softmax at D=64
+ * (softcap and scalable_softmax spill 6 B): H100, bf16, TFLOP/s, B4 H16
+ * N4096 / B1 N16384, against split: full 449 / 493 against 426 / 468,
+ * softcap 195 / 204 against 196 / 203. */
+#define FL_WS_PIPE3_EST 200
+#endif
+#ifndef FL_WS_PIPE_IN_PLACE
+/* 1: a pipelined step's weights overwrite its scores (weights_in_scores,
+ * fl_cuda_mma.c). H100, bf16, TFLOP/s, B4 H16 N4096 / B1 N16384, D=128
+ * (two computing warpgroups) in place against apart: full 608 / 642
+ * against 597 / 611, causal 494 / 613 against 464 / 590, ALiBi 416 / 490
+ * against 403 / 481, softcap 311 / 330 against 315 / 334. */
+#define FL_WS_PIPE_IN_PLACE 1
 #endif
 #ifndef FL_WS_PIPE3_ANY
 /* 1: three computing warpgroups take the whole pipelined step (below
- * FL_WS_PIPE3_EST) with masks and other inputs too. */
+ * FL_WS_PIPE3_EST) with masks and other inputs too. H100, bf16, TFLOP/s,
+ * D=64, B4 H16 N4096 / B1 N16384, against split: causal 348 / 458
+ * against 349 / 439 (84 B spilled), ALiBi 306 / 387 against 313 / 383. */
 #define FL_WS_PIPE3_ANY 0
 #endif
 #ifndef FL_WS_PIPE_SPLIT
-/* 1: three computing warpgroups whose pipelined step does not fit (see
- * FL_WS_PIPE3_EST) pipeline it split: the previous step's product is
+/* 1: three computing warpgroups that do not take the whole pipelined
+ * step (masks, other inputs; see FL_WS_PIPE3_EST) pipeline it split: the previous step's product is
  * waited for once the body has its extremes, and the new weights go
  * straight into its registers (no second set). 0 spills at D=64. H100,
  * bf16, TFLOP/s, B4 H16 N4096 / B1 N16384 D=64, split against plain (both

@@ -198,18 +198,29 @@ describe("CUDA source of every variant", function()
     assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("full", 128, 300), 1, true)
     -- two accumulators of 64 at head dim 64 (differential): two
     assert.matches('__launch_bounds__(128, 2) fl_group1_mma(', source("differential", 64), 1, true)
-    -- at head dim 64 three computing warpgroups of 160, 128 keys a step, pipelined split: the previous
-    -- step's product waited for once the row maxima are known, the weights packed as they are computed,
-    -- straight into the product's registers (no second set)
+    -- at head dim 64 three computing warpgroups of 160, 128 keys a step, pipelined: the body (its
+    -- weights written over the scores) runs while the previous step's product is in flight, and
+    -- the weights are packed once it has landed
     local small, kds = source("full", 64, 2048)
     assert.matches('__launch_bounds__(512, 1) fl_group1_mma(', small, 1, true)
     assert.matches("fl_regs_inc<160>();", small, 1, true)
     assert.matches("const long long key0 = st * 128LL;", small, 1, true)
     assert.matches("bool pm = false;", small, 1, true)
-    assert.matches("pipelined (split)", kds.design, 1, true)
-    assert.matches("fl_quad_max%(xm%[r%]%) %* [%d.e+-]+f%);\n%s*}\n%s*fl_wg_wait<0>%(%);", small)
-    assert.is_nil(small:find("pn0[", 1, true))
+    assert.matches("pipelined$", kds.design)
+    assert.matches("float (&p0)[16][4] = s0; /* the weights in place */", small, 1, true)
+    local issued = small:find("fl_wg_wait<1>();", 1, true)
+    local landed = small:find("fl_wg_wait<0>%(%);\n%s*#pragma unroll\n%s*for %(int j = 0; j < 32; %+%+j%) fl_wg_keep", issued)
+    assert.truthy(issued and landed)
+    assert.truthy(small:sub(issued, landed):find("fl_exp2(", 1, true))
+    assert.is_nil(small:sub(issued, landed):find("fl_pack_bf16(", 1, true))
     assert.matches("pk0[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_bf16(p0[nt][2], p0[nt][3]);", small, 1, true)
+    -- masked (causal), pipelined split: the previous step's product waited for once the row maxima
+    -- are known, the weights packed as they are computed, straight into the product's registers
+    local masked, mkds = source("causal", 64, 4096)
+    assert.matches("pipelined (split)", mkds.design, 1, true)
+    assert.matches("fl_quad_max%(xm%[r%]%) %* [%d.e+-]+f%);\n%s*}\n%s*fl_wg_wait<0>%(%);", masked)
+    assert.is_nil(masked:find("(&p0)", 1, true))
+    assert.matches("pk0[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_bf16(p0[nt][2], p0[nt][3]);", masked, 1, true)
     -- no masks, no table: each warpgroup's table pointer a constant the compiler folds away
     assert.matches("tbw[w] = 0; (void)blk;", small, 1, true)
     assert.matches("tbw[w] = tab && inside ? tab + blk", source("causal", 64, 2048), 1, true)
