@@ -198,7 +198,8 @@
 #endif
 #ifndef FL_WS_PIPE3_EST
 /* The most a pipelined step's estimate may be with three computing
- * warpgroups, for steps with neither masks nor other inputs (else split).
+ * warpgroups, for steps without masks or other inputs (see
+ * FL_WS_PIPE3_MASKED; else split).
  * 200 pipelines full, gqa, mqa, softcap and scalable_softmax at D=64
  * (softcap and scalable_softmax spill 6 B): H100, bf16, TFLOP/s, B4 H16
  * N4096 / B1 N16384, against split: full 449 / 493 against 426 / 468,
@@ -213,16 +214,23 @@
  * against 403 / 481, softcap 311 / 330 against 315 / 334. */
 #define FL_WS_PIPE_IN_PLACE 1
 #endif
+#ifndef FL_WS_PIPE3_MASKED
+/* 1: three computing warpgroups take the whole pipelined step (below
+ * FL_WS_PIPE3_EST) with masks too, where each score under them is its
+ * product alone or times a constant (bare_scores): causal, prefix_lm,
+ * sinks. H100, bf16, TFLOP/s, D=64, B4 H16 N4096 / B1 N16384, whole
+ * against split: causal 350 / 464 against 346 / 438 (84 B spilled).
+ * ALiBi (a bias on the scores) lost: 309 / 386 against 317 / 389. */
+#define FL_WS_PIPE3_MASKED 1
+#endif
 #ifndef FL_WS_PIPE3_ANY
 /* 1: three computing warpgroups take the whole pipelined step (below
- * FL_WS_PIPE3_EST) with masks and other inputs too. H100, bf16, TFLOP/s,
- * D=64, B4 H16 N4096 / B1 N16384, against split: causal 348 / 458
- * against 349 / 439 (84 B spilled), ALiBi 306 / 387 against 313 / 383. */
+ * FL_WS_PIPE3_EST) whatever the scores' body and inputs. */
 #define FL_WS_PIPE3_ANY 0
 #endif
 #ifndef FL_WS_PIPE_SPLIT
 /* 1: three computing warpgroups that do not take the whole pipelined
- * step (masks, other inputs; see FL_WS_PIPE3_EST) pipeline it split: the previous step's product is
+ * step (see FL_WS_PIPE3_EST) pipeline it split: the previous step's product is
  * waited for once the body has its extremes, and the new weights go
  * straight into its registers (no second set). 0 spills at D=64. H100,
  * bf16, TFLOP/s, B4 H16 N4096 / B1 N16384 D=64, split against plain (both

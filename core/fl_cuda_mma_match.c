@@ -475,6 +475,27 @@ static int few_keys(const fl_kernel *k, double min_keys) {
   return kept * (double)(fl_tiles_loop_tiles(t) * fl_tiles_loop_width(t)) < min_keys;
 }
 
+/* Is each score, under its masks, its product alone or times a constant?
+ * (A mask: a where with a constant on one side.) */
+static int bare_scores(const matcher *M) {
+  const fl_graph *g = M->g;
+  for (int i = 0; i < M->m->ntv; i++) {
+    int x = g->vals[M->m->tv[i]].body, r = M->m->tv_reduce[i];
+    while (g->exprs[x].op == FL_X_WHERE) {
+      const int *a = g->exprs[x].args;
+      if (g->exprs[a[2]].op == FL_X_CONST) x = a[1];
+      else if (g->exprs[a[1]].op == FL_X_CONST) x = a[2];
+      else return 0;
+    }
+    const fl_expr *ex = &g->exprs[x];
+    int scaled = ex->nargs == 2 && (ex->op == FL_X_MUL || ex->op == FL_X_DIV) &&
+                 ((ex->args[0] == r && g->exprs[ex->args[1]].op == FL_X_CONST) ||
+                  (ex->op == FL_X_MUL && ex->args[1] == r && g->exprs[ex->args[0]].op == FL_X_CONST));
+    if (x != r && !scaled) return 0;
+  }
+  return 1;
+}
+
 /* Warp-specialized, where TMA can load every tile: 128 keys a step; three
  * computing warpgroups (160 registers a thread) where the estimate
  * leaves room, else two (240); the pipelined step where the previous
@@ -507,7 +528,7 @@ static int choose_ws(matcher *M) {
   m->wgs = wgs;
   m->blocks = 1;
   m->stages = FL_WS_STAGES;
-  if (wgs == 3) m->pipe = (FL_WS_PIPE3_ANY || (!other && !M->k->tiles.nmask)) && piped <= FL_WS_PIPE3_EST;
+  if (wgs == 3) m->pipe = (FL_WS_PIPE3_ANY || (!other && (!M->k->tiles.nmask || (FL_WS_PIPE3_MASKED && bare_scores(M))))) && piped <= FL_WS_PIPE3_EST;
   else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= FL_WS_PIPE2_EST;
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
   m->split = !m->pipe && FL_WS_PIPE && FL_WS_PIPE_SPLIT && wgs == 3 && !m->nb;

@@ -214,11 +214,13 @@ describe("CUDA source of every variant", function()
     assert.truthy(small:sub(issued, landed):find("fl_exp2(", 1, true))
     assert.is_nil(small:sub(issued, landed):find("fl_pack_bf16(", 1, true))
     assert.matches("pk0[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_bf16(p0[nt][2], p0[nt][3]);", small, 1, true)
-    -- masked (causal), pipelined split: the previous step's product waited for once the row maxima
-    -- are known, the weights packed as they are computed, straight into the product's registers
-    local masked, mkds = source("causal", 64, 4096)
+    -- masked, the scores a bare product under the mask (causal): the whole step pipelined too
+    assert.matches("pipelined$", select(2, source("causal", 64, 4096)).design)
+    -- a bias on the scores (ALiBi), pipelined split: the previous step's product waited for once the
+    -- row maxima are known, the weights packed as they are computed, into the product's registers
+    local masked, mkds = source("alibi", 64, 4096)
     assert.matches("pipelined (split)", mkds.design, 1, true)
-    assert.matches("fl_quad_max%(xm%[r%]%) %* [%d.e+-]+f%);\n%s*}\n%s*fl_wg_wait<0>%(%);", masked)
+    assert.matches("fl_quad_max%(xm%[r%]%)[^\n]*%);\n%s*}\n%s*fl_wg_wait<0>%(%);", masked)
     assert.is_nil(masked:find("(&p0)", 1, true))
     assert.matches("pk0[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_bf16(p0[nt][2], p0[nt][3]);", masked, 1, true)
     -- no masks, no table: each warpgroup's table pointer a constant the compiler folds away
