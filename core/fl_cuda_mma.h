@@ -64,7 +64,11 @@
  * registers (190-250) leave two blocks a multiprocessor where the plain
  * step keeps three, and that loses more than the overlap wins. Measured
  * on the H100 (B4 H16 N4096, full): D=128 340 TFLOP/s against 447, D=64
- * 285 against 320; causal D=128 255 against 311. */
+ * 285 against 320; causal D=128 255 against 311. Again with the weights
+ * written over the scores (B4 N4096 / B1 N16384, the groups that keep
+ * this kernel): sliding window D=64 135 / 136 against 141 / 133, D=128
+ * 176 / 177 against 194 / 194; document D=64 128 / 180 against 129 / 189,
+ * D=128 177 / 262 against 197 / 287. */
 #define FL_WGMMA_PIPE 0
 #endif
 
