@@ -234,8 +234,8 @@
 #endif
 #ifndef FL_WS_PIPE_SPLIT
 /* 1: three computing warpgroups that do not take the whole pipelined
- * step (see FL_WS_PIPE3_EST) pipeline it split: the previous step's product is
- * waited for once the body has its extremes, and the new weights go
+ * step (see FL_WS_PIPE3_EST) pipeline it split: the previous step's
+ * product is waited for once the body has its extremes, and the new weights go
  * straight into its registers (no second set). 0 spills at D=64. H100,
  * bf16, TFLOP/s, B4 H16 N4096 / B1 N16384 D=64, split against plain (both
  * with four partial maxima and sums a row, since dropped): full 403 / 450

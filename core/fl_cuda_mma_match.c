@@ -528,8 +528,10 @@ static int choose_ws(matcher *M) {
   m->wgs = wgs;
   m->blocks = 1;
   m->stages = FL_WS_STAGES;
-  if (wgs == 3) m->pipe = (FL_WS_PIPE3_ANY || (!other && (!M->k->tiles.nmask || (FL_WS_PIPE3_MASKED && bare_scores(M))))) && piped <= FL_WS_PIPE3_EST;
-  else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (M->k->tiles.nmask ? FL_WS_PIPE_MASK_REGS : 0) <= FL_WS_PIPE2_EST;
+  int masks = M->k->tiles.nmask > 0;
+  int whole3 = FL_WS_PIPE3_ANY || (!other && (!masks || (FL_WS_PIPE3_MASKED && bare_scores(M))));
+  if (wgs == 3) m->pipe = whole3 && piped <= FL_WS_PIPE3_EST;
+  else m->pipe = (FL_WS_PIPE_OTHER || !other) && piped + (masks ? FL_WS_PIPE_MASK_REGS : 0) <= FL_WS_PIPE2_EST;
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
   m->split = !m->pipe && FL_WS_PIPE && FL_WS_PIPE_SPLIT && wgs == 3 && !m->nb;
   m->pipe |= m->split;
