@@ -1068,13 +1068,7 @@ static const fl_expr *score_body(const printer *P, int i) {
  * one): the constant, left for the row extremes and the exponentials to
  * take (one multiply an element fewer). Else 0. */
 static double score_scale(const printer *P, int i) {
-  const fl_expr *ex = score_body(P, i);
-  if (ex->nargs != 2 || (ex->op != FL_X_MUL && ex->op != FL_X_DIV)) return 0.0;
-  const fl_expr *a = &P->g->exprs[ex->args[0]], *b = &P->g->exprs[ex->args[1]];
-  int r = P->m->tv_reduce[i];
-  double k = 0.0;
-  if (ex->args[0] == r && b->op == FL_X_CONST) k = ex->op == FL_X_MUL ? b->value : 1.0 / b->value;
-  else if (ex->op == FL_X_MUL && ex->args[1] == r && a->op == FL_X_CONST) k = a->value;
+  double k = fl_cuda_mma_product_factor(P->g, score_body(P, i), P->m->tv_reduce[i]);
   return k > 0.0 && isfinite(k) && isfinite(1.0 / k) ? k : 0.0;
 }
 

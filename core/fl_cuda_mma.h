@@ -349,6 +349,10 @@ int64_t fl_cuda_mma_smem(const fl_mma_group *m);
  * bias, document ids, ALiBi's slopes)? */
 int fl_cuda_mma_other_input(const fl_graph *g, const fl_mma_group *m, int src);
 
+/* Expression ex as the product r (an expression index) times a constant,
+ * or over one: that factor; else 0. */
+double fl_cuda_mma_product_factor(const fl_graph *g, const fl_expr *ex, int r);
+
 /* Does member's expression x depend on the block's grid position only
  * (not on the query row, the keys or the register dim)? */
 int fl_cuda_mma_grid_only(const fl_graph *g, const fl_mma_group *m, int member, int x);

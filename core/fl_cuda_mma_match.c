@@ -475,6 +475,14 @@ static int few_keys(const fl_kernel *k, double min_keys) {
   return kept * (double)(fl_tiles_loop_tiles(t) * fl_tiles_loop_width(t)) < min_keys;
 }
 
+double fl_cuda_mma_product_factor(const fl_graph *g, const fl_expr *ex, int r) {
+  if (ex->nargs != 2 || (ex->op != FL_X_MUL && ex->op != FL_X_DIV)) return 0.0;
+  const fl_expr *a = &g->exprs[ex->args[0]], *b = &g->exprs[ex->args[1]];
+  if (ex->args[0] == r && b->op == FL_X_CONST) return ex->op == FL_X_MUL ? b->value : 1.0 / b->value;
+  if (ex->op == FL_X_MUL && ex->args[1] == r && a->op == FL_X_CONST) return a->value;
+  return 0.0;
+}
+
 /* Is each score, under its masks, its product alone or times a constant?
  * (A mask: a where with a constant on one side.) */
 static int bare_scores(const matcher *M) {
@@ -487,11 +495,7 @@ static int bare_scores(const matcher *M) {
       else if (g->exprs[a[1]].op == FL_X_CONST) x = a[2];
       else return 0;
     }
-    const fl_expr *ex = &g->exprs[x];
-    int scaled = ex->nargs == 2 && (ex->op == FL_X_MUL || ex->op == FL_X_DIV) &&
-                 ((ex->args[0] == r && g->exprs[ex->args[1]].op == FL_X_CONST) ||
-                  (ex->op == FL_X_MUL && ex->args[1] == r && g->exprs[ex->args[0]].op == FL_X_CONST));
-    if (x != r && !scaled) return 0;
+    if (x != r && fl_cuda_mma_product_factor(g, &g->exprs[x], r) == 0.0) return 0;
   }
   return 1;
 }
