@@ -82,14 +82,17 @@
 #define FL_WS_STAGES 2
 #endif
 #ifndef FL_WS_PINGPONG
-/* 1: the computing warpgroups take turns to issue their products (named
- * barriers, round robin), so that one's body runs while another's
- * products do. Correct (device check: 0 fails), but slower as it stands:
- * measured on the H100 (bf16, D=128, three computing warpgroups, TFLOP/s
- * on / off) full B4 N4096 477 / 496, N16384 544 / 549, causal B4 N4096
- * 303 / 371 (the masked kernels spill 34 bytes with it, and a warpgroup
- * whose rows skip a step still holds the others' turn). */
-#define FL_WS_PINGPONG 0
+/* The computing warpgroups of a pipelined step take turns to issue their
+ * products (named barriers, round robin), so that one's body runs while
+ * another's products do: 0 never, 1 where two compute, 2 always. H100,
+ * bf16, D=128 (two), TFLOP/s, B4 N4096 / B1 N16384, medians of three
+ * rounds (bench/builds.sh, ROUNDS=3), on / off: ALiBi 430 / 418,
+ * 491 / 492; softcap 322 / 315, 336 / 328; full 601 / 603, 651 / 650;
+ * causal 502 / 499, 605 / 611; prefix_lm 501 / 496, 607 / 613. On three
+ * (D=64, one round) full 446 / 443, 492 / 504, causal 352 / 362,
+ * 458 / 460; earlier, three at D=128, full 477 / 496, causal 303 / 371
+ * (a warpgroup whose rows skip a step still holds the others' turn). */
+#define FL_WS_PINGPONG 1
 #endif
 #ifndef FL_WS_STEP
 #define FL_WS_STEP 128 /* keys a step of the warp-specialized kernel, at most (64 or 128) */
@@ -313,6 +316,7 @@ typedef struct fl_mma_group {
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
   int pipe;                /* wgmma: a step's scores issued with the previous step's product */
   int split;               /* pipelined ws: that product waited for after the body's extremes (see FL_WS_PIPE_SPLIT) */
+  int pingpong;            /* pipelined ws: the computing warpgroups take turns to issue (FL_WS_PINGPONG) */
   int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
   int blocks;              /* blocks a multiprocessor the kernel is built for (launch bounds) */
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */

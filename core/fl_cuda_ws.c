@@ -262,7 +262,7 @@ static void put_ws_step_pipe(printer *P) {
   line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
   for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
   line(P, "const unsigned i0 = i; /* the tile's first step */");
-  if (FL_WS_PINGPONG) {
+  if (m->pingpong) {
     line(P, "const int next_turn = 1 + (wg + 1) %% %d; /* the next warpgroup's barrier */", m->wgs);
     line(P, "if (wg == %d) fl_named_arrive(1, %d); /* the first turn is warpgroup 0's */", m->wgs - 1,
          2 * FL_MMA_THREADS);
@@ -275,8 +275,8 @@ static void put_ws_step_pipe(printer *P) {
   line(P, "if (i > i0) fl_bar_wait(bvf + ps * 8u, pph);");
   char turn[96];
   snprintf(turn, sizeof turn, "fl_named_arrive(next_turn, %d);", 2 * FL_MMA_THREADS);
-  if (FL_WS_PINGPONG) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
-  mma_put_pipe_issue(P, FL_WS_PINGPONG ? turn : NULL);
+  if (m->pingpong) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
+  mma_put_pipe_issue(P, m->pingpong ? turn : NULL);
   line(P, "fl_bar_arrive(bke + s * 8u);");
   if (m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
   mma_put_pipe_body(P);
@@ -286,7 +286,7 @@ static void put_ws_step_pipe(printer *P) {
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
-  if (FL_WS_PINGPONG) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
+  if (m->pingpong) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
   /* the last step's product */
   mma_open_if(P, "i > i0");
   line(P, "fl_bar_wait(bvf + ps * 8u, pph);");

@@ -67,7 +67,7 @@ describe("bench/kernels.lua", function()
     local out, rc = sh("build/flua bench/kernels.lua --variants full,sliding_window --shapes '1,2,1000,128;1,1,300,64'")
     assert.equal(0, rc, out)
     assert.matches(row("| full | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; TMA loader (24 registers) + 2 computing "
-      .. "warpgroups (240), 128 keys a step, 2 stages, pipelined | 384 | # | 0 | 161 KiB |"), out)
+      .. "warpgroups (240), 128 keys a step, 2 stages, pipelined, ping-pong | 384 | # | 0 | 161 KiB |"), out)
     assert.matches(row("| sliding_window | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; 1 warpgroup, 64 keys a step, "
       .. "cp.async | 128 | # | 0 | # KiB |"), out)
     assert.matches(row("| full | 1,1,300,64 | fl_group1_mma | hopper | wgmma; 1 warpgroup, # keys a step, cp.async |"), out)
@@ -76,7 +76,7 @@ describe("bench/kernels.lua", function()
     assert.equal(0, rc, out)
     -- the persistent kernel spills a word or two in its epilogue (the quad-transposed stores), no more
     local spilled = out:match(row("| full | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; TMA loader (24 registers) + 2 "
-      .. "computing warpgroups (240), 128 keys a step, 2 stages, pipelined, persistent | 384 | # | ")
+      .. "computing warpgroups (240), 128 keys a step, 2 stages, pipelined, ping-pong, persistent | 384 | # | ")
       .. "(%d+)" .. row(" | 161 KiB |"))
     assert.is_not_nil(spilled, out)
     assert.is_true(tonumber(spilled) <= 8, out)

@@ -111,7 +111,7 @@ describe("CUDA source of every variant", function()
     local full, kd = source("full", 128, 960, true)
     -- the kernel list says how it is laid out
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
-      .. "pipelined, persistent", kd.design)
+      .. "pipelined, ping-pong, persistent", kd.design)
     assert.equal(384, kd.block)
     -- Q's 128 rows, two stages of 128 keys and 128 values, 128 wide, bf16; room to align; the barriers
     assert.equal((128 + 4 * 128) * 128 * 2 + 1024 + 13 * 8, kd.smem)
@@ -130,7 +130,7 @@ describe("CUDA source of every variant", function()
     assert.is_false(kd1.persistent)
     assert.same({8, 2, 1}, kd1.grid)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
-      .. "pipelined", kd1.design)
+      .. "pipelined, ping-pong", kd1.design)
     local ok, err = pcall(function() source("full", 128, 960, "yes") end)
     assert.is_false(ok)
     assert.matches("option 'persistent' must be a boolean, got string", err, 1, true)
@@ -228,6 +228,15 @@ describe("CUDA source of every variant", function()
     assert.matches("tbw[w] = tab && inside ? tab + blk", source("causal", 64, 2048), 1, true)
     -- pipelined on two warpgroups of 240: packed after the body
     assert.is_nil(full:find("pn0[", 1, true))
+    -- ... and taking turns to issue their products (ping-pong): warpgroup 0 first, each handing on
+    -- after issuing, every step, its own or not; warpgroup 0 takes the last turn handed on
+    assert.matches("if (wg == 1) fl_named_arrive(1, 256); /* the first turn is warpgroup 0's */", full, 1, true)
+    assert.matches("fl_named_sync(1 + wg, 256); /* this warpgroup's turn to issue */", full, 1, true)
+    local _, turns = full:gsub("fl_named_arrive%(next_turn, 256%);", "")
+    assert.equal(4, turns) -- scores and product, product, scores, neither
+    assert.matches("if (wg == 0) fl_named_sync(1, 256); /* the last turn handed on */", full, 1, true)
+    -- three computing warpgroups (head dim 64) do not take turns
+    assert.is_nil(small:find("turn to issue", 1, true))
     assert.matches("pk0[nt >> 1][(nt & 1) * 2] = fl_pack_bf16(p0[nt][0], p0[nt][1]);", full, 1, true)
     -- 2048 rows in blocks of 192: the first block starts 64 rows early
     assert.matches("* 192 - 64LL;", small, 1, true)
