@@ -14,6 +14,9 @@
 #ifndef FL_DBG_STEPS
 #define FL_DBG_STEPS -1 /* timing only: at most this many steps a block, no fixup (wrong results) */
 #endif
+#ifndef FL_DBG_STAMPS
+#define FL_DBG_STAMPS 0 /* timing only: global timer stamps a warpgroup, printed (see fl_cuda_ws.c) */
+#endif
 #ifndef FL_DBG_NOQ
 #define FL_DBG_NOQ 0 /* timing only: no Q load (wrong results) */
 #endif

@@ -203,6 +203,39 @@ static void put_ws_loader(printer *P) {
   mma_close_if(P);
 }
 
+/* FL_DBG_STAMPS (timing only): thread 0 of each computing warpgroup notes
+ * the global timer (ns) at the block's start (t0), once Q is in (tq), after
+ * the tile's first step (t1, pipelined steps only), after its last (t2) and after its outputs (t3);
+ * the last warpgroup to finish prints a line each (bench/stamps.py reads
+ * them): where a block's time goes, beside the steps. */
+static void put_stamp(printer *P, const char *t) {
+  if (FL_DBG_STAMPS) line(P, "asm volatile(\"mov.u64 %%0, %%%%globaltimer;\" : \"=l\"(%s));", t);
+}
+
+static void put_stamps_print(printer *P) {
+  if (!FL_DBG_STAMPS) return;
+  int w = P->m->wgs;
+  put_stamp(P, "fl_t3");
+  line(P, "static __device__ unsigned long long fl_st[65536][6];");
+  line(P, "static __device__ unsigned fl_stn;");
+  mma_open_if(P, "(tid & 127) == 0");
+  line(P, "unsigned smid; asm volatile(\"mov.u32 %%0, %%%%smid;\" : \"=r\"(smid));");
+  if (P->persistent)
+    line(P, "const unsigned e = tile * %du + wg, n = %lluu * %du;", w, (unsigned long long)mma_tiles_count(P->g, P->m), w);
+  else line(P, "const unsigned e = (blockIdx.x + gridDim.x * blockIdx.y) * %du + wg, n = gridDim.x * gridDim.y * %du;", w, w);
+  line(P, "fl_st[e][0] = fl_t0, fl_st[e][1] = fl_tq, fl_st[e][2] = fl_t1, fl_st[e][3] = fl_t2, fl_st[e][4] = fl_t3;");
+  line(P, "fl_st[e][5] = (unsigned long long)smid << 32 | (lo < hi ? 1u << 31 : 0u) | i;");
+  line(P, "__threadfence();");
+  mma_open_if(P, "atomicAdd(&fl_stn, 1u) == n - 1u");
+  line(P, "__threadfence();");
+  line(P, "for (unsigned b = 0; b < n; ++b)");
+  line(P, "  printf(\"ST %%u %%u %%u %%llu %%llu %%llu %%llu %%llu %%u\\n\", b / %du, b %% %du, (unsigned)(fl_st[b][5] >> 32),", w, w);
+  line(P, "         fl_st[b][0], fl_st[b][1], fl_st[b][2], fl_st[b][3], fl_st[b][4], (unsigned)fl_st[b][5]);");
+  line(P, "fl_stn = 0;");
+  mma_close_if(P);
+  mma_close_if(P);
+}
+
 /* Pipelined: the previous step's values' tile of operand o (stage ps). */
 static void put_previous_values(printer *P, int o) {
   line(P, "const unsigned sp%d = sb%d + ps * %lldu;", o, o, (long long)mma_smem_bytes(P->m, o));
@@ -282,12 +315,14 @@ static void put_ws_step_pipe(printer *P) {
   mma_put_pipe_body(P);
   mma_put_pipe_rescale(P);
   line(P, "if (i > i0) fl_bar_arrive(bve + ps * 8u);");
+  if (FL_DBG_STAMPS) line(P, "if (i == i0) asm volatile(\"mov.u64 %%0, %%%%globaltimer;\" : \"=l\"(fl_t1));");
   line(P, "pm = mine, ps = s, pph = ph;");
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
   if (m->pingpong) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
   /* the last step's product */
+  put_stamp(P, "fl_t2");
   mma_open_if(P, "i > i0");
   line(P, "fl_bar_wait(bvf + ps * 8u, pph);");
   mma_open_if(P, "pm");
@@ -303,6 +338,8 @@ static void put_ws_step_pipe(printer *P) {
 static void put_ws_computes(printer *P) {
   const fl_mma_group *m = P->m;
   if (!FL_DBG_NOQ) line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
+  if (FL_DBG_STAMPS) line(P, "unsigned long long fl_tq, fl_t1 = 0, fl_t2, fl_t3;");
+  put_stamp(P, "fl_tq");
   if (P->persistent && FL_WS_DYNAMIC) put_take_next(P);
   mma_put_q_fragments(P);
   mma_put_next(P, "st", "clo");
@@ -310,11 +347,14 @@ static void put_ws_computes(printer *P) {
   else put_ws_step(P);
   if (P->persistent) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
   mma_put_finish(P);
+  put_stamps_print(P);
 }
 
 void mma_put_ws(printer *P) {
   const fl_mma_group *m = P->m;
   int S = m->stages, n = FL_MMA_THREADS * m->wgs;
+  if (FL_DBG_STAMPS) line(P, "unsigned long long fl_t0;");
+  put_stamp(P, "fl_t0");
   line(P, "const unsigned bq = sm0 + %lldu, bkf = bq + 8u, bvf = bkf + %du, bke = bvf + %du, bve = bke + %du;",
        (long long)tiles_bytes(m), 8 * S, 8 * S, 8 * S);
   if (P->persistent) line(P, "const unsigned bqe = bve + %du, bts = bqe + 8u, btn = bts + 8u;", 8 * S);

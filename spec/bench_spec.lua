@@ -131,3 +131,32 @@ describe("bench/builds.sh and scripts/dist_builds.sh", function()
     sh(("rm -rf %s"):format(dir))
   end)
 end)
+
+describe("bench/stamps.py", function()
+  it("splits the last launch's blocks into the wait for Q, the steps, the outputs, gaps and the tail", function()
+    local path = os.tmpname()
+    local f = io.open(path, "w")
+    -- two launches; the second: two blocks of two warpgroups on multiprocessor 5, one after the
+    -- other (the second's warpgroup 1 without rows), times in ns
+    f:write("ST 0 0 5 0 1000 3000 9000 10000 4\n", "noise\n")
+    f:write("ST 0 0 5 100000 101000 103000 109000 110000 2147483652\n",
+            "ST 0 1 5 100000 101000 103000 109000 110000 2147483652\n",
+            "ST 1 0 5 111000 112000 114000 120000 121000 2147483652\n",
+            "ST 1 1 5 111000 112000 114000 120000 121000 4\n")
+    f:close()
+    local out, rc = sh("python3 bench/stamps.py " .. path)
+    os.remove(path)
+    assert.equal(0, rc, out)
+    assert.matches("launch: 21.0 us, 4 warpgroups", out, 1, true)
+    assert.matches("wait for Q           median 1.00", out, 1, true)
+    assert.matches("first step           median 2.00", out, 1, true)
+    assert.matches("other steps          median 6.00", out, 1, true)
+    assert.matches("last product, output median 1.00", out, 1, true)
+    assert.matches("block (some rows)    median 9.00, p10 9.00, p90 9.00 x 1", out, 1, true)
+    assert.matches("gap, end to next Q   median 2.00", out, 1, true)
+    assert.matches("multiprocessors (1): busy 85.7%, gaps 9.5%, tail 0.0%", out, 1, true)
+    out, rc = sh("python3 bench/stamps.py /dev/null 2>&1")
+    assert.equal(1, rc)
+    assert.matches("no ST lines", out, 1, true)
+  end)
+end)
