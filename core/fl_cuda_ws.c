@@ -205,9 +205,10 @@ static void put_ws_loader(printer *P) {
 
 /* FL_DBG_STAMPS (timing only): thread 0 of each computing warpgroup notes
  * the global timer (ns) at the block's start (t0), once Q is in (tq), after
- * the tile's first step (t1, pipelined steps only), after its last (t2) and after its outputs (t3);
- * the last warpgroup to finish prints a line each (bench/stamps.py reads
- * them): where a block's time goes, beside the steps. */
+ * the tile's first step (t1, pipelined steps only), after its last (t2) and
+ * after its outputs (t3); the last warpgroup to finish prints a line each,
+ * the first 65536 (bench/stamps.py reads them): where a block's time goes,
+ * beside the steps. */
 static void put_stamp(printer *P, const char *t) {
   if (FL_DBG_STAMPS) line(P, "asm volatile(\"mov.u64 %%0, %%%%globaltimer;\" : \"=l\"(%s));", t);
 }
@@ -223,12 +224,14 @@ static void put_stamps_print(printer *P) {
   if (P->persistent)
     line(P, "const unsigned e = tile * %du + wg, n = %lluu * %du;", w, (unsigned long long)mma_tiles_count(P->g, P->m), w);
   else line(P, "const unsigned e = (blockIdx.x + gridDim.x * blockIdx.y) * %du + wg, n = gridDim.x * gridDim.y * %du;", w, w);
+  mma_open_if(P, "e < 65536u");
   line(P, "fl_st[e][0] = fl_t0, fl_st[e][1] = fl_tq, fl_st[e][2] = fl_t1, fl_st[e][3] = fl_t2, fl_st[e][4] = fl_t3;");
   line(P, "fl_st[e][5] = (unsigned long long)smid << 32 | (lo < hi ? 1u << 31 : 0u) | i;");
+  mma_close_if(P);
   line(P, "__threadfence();");
   mma_open_if(P, "atomicAdd(&fl_stn, 1u) == n - 1u");
   line(P, "__threadfence();");
-  line(P, "for (unsigned b = 0; b < n; ++b)");
+  line(P, "for (unsigned b = 0; b < n && b < 65536u; ++b)");
   line(P, "  printf(\"ST %%u %%u %%u %%llu %%llu %%llu %%llu %%llu %%u\\n\", b / %du, b %% %du, (unsigned)(fl_st[b][5] >> 32),", w, w);
   line(P, "         fl_st[b][0], fl_st[b][1], fl_st[b][2], fl_st[b][3], fl_st[b][4], (unsigned)fl_st[b][5]);");
   line(P, "fl_stn = 0;");
@@ -315,7 +318,11 @@ static void put_ws_step_pipe(printer *P) {
   mma_put_pipe_body(P);
   mma_put_pipe_rescale(P);
   line(P, "if (i > i0) fl_bar_arrive(bve + ps * 8u);");
-  if (FL_DBG_STAMPS) line(P, "if (i == i0) asm volatile(\"mov.u64 %%0, %%%%globaltimer;\" : \"=l\"(fl_t1));");
+  if (FL_DBG_STAMPS) {
+    mma_open_if(P, "i == i0");
+    put_stamp(P, "fl_t1");
+    mma_close_if(P);
+  }
   line(P, "pm = mine, ps = s, pph = ph;");
   line(P, "st = nx;");
   P->c.depth--;
