@@ -34,6 +34,7 @@ while [ "$r" -le "$rounds" ]; do
   r=$((r + 1))
 done
 python3 - "$out" "$rounds" $names <<'PY'
+import statistics
 import sys
 out, rounds, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 rows, order = {}, []
@@ -49,10 +50,9 @@ for n in names:
             rows[key].setdefault(n, []).append(c[3])
 def median(xs):
     try:
-        v = sorted(float(x) for x in xs)
+        return "%.1f" % statistics.median(float(x) for x in xs)
     except ValueError:
         return xs[0]
-    return "%.1f" % v[len(v) // 2] if len(v) % 2 else "%.1f" % ((v[len(v) // 2 - 1] + v[len(v) // 2]) / 2)
 print("| variant | B,H,N,D | " + " | ".join(names) + " |")
 print("|---|---|" + "---:|" * len(names))
 for k in order:

@@ -1415,7 +1415,7 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
     snprintf(kd->design, sizeof kd->design,
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s", instr,
              mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
-             m->split ? ", pipelined (split)" : m->pipe ? (m->pingpong ? ", pipelined, ping-pong" : ", pipelined") : "",
+             m->split ? ", pipelined (split)" : m->pipe ? (mma_ws_pingpong(m) ? ", pipelined, ping-pong" : ", pipelined") : "",
              m->nb ? ", row-by-key inputs in tiles" : "",
              kd->persistent ? ", persistent" : "");
   else

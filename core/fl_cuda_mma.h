@@ -316,7 +316,6 @@ typedef struct fl_mma_group {
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
   int pipe;                /* wgmma: a step's scores issued with the previous step's product */
   int split;               /* pipelined ws: that product waited for after the body's extremes (see FL_WS_PIPE_SPLIT) */
-  int pingpong;            /* pipelined ws: the computing warpgroups take turns to issue (FL_WS_PINGPONG) */
   int wgs;                 /* warpgroups a block (FL_MMA_ROWS query rows each), sharing its key tiles */
   int blocks;              /* blocks a multiprocessor the kernel is built for (launch bounds) */
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */

@@ -539,7 +539,6 @@ static int choose_ws(matcher *M) {
   m->pipe &= FL_WS_PIPE && (FL_WS_PIPE_TILES || !m->nb);
   m->split = !m->pipe && FL_WS_PIPE && FL_WS_PIPE_SPLIT && wgs == 3 && !m->nb;
   m->pipe |= m->split;
-  m->pingpong = m->pipe && (FL_WS_PINGPONG > 1 || (FL_WS_PINGPONG == 1 && wgs == 2));
   while (m->stages > 2 && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--; /* FL_WS_STAGES > 2 where it fits */
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
   if (m->step > 64 && any_loads_by_key(M)) return no_ws(m); /* their addresses and values a key spill at 128 */

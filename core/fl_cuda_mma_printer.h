@@ -87,6 +87,7 @@ void mma_put_finish(printer *P);
 /* fl_cuda_ws.c */
 int mma_ws_loader_regs(const fl_mma_group *m, int persistent);
 int mma_ws_compute_regs(const fl_mma_group *m, int persistent);
+int mma_ws_pingpong(const fl_mma_group *m);
 void mma_put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *kd);
 void mma_put_ws(printer *P);
 

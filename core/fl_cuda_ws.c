@@ -32,6 +32,12 @@ int mma_ws_loader_regs(const fl_mma_group *m, int persistent) {
   return dynamic && FL_WS_LOADER_REGS < 40 ? 40 : FL_WS_LOADER_REGS;
 }
 
+/* Do the computing warpgroups of a pipelined step take turns to issue
+ * (FL_WS_PINGPONG)? */
+int mma_ws_pingpong(const fl_mma_group *m) {
+  return m->ws && m->pipe && (FL_WS_PINGPONG > 1 || (FL_WS_PINGPONG == 1 && m->wgs == 2));
+}
+
 int mma_ws_compute_regs(const fl_mma_group *m, int persistent) {
   int threads = 128 * (m->wgs + 1), launched = 65536 / threads / 8 * 8;
   int r = (launched * (m->wgs + 1) - mma_ws_loader_regs(m, persistent)) / m->wgs / 8 * 8;
@@ -294,11 +300,12 @@ static void put_ws_step(printer *P) {
  * values' tile released. */
 static void put_ws_step_pipe(printer *P) {
   const fl_mma_group *m = P->m;
+  const int pingpong = mma_ws_pingpong(m);
   line(P, "bool pm = false; /* the previous step's product is still to be issued */");
   line(P, "unsigned ps = 0, pph = 0; /* the previous step's stage and phase */");
   for (int i = 0; i < m->na; i++) line(P, "unsigned pk%d[%lld][4];", i, (long long)(m->step / 16));
   line(P, "const unsigned i0 = i; /* the tile's first step */");
-  if (m->pingpong) {
+  if (pingpong) {
     line(P, "const int next_turn = 1 + (wg + 1) %% %d; /* the next warpgroup's barrier */", m->wgs);
     line(P, "if (wg == %d) fl_named_arrive(1, %d); /* the first turn is warpgroup 0's */", m->wgs - 1,
          2 * FL_MMA_THREADS);
@@ -311,8 +318,8 @@ static void put_ws_step_pipe(printer *P) {
   line(P, "if (i > i0) fl_bar_wait(bvf + ps * 8u, pph);");
   char turn[96];
   snprintf(turn, sizeof turn, "fl_named_arrive(next_turn, %d);", 2 * FL_MMA_THREADS);
-  if (m->pingpong) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
-  mma_put_pipe_issue(P, m->pingpong ? turn : NULL);
+  if (pingpong) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
+  mma_put_pipe_issue(P, pingpong ? turn : NULL);
   line(P, "fl_bar_arrive(bke + s * 8u);");
   if (m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
   mma_put_pipe_body(P);
@@ -327,7 +334,7 @@ static void put_ws_step_pipe(printer *P) {
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
-  if (m->pingpong) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
+  if (pingpong) line(P, "if (wg == 0) fl_named_sync(1, %d); /* the last turn handed on */", 2 * FL_MMA_THREADS);
   /* the last step's product */
   put_stamp(P, "fl_t2");
   mma_open_if(P, "i > i0");
