@@ -269,6 +269,19 @@ int64_t mma_smem_bytes(const fl_mma_group *m, int o) {
   return mma_op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
 }
 
+/* The tile of ones (FL_WS_ONES): a panel of a step's rows, or none. */
+int64_t mma_ones_bytes(const fl_mma_group *m) { return m->ones ? m->step * 128 : 0; }
+
+/* Does weighted sum i's product carry the column of ones? */
+static int carries_ones(const fl_mma_group *m, int i) {
+  for (int j = 0; j < m->ns; j++)
+    if (m->s_ones[j] == i) return 1;
+  return 0;
+}
+
+/* The accumulator tiles of weighted sum i: 8 columns each. */
+int mma_acc_tiles(const fl_mma_group *m, int i) { return m->op[m->a_v[i]].width / 8 + carries_ones(m, i); }
+
 /* A tile input's tile (a step's keys by the block's rows), a stage. */
 int64_t mma_tile_input_bytes(const fl_mma_group *m) { return mma_block_rows(m) * m->step * 2; }
 
@@ -620,7 +633,7 @@ static void put_scale_sums(printer *P, int et, int i, int j, int keep_zeros) {
  * maxima did not move: most steps). Zeros stay zeros (0 · inf would be
  * NaN); with every factor finite a plain multiply does that. */
 static void put_scale_weighted(printer *P, int i, int j) {
-  int et = P->m->op[P->m->a_v[i]].width / 8;
+  int et = mma_acc_tiles(P->m, i);
   line(P, "if (!__all_sync(0xffffffffu, f%d[0] == 1.0f && f%d[1] == 1.0f)) {", j, j);
   P->c.depth++;
   line(P, "if (__all_sync(0xffffffffu, fl_finite(f%d[0]) && fl_finite(f%d[1]))) {", j, j);
@@ -638,6 +651,7 @@ static void put_rescale(printer *P) {
   for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++) {
     const fl_value *x = val(P, v);
     char f[96];
+    if (kind == 'S' && P->m->s_ones[i] >= 0) continue; /* rescaled with its weighted sum */
     if (x->resc == FL_RESCALE_EXP) snprintf(f, sizeof f, "fl_exp(mb%d[r] - ma%d[r])", j, j);
     else if (x->resc == FL_RESCALE_EXP2) snprintf(f, sizeof f, "fl_exp2(mb%d[r] - ma%d[r])", j, j);
     else snprintf(f, sizeof f, "fl_pow(ma%d[r] / mb%d[r], (float)%.17g)", j, j, x->resc_pow);
@@ -699,6 +713,7 @@ static void put_sums_and_weights(printer *P) {
   open_elements(P);
   char fmt[64];
   for (int i = 0; i < m->ns; i++) {
+    if (m->s_ones[i] >= 0) continue; /* the products sum it */
     snprintf(fmt, sizeof fmt, "ls%d[h >> 1] += valid ? %%s : 0.0f;", i);
     put_member_expr(P, m->s[i], val(P, m->s[i])->body, fmt);
   }
@@ -717,7 +732,7 @@ static void put_wgmma_products_wait(printer *P) {
     char acc[16], pk[16];
     snprintf(acc, sizeof acc, "oa%d", i);
     snprintf(pk, sizeof pk, "pk%d", i);
-    fl_cuda_wgmma_put_wait(&P->c, 0, acc, m->op[m->a_v[i]].width / 2);
+    fl_cuda_wgmma_put_wait(&P->c, 0, acc, mma_acc_tiles(m, i) * 4);
     fl_cuda_wgmma_put_keep_weights(&P->c, pk, m->step);
   }
 }
@@ -744,7 +759,8 @@ void mma_put_wgmma_products(printer *P, const char *tile, int wait) {
     snprintf(acc, sizeof acc, "oa%d", i);
     snprintf(pk, sizeof pk, "pk%d", i);
     snprintf(v, sizeof v, "%s%d", tile, m->a_v[i]);
-    fl_cuda_wgmma_put_product(&P->c, m->dt, acc, pk, v, m->op[m->a_v[i]].width, m->step);
+    fl_cuda_wgmma_put_product(&P->c, m->dt, acc, pk, v, m->op[m->a_v[i]].width, m->step,
+                              carries_ones(m, i) ? "sone" : NULL);
   }
   if (wait) put_wgmma_products_wait(P);
 }
@@ -866,6 +882,7 @@ static void put_kernel_head(printer *P) {
     line(P, "const unsigned sbb%d = sm0 + %lldu;", i, (long long)off);
     off += m->stages * mma_tile_input_bytes(m);
   }
+  if (m->ones) line(P, "const unsigned sone = sm0 + %lldu; /* a tile of ones */", (long long)off);
 }
 
 /* The block's (or, persistent, the tile's) rows, grid position and the
@@ -1028,7 +1045,7 @@ void mma_put_state(printer *P) {
   }
   for (int i = 0; i < m->ns; i++) line(P, "float ls%d[2] = {0.0f, 0.0f};", i);
   for (int i = 0; i < m->na; i++) {
-    int et = m->op[m->a_v[i]].width / 8;
+    int et = mma_acc_tiles(m, i);
     line(P, "float oa%d[%d][4];", i, et);
     line(P, "#pragma unroll");
     line(P, "for (int et = 0; et < %d; ++et) oa%d[et][0] = oa%d[et][1] = oa%d[et][2] = oa%d[et][3] = 0.0f;", et,
@@ -1361,7 +1378,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
                 .known = hook_known, .scaled = hook_scaled, .difference = hook_difference, .user = &P, .depth = 1};
   if (m->hopper) {
     fl_cuda_wgmma_put_fn(b, m->q_regs ? FL_WGMMA_RS : FL_WGMMA_SS, m->dt, (int)m->step);
-    for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, m->op[m->a_v[i]].width);
+    for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, mma_acc_tiles(m, i) * 8);
   }
   P.persistent = persistent && can_persist(&P);
   put_signature(&P, kd);
@@ -1413,10 +1430,10 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
   const char *instr = m->hopper ? "wgmma" : "mma.sync";
   if (m->ws)
     snprintf(kd->design, sizeof kd->design,
-             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s", instr,
+             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s%s", instr,
              mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
              m->split ? ", pipelined (split)" : m->pipe ? (mma_ws_pingpong(m) ? ", pipelined, ping-pong" : ", pipelined") : "",
-             m->nb ? ", row-by-key inputs in tiles" : "",
+             m->nb ? ", row-by-key inputs in tiles" : "", m->ones ? ", row sums in the products" : "",
              kd->persistent ? ", persistent" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,

@@ -270,6 +270,21 @@
  * spilled at D=64). No other variant's kernel changes. */
 #define FL_WS_EST_MAX 240
 #endif
+#ifndef FL_WS_ONES
+/* 1: on warp-specialized kernels, a row sum whose summand is a weighted
+ * sum's weight (the softmax's denominator) comes from the tensor cores:
+ * the weighted sum's product reads 8 more columns, all ones, from a tile
+ * of its own (64-wide values only: columns 64-71 are the descriptor's
+ * next panel), and any of them is the row's sum. No adds a key on the
+ * CUDA cores, 12.5% more of the second product. H100, bf16, D=64,
+ * TFLOP/s, medians of three rounds (bench/builds.sh), on / off: B4 H16
+ * N4096 full 469 / 446, causal 358 / 357, ALiBi 322 / 316, softcap
+ * 195 / 194, prefix_lm 361 / 356, gqa 471 / 451, sinks 331 / 333,
+ * differential 358 / 365, evoformer_row 271 / 271, scalable_softmax
+ * 402 / 386, lse 464 / 446; B1 N16384 full 524 / 499, causal 471 / 461,
+ * ALiBi 406 / 391, softcap 204 / 207, differential 396 / 393. */
+#define FL_WS_ONES 1
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -321,6 +336,9 @@ typedef struct fl_mma_group {
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */
+  int ones;                /* ws: a tile of ones in shared memory (see FL_WS_ONES) */
+  int s_ones[FL_MMA_MAX];  /* row sum i is weighted sum s_ones[i]'s column of ones, or -1 ... */
+  double s_ones_by[FL_MMA_MAX]; /* ... over this (its weight is the row sum's summand times it) */
   fl_mma_tile_input b[FL_MMA_MAX];
 } fl_mma_group;
 

@@ -600,6 +600,35 @@ static int choose_sizes(matcher *M) {
   return 1;
 }
 
+/* Row sum s (a member) is weighted sum a's weight p summed, rescaled
+ * alike, over c (p its summand times a constant c): c, else 0. */
+static double sums_weight(const matcher *M, int s, int a, int p) {
+  const fl_graph *g = M->g;
+  const fl_value *x = &g->vals[s], *y = &g->vals[a];
+  if (x->resc != y->resc || x->resc_pow != y->resc_pow) return 0.0;
+  if (x->resc != FL_RESCALE_NONE && !same_expr(M, s, x->resc_arg, a, y->resc_arg)) return 0.0;
+  if (same_expr(M, s, x->body, a, p)) return 1.0;
+  const fl_expr *ex = &g->exprs[p];
+  for (int i = 0; i < ex->nargs && i < 2; i++)
+    if (same_expr(M, s, x->body, a, ex->args[i])) return fl_cuda_mma_product_factor(g, ex, ex->args[i]);
+  return 0.0;
+}
+
+/* Row sums from a column of ones beside 64-wide values (FL_WS_ONES),
+ * where the tile of ones fits. */
+static void choose_ones(matcher *M) {
+  fl_mma_group *m = M->m;
+  for (int i = 0; FL_WS_ONES && m->ws && i < m->ns; i++)
+    for (int j = 0; j < m->na && m->s_ones[i] < 0; j++) {
+      double c = m->op[m->a_v[j]].width == 64 ? sums_weight(M, m->s[i], m->a[j], m->a_p[j]) : 0.0;
+      if (c != 0.0) m->s_ones[i] = j, m->s_ones_by[i] = c, m->ones = 1;
+    }
+  if (m->ones && fl_cuda_mma_smem(m) > FL_SMEM_MAX) {
+    m->ones = 0;
+    for (int i = 0; i < m->ns; i++) m->s_ones[i] = -1;
+  }
+}
+
 static int check_grid(matcher *M) {
   const fl_tiles *t = &M->k->tiles;
   fl_mma_group *m = M->m;
@@ -622,6 +651,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
   m->blocks = 2;
   m->dt = FL_DTYPE_COUNT;
   m->row_slot = -1;
+  for (int i = 0; i < FL_MMA_MAX; i++) m->s_ones[i] = -1;
   matcher M = {.g = p->g, .k = k, .m = m};
   const fl_graph *g = p->g;
   int ok = k->is_group && k->tiles.gr.nloop == 1 && k->tiles.gr.loop >= 0;
@@ -638,6 +668,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
     m->keys = g->syms[k->tiles.gr.loop_sym[0]].size;
     ok = check_grid(&M) && choose_sizes(&M);
   }
+  if (ok) choose_ones(&M);
   *why = ok ? NULL : M.why;
   return ok;
 }

@@ -62,6 +62,8 @@ int mma_buffers(const fl_mma_group *m, int o);
 int64_t mma_op_rows(const fl_mma_group *m, const fl_mma_operand *o);
 int64_t mma_smem_bytes(const fl_mma_group *m, int o);
 int64_t mma_tile_input_bytes(const fl_mma_group *m);
+int64_t mma_ones_bytes(const fl_mma_group *m);
+int mma_acc_tiles(const fl_mma_group *m, int i);
 int64_t mma_tiles_count(const fl_graph *g, const fl_mma_group *m);
 void mma_put_block(printer *P);
 void mma_put_schedule(printer *P);

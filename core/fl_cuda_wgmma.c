@@ -141,14 +141,16 @@ void fl_cuda_wgmma_put_pack_tile(fl_cx *c, fl_dtype dt, const char *pk, const ch
 }
 
 void fl_cuda_wgmma_put_product(fl_cx *c, fl_dtype dt, const char *acc, const char *pk, const char *v, int width,
-                               int64_t step) {
+                               int64_t step, const char *ones) {
   line(c, "{");
   c->depth++;
-  line(c, "const unsigned long long dv = fl_wg_desc(%s, %lldu);", v, (long long)step * 128);
+  if (ones) line(c, "const unsigned long long dv = fl_wg_desc(%s, %s - (%s)); /* the next panel: ones */", v, ones, v);
+  else line(c, "const unsigned long long dv = fl_wg_desc(%s, %lldu);", v, (long long)step * 128);
   line(c, "fl_wg_arrive();");
   line(c, "#pragma unroll");
   line(c, "for (int kk = 0; kk < %lld; ++kk)", (long long)(step / 16));
-  line(c, "  fl_wgmma_rst_%s_%d(&%s[0][0], %s[kk], dv + (unsigned)(kk * (2048 >> 4)));", type_name(dt), width, acc, pk);
+  line(c, "  fl_wgmma_rst_%s_%d(&%s[0][0], %s[kk], dv + (unsigned)(kk * (2048 >> 4)));", type_name(dt),
+       width + (ones ? 8 : 0), acc, pk);
   line(c, "fl_wg_commit();");
   c->depth--;
   line(c, "}");

@@ -60,9 +60,11 @@ void fl_cuda_wgmma_put_wait(fl_cx *c, int pending, const char *acc, int64_t n);
 void fl_cuda_wgmma_put_pack_tile(fl_cx *c, fl_dtype dt, const char *pk, const char *p);
 
 /* Issues acc[width / 8][4] += pk · v, one committed group not waited for:
- * v's tile at address v (step rows, `width` wide). */
+ * v's tile at address v (step rows, `width` wide). With `ones` (the
+ * address of a tile of step rows of 128 bytes of ones; width 64 only),
+ * acc[width / 8 + 1][4]: its last 8 columns the sums of pk's rows. */
 void fl_cuda_wgmma_put_product(fl_cx *c, fl_dtype dt, const char *acc, const char *pk, const char *v, int width,
-                               int64_t step);
+                               int64_t step, const char *ones);
 
 /* Pins the packed weights after the product reading them is waited for:
  * until then their registers must not be reused. */

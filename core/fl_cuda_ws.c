@@ -52,7 +52,7 @@ static int ws_barriers(const fl_mma_group *m) { return 5 + 4 * m->stages; }
 static int64_t tiles_bytes(const fl_mma_group *m) {
   int64_t n = 0;
   for (int o = 0; o < m->nops; o++) n += mma_smem_bytes(m, o) * mma_buffers(m, o);
-  return n + m->nb * m->stages * mma_tile_input_bytes(m);
+  return n + m->nb * m->stages * mma_tile_input_bytes(m) + mma_ones_bytes(m);
 }
 
 int64_t fl_cuda_mma_smem(const fl_mma_group *m) {
@@ -364,6 +364,17 @@ static void put_ws_computes(printer *P) {
   put_stamps_print(P);
 }
 
+/* The tile of ones (1.0 in the operands' dtype), written by every thread
+ * before the block's barrier. */
+static void put_ones(printer *P) {
+  const fl_mma_group *m = P->m;
+  if (!m->ones) return;
+  line(P, "#pragma unroll");
+  line(P, "for (int j = tid; j < %lld; j += %d) fl_sts32(sone + j * 4u, %s);", (long long)mma_ones_bytes(m) / 4,
+       FL_MMA_THREADS * (m->wgs + 1), m->dt == FL_BF16 ? "0x3F803F80u" : "0x3C003C00u");
+  line(P, "fl_proxy_fence();");
+}
+
 void mma_put_ws(printer *P) {
   const fl_mma_group *m = P->m;
   int S = m->stages, n = FL_MMA_THREADS * m->wgs;
@@ -382,6 +393,7 @@ void mma_put_ws(printer *P) {
   line(P, "}");
   line(P, "fl_bar_init_done();");
   mma_close_if(P);
+  put_ones(P);
   line(P, "__syncthreads();");
   line(P, "if (wg == %d) {", m->wgs);
   P->c.depth++;

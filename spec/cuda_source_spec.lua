@@ -97,17 +97,20 @@ describe("CUDA source of every variant", function()
     assert.matches("wgmma.mma_async.sync.aligned.m64n", hsrc, 1, true)
   end)
 
+  -- the hopper source of a variant's plan (bf16 inputs unless dtype), and its tensor-core kernel
+  local function source(name, D, N, persistent, dtype)
+    local V = variants.load(name)
+    local inputs = V.inputs(1, 2, N or 1024, D, {dtype = dtype or "bf16", seed = 1}, V.small)
+    local g = fl.trace(V.make(V.small), table.unpack(inputs))
+    for _, p in ipairs(fl.passes) do g:run(p) end
+    local src, k = g:plan():cuda(nil, {path = "hopper", persistent = persistent})
+    local mma
+    for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then mma = kd end end
+    assert.equal("hopper", mma.path)
+    return src, mma
+  end
+
   it("the hopper path is warp-specialized: TMA loads, mbarriers, register budgets, 128 keys a step", function()
-    local function source(name, D, N, persistent)
-      local V = variants.load(name)
-      local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, N or 1024, D, {dtype = "bf16", seed = 1}, V.small)))
-      for _, p in ipairs(fl.passes) do g:run(p) end
-      local src, k = g:plan():cuda(nil, {path = "hopper", persistent = persistent})
-      local mma
-      for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then mma = kd end end
-      assert.equal("hopper", mma.path)
-      return src, mma
-    end
     local full, kd = source("full", 128, 960, true)
     -- the kernel list says how it is laid out
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
@@ -206,16 +209,16 @@ describe("CUDA source of every variant", function()
     assert.matches("fl_regs_inc<160>();", small, 1, true)
     assert.matches("const long long key0 = st * 128LL;", small, 1, true)
     assert.matches("bool pm = false;", small, 1, true)
-    assert.matches("pipelined$", kds.design)
+    assert.matches("pipelined, row sums in the products$", kds.design)
     assert.matches("float (&p0)[16][4] = s0; /* the weights in place */", small, 1, true)
     local issued = small:find("fl_wg_wait<1>();", 1, true)
-    local landed = small:find("fl_wg_wait<0>%(%);\n%s*#pragma unroll\n%s*for %(int j = 0; j < 32; %+%+j%) fl_wg_keep", issued)
+    local landed = small:find("fl_wg_wait<0>%(%);\n%s*#pragma unroll\n%s*for %(int j = 0; j < 36; %+%+j%) fl_wg_keep", issued)
     assert.truthy(issued and landed)
     assert.truthy(small:sub(issued, landed):find("fl_exp2(", 1, true))
     assert.is_nil(small:sub(issued, landed):find("fl_pack_bf16(", 1, true))
     assert.matches("pk0[nt >> 1][(nt & 1) * 2 + 1] = fl_pack_bf16(p0[nt][2], p0[nt][3]);", small, 1, true)
     -- masked, the scores a bare product under the mask (causal): the whole step pipelined too
-    assert.matches("pipelined$", select(2, source("causal", 64, 4096)).design)
+    assert.matches("pipelined, row sums in the products$", select(2, source("causal", 64, 4096)).design)
     -- a bias on the scores (ALiBi), pipelined split: the previous step's product waited for once the
     -- row maxima are known, the weights packed as they are computed, into the product's registers
     local masked, mkds = source("alibi", 64, 4096)
@@ -249,8 +252,8 @@ describe("CUDA source of every variant", function()
     assert.matches("const long long key0 = st * 64LL;", diff, 1, true)
     -- and at head dim 64, past the one-warpgroup kernel's estimate: two computing warpgroups, 128 keys
     local _, kdd64 = source("differential", 64, 4096)
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages",
-      kdd64.design)
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
+      .. "row sums in the products", kdd64.design)
     -- but a head dim of 64 that would need two warpgroups (forgetting's gates at each row and key)
     -- stays on one warpgroup a block, cp.async
     local forget64, kd64 = source("forgetting", 64, 4096)
@@ -273,11 +276,51 @@ describe("CUDA source of every variant", function()
     -- at head dim 64: three computing warpgroups, the bias's 192 rows a tile
     local evo64, kde64 = source("evoformer_row", 64, 2048, true)
     assert.equal("wgmma; TMA loader (24 registers) + 3 computing warpgroups (160), 128 keys a step, 2 stages, "
-      .. "row-by-key inputs in tiles, persistent", kde64.design)
+      .. "row-by-key inputs in tiles, row sums in the products, persistent", kde64.design)
     assert.matches("fl_lds16(sbb0 + s * 49152u", evo64, 1, true)
     -- keys not a multiple of 8 (rows of the bias not on 16 bytes): read from global memory
     local _, odd = source("evoformer_row", 128, 1001)
     assert.is_nil(odd.design:find("in tiles", 1, true))
+  end)
+
+  it("at head dim 64 the softmax's row sums come from the products: a column of ones beside the values", function()
+    local src, kd = source("full", 64, 2048)
+    assert.matches("row sums in the products$", kd.design)
+    -- a tile of 128 rows of 128 bytes of ones after the operands' tiles (Q's 192 rows, two stages
+    -- of keys and values), written by all 512 threads before the block's first barrier
+    assert.equal((192 + 4 * 128) * 64 * 2 + 128 * 128 + 1024 + 13 * 8, kd.smem)
+    assert.matches("const unsigned sone = sm0 + 90112u; /* a tile of ones */", src, 1, true)
+    local fill = src:find("for (int j = tid; j < 4096; j += 512) fl_sts32(sone + j * 4u, 0x3F803F80u);", 1, true)
+    assert.truthy(fill)
+    assert.truthy(src:find("^\n%s*fl_proxy_fence%(%);\n%s*__syncthreads%(%);", (src:find("\n", fill, true))))
+    -- the product 72 wide, its columns past 64 the descriptor's next panel: the ones
+    assert.matches("wgmma.mma_async.sync.aligned.m64n72k16.f32.bf16.bf16", src, 1, true)
+    assert.matches("const unsigned long long dv = fl_wg_desc(sp2, sone - (sp2)); /* the next panel: ones */", src, 1, true)
+    assert.matches("fl_wgmma_rst_bf16_72(&oa0[0][0], pk0[kk]", src, 1, true)
+    assert.matches("float oa0[9][4];", src, 1, true)
+    assert.matches("for (int et = 0; et < 9; ++et)", src, 1, true)
+    -- no adds a key, no rescale of their own, no sum across the quad: the ones' column is the sum
+    assert.is_nil(src:find("ls0[h >> 1] +=", 1, true))
+    assert.is_nil(src:find("ls0[r] *=", 1, true))
+    assert.is_nil(src:find("fl_quad_sum(ls0", 1, true))
+    assert.matches("ls0[0] = oa0[8][0], ls0[1] = oa0[8][2];", src, 1, true)
+    -- the outputs stay 64 wide
+    assert.matches("for (int eg = 0; eg < 2; ++eg)", src, 1, true)
+    -- f16 operands: ones of f16
+    assert.matches("fl_sts32(sone + j * 4u, 0x3C003C00u);", (source("full", 64, 2048, nil, "f16")), 1, true)
+    -- two weighted sums, each with its row sum (differential): both products 72 wide; the second's
+    -- weight is its row sum's summand times lambda, its column of ones divided by lambda
+    local diff = source("differential", 64, 4096)
+    assert.matches("ls0[0] = oa0[8][0], ls0[1] = oa0[8][2];", diff, 1, true)
+    local by = diff:match("ls1%[0%] = oa1%[8%]%[0%] / ([%d.e+-]+)f, ls1%[1%] = oa1%[8%]%[2%] / [%d.e+-]+f;")
+    assert.near(variants.load("differential").small.lambda, tonumber(by), 1e-7)
+    -- no row sum (sigmoid), 128-wide values, the one-warpgroup kernel: row sums added as before
+    for _, c in ipairs({{"sigmoid", 64, 2048}, {"full", 128, 2048}, {"full", 64, 1024}}) do
+      local other, okd = source(c[1], c[2], c[3])
+      assert.is_nil(other:find("sone", 1, true))
+      assert.is_nil(okd.design:find("row sums", 1, true))
+    end
+    assert.matches("ls0[h >> 1] +=", (source("full", 128, 2048)), 1, true)
   end)
 
   it("refuses an unknown path", function()
