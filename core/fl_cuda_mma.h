@@ -227,8 +227,12 @@
  * product alone or times a constant (bare_scores): causal, prefix_lm,
  * sinks. H100, bf16, TFLOP/s, D=64, B4 H16 N4096 / B1 N16384, whole
  * against split: causal 350 / 464 against 346 / 438 (84 B spilled).
- * ALiBi (a bias on the scores) lost: 309 / 386 against 317 / 389. */
-#define FL_WS_PIPE3_MASKED 1
+ * ALiBi (a bias on the scores) lost: 309 / 386 against 317 / 389. Since
+ * the row sums come from the products (FL_WS_ONES; whole spills 116 B),
+ * split wins, medians of three rounds, whole against split: causal
+ * 358 / 471 against 373 / 485, prefix_lm 364 / 476 against 372 / 477,
+ * sinks 338 / 456 against 352 / 473: off. */
+#define FL_WS_PIPE3_MASKED 0
 #endif
 #ifndef FL_WS_PIPE3_ANY
 /* 1: three computing warpgroups take the whole pipelined step (below
