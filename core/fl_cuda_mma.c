@@ -269,8 +269,13 @@ int64_t mma_smem_bytes(const fl_mma_group *m, int o) {
   return mma_op_rows(m, &m->op[o]) * (m->op[o].width + (m->hopper ? 0 : 8)) * 2;
 }
 
-/* The tile of ones (FL_WS_ONES): a panel of a step's rows, or none. */
-int64_t mma_ones_bytes(const fl_mma_group *m) { return m->ones ? m->step * 128 : 0; }
+/* The tile of ones (FL_WS_ONES): a panel of a step's rows where some row
+ * sum comes from the products, else none. */
+int64_t mma_ones_bytes(const fl_mma_group *m) {
+  for (int i = 0; i < m->ns; i++)
+    if (m->s_ones[i] >= 0) return m->step * 128;
+  return 0;
+}
 
 /* Does weighted sum i's product carry the column of ones? */
 static int carries_ones(const fl_mma_group *m, int i) {
@@ -596,12 +601,13 @@ static void put_extremes(printer *P) {
   }
 }
 
-/* The members that rescale: row sums then weighted sums, as one list. */
+/* The members that rescale: row sums then weighted sums, as one list. A
+ * row sum from the products (FL_WS_ONES) rescales with its weighted sum. */
 int mma_rescaled(const printer *P, int j, char *kind, int *i) {
   const fl_mma_group *m = P->m;
   int n = 0;
   for (int a = 0; a < m->ns; a++)
-    if (val(P, m->s[a])->resc != FL_RESCALE_NONE && n++ == j) return *kind = 'S', *i = a, m->s[a];
+    if (val(P, m->s[a])->resc != FL_RESCALE_NONE && m->s_ones[a] < 0 && n++ == j) return *kind = 'S', *i = a, m->s[a];
   for (int a = 0; a < m->na; a++)
     if (val(P, m->a[a])->resc != FL_RESCALE_NONE && n++ == j) return *kind = 'A', *i = a, m->a[a];
   return -1;
@@ -651,7 +657,6 @@ static void put_rescale(printer *P) {
   for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++) {
     const fl_value *x = val(P, v);
     char f[96];
-    if (kind == 'S' && P->m->s_ones[i] >= 0) continue; /* rescaled with its weighted sum */
     if (x->resc == FL_RESCALE_EXP) snprintf(f, sizeof f, "fl_exp(mb%d[r] - ma%d[r])", j, j);
     else if (x->resc == FL_RESCALE_EXP2) snprintf(f, sizeof f, "fl_exp2(mb%d[r] - ma%d[r])", j, j);
     else snprintf(f, sizeof f, "fl_pow(ma%d[r] / mb%d[r], (float)%.17g)", j, j, x->resc_pow);
@@ -882,7 +887,7 @@ static void put_kernel_head(printer *P) {
     line(P, "const unsigned sbb%d = sm0 + %lldu;", i, (long long)off);
     off += m->stages * mma_tile_input_bytes(m);
   }
-  if (m->ones) line(P, "const unsigned sone = sm0 + %lldu; /* a tile of ones */", (long long)off);
+  if (mma_ones_bytes(m)) line(P, "const unsigned sone = sm0 + %lldu; /* a tile of ones */", (long long)off);
 }
 
 /* The block's (or, persistent, the tile's) rows, grid position and the
@@ -1433,7 +1438,7 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s%s", instr,
              mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
              m->split ? ", pipelined (split)" : m->pipe ? (mma_ws_pingpong(m) ? ", pipelined, ping-pong" : ", pipelined") : "",
-             m->nb ? ", row-by-key inputs in tiles" : "", m->ones ? ", row sums in the products" : "",
+             m->nb ? ", row-by-key inputs in tiles" : "", mma_ones_bytes(m) ? ", row sums in the products" : "",
              kd->persistent ? ", persistent" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,

@@ -343,8 +343,7 @@ typedef struct fl_mma_group {
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */
-  int ones;                /* ws: a tile of ones in shared memory (see FL_WS_ONES) */
-  int s_ones[FL_MMA_MAX];  /* row sum i is weighted sum s_ones[i]'s column of ones, or -1 ... */
+  int s_ones[FL_MMA_MAX];  /* ws: row sum i is weighted sum s_ones[i]'s column of ones (FL_WS_ONES), or -1 ... */
   double s_ones_by[FL_MMA_MAX]; /* ... over this (its weight is the row sum's summand times it) */
   fl_mma_tile_input b[FL_MMA_MAX];
 } fl_mma_group;

@@ -621,12 +621,10 @@ static void choose_ones(matcher *M) {
   for (int i = 0; FL_WS_ONES && m->ws && i < m->ns; i++)
     for (int j = 0; j < m->na && m->s_ones[i] < 0; j++) {
       double c = m->op[m->a_v[j]].width == 64 ? sums_weight(M, m->s[i], m->a[j], m->a_p[j]) : 0.0;
-      if (c != 0.0) m->s_ones[i] = j, m->s_ones_by[i] = c, m->ones = 1;
+      if (c != 0.0) m->s_ones[i] = j, m->s_ones_by[i] = c;
     }
-  if (m->ones && fl_cuda_mma_smem(m) > FL_SMEM_MAX) {
-    m->ones = 0;
+  if (fl_cuda_mma_smem(m) > FL_SMEM_MAX)
     for (int i = 0; i < m->ns; i++) m->s_ones[i] = -1;
-  }
 }
 
 static int check_grid(matcher *M) {

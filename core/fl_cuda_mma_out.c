@@ -224,12 +224,15 @@ static void put_register_store(printer *P, int v, int acc) {
 void mma_put_finish(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->ns; i++) {
-    int a = m->s_ones[i], w = a >= 0 ? mma_acc_tiles(m, a) - 1 : 0; /* every column of ones holds the row's sum */
-    if (a >= 0 && m->s_ones_by[i] == 1.0) line(P, "ls%d[0] = oa%d[%d][0], ls%d[1] = oa%d[%d][2];", i, a, w, i, a, w);
-    else if (a >= 0)
-      line(P, "ls%d[0] = oa%d[%d][0] / %.9ef, ls%d[1] = oa%d[%d][2] / %.9ef;", i, a, w, m->s_ones_by[i], i, a, w,
-           m->s_ones_by[i]);
-    else line(P, "ls%d[0] = fl_quad_sum(ls%d[0]), ls%d[1] = fl_quad_sum(ls%d[1]);", i, i, i, i);
+    int a = m->s_ones[i];
+    if (a < 0) {
+      line(P, "ls%d[0] = fl_quad_sum(ls%d[0]), ls%d[1] = fl_quad_sum(ls%d[1]);", i, i, i, i);
+      continue;
+    }
+    int w = mma_acc_tiles(m, a) - 1; /* every column of ones holds the row's sum */
+    char by[32] = "";
+    if (m->s_ones_by[i] != 1.0) snprintf(by, sizeof by, " / %.9ef", m->s_ones_by[i]);
+    line(P, "ls%d[0] = oa%d[%d][0]%s, ls%d[1] = oa%d[%d][2]%s;", i, a, w, by, i, a, w, by);
   }
   put_fixup(P);
   for (int i = 0; i < m->ne; i++) {

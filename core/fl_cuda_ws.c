@@ -368,7 +368,7 @@ static void put_ws_computes(printer *P) {
  * before the block's barrier. */
 static void put_ones(printer *P) {
   const fl_mma_group *m = P->m;
-  if (!m->ones) return;
+  if (!mma_ones_bytes(m)) return;
   line(P, "#pragma unroll");
   line(P, "for (int j = tid; j < %lld; j += %d) fl_sts32(sone + j * 4u, %s);", (long long)mma_ones_bytes(m) / 4,
        FL_MMA_THREADS * (m->wgs + 1), m->dt == FL_BF16 ? "0x3F803F80u" : "0x3C003C00u");
