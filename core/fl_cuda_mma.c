@@ -241,7 +241,11 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 /* ---- shared-memory tiles ---- */
 
-int mma_block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
+int mma_row_wgs(const fl_mma_group *m) { return m->chains > 1 ? m->wgs / m->chains : m->wgs; }
+int mma_block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * mma_row_wgs(m); }
+/* The warpgroup's rows among the block's: as it is numbered, or with
+ * chains (one warpgroup's rows a block) the block's. */
+static const char *rows_wg(const fl_mma_group *m) { return m->chains > 1 ? "0" : "wg"; }
 static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
 static int64_t row_blocks(const fl_mma_group *m) { return (m->rows + mma_block_rows(m) - 1) / mma_block_rows(m); }
 
@@ -902,7 +906,8 @@ void mma_put_block(printer *P) {
     line(P, "const long long gp%d = rest %% %lldLL;", s, (long long)n);
     line(P, "rest /= %lldLL;", (long long)n);
   }
-  line(P, "const long long ra[2] = {row0 + warp * 16 + (lane >> 2), row0 + warp * 16 + (lane >> 2) + 8};");
+  const char *w = m->chains > 1 ? "(warp & 3)" : "warp";
+  line(P, "const long long ra[2] = {row0 + %s * 16 + (lane >> 2), row0 + %s * 16 + (lane >> 2) + 8};", w, w);
   line(P, "const long long rc[2] = {ra[0] < 0 ? 0 : ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < 0 ? 0 : ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
   line(P, "const float rcf[2] = {(float)rc[0], (float)rc[1]};");
@@ -938,11 +943,12 @@ void mma_put_schedule(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
   int64_t nsteps = (m->keys + m->step - 1) / m->step, spt = P->spt;
-  line(P, "const signed char *tbw[%d];", m->wgs);
-  line(P, "int low[%d], hiw[%d]; /* in steps */", m->wgs, m->wgs);
+  const int rw = mma_row_wgs(m);
+  line(P, "const signed char *tbw[%d];", rw);
+  line(P, "int low[%d], hiw[%d]; /* in steps */", rw, rw);
   if (has_runs(P)) line(P, "int ka = 0, kb = 0, ca = 0, cb = %lld; /* known full: ka <= st < kb */", (long long)nsteps);
   line(P, "#pragma unroll");
-  line(P, "for (int w = 0; w < %d; ++w) {", m->wgs);
+  line(P, "for (int w = 0; w < %d; ++w) {", rw);
   P->c.depth++;
   line(P, "const long long wr = row0 + w * %d;", FL_MMA_ROWS);
   fl_text_put(P->c.b, "%*slong long blk = 0", 2 * P->c.depth, "");
@@ -971,7 +977,7 @@ void mma_put_schedule(printer *P) {
          (long long)P->tps - 1, (long long)P->tps);
     line(P, "const int fb = tbw[w] ? (int)(bnd[4 * blk + 3] * %lldLL / %lldLL) : 0;", (long long)spt,
          (long long)P->tps);
-    line(P, "if (w == wg) ka = fa, kb = fb;");
+    line(P, "if (w == %s) ka = fa, kb = fb;", rows_wg(m));
     line(P, "ca = fa > ca ? fa : ca, cb = fb < cb ? fb : cb;");
   }
   P->c.depth--;
@@ -979,8 +985,8 @@ void mma_put_schedule(printer *P) {
   line(P, "const signed char *tb = tbw[0];");
   line(P, "int lo = low[0], hi = hiw[0], clo = %lld, chi = 0;", (long long)nsteps);
   line(P, "#pragma unroll");
-  line(P, "for (int w = 0; w < %d; ++w) {", m->wgs);
-  line(P, "  if (w == wg) tb = tbw[w], lo = low[w], hi = hiw[w];");
+  line(P, "for (int w = 0; w < %d; ++w) {", rw);
+  line(P, "  if (w == %s) tb = tbw[w], lo = low[w], hi = hiw[w];", rows_wg(m));
   line(P, "  if (low[w] < hiw[w]) clo = low[w] < clo ? low[w] : clo, chi = hiw[w] > chi ? hiw[w] : chi;");
   line(P, "}");
   if (FL_DBG_STEPS >= 0) line(P, "chi = clo + %d < chi ? clo + %d : chi; /* FL_DBG_STEPS */", FL_DBG_STEPS, FL_DBG_STEPS);
@@ -994,7 +1000,7 @@ void mma_put_next(printer *P, const char *dst, const char *from) {
     line(P, "else");
   }
   line(P, "#pragma unroll");
-  line(P, "for (int w = 0; w < %d; ++w) {", P->m->wgs);
+  line(P, "for (int w = 0; w < %d; ++w) {", mma_row_wgs(P->m));
   line(P, "  const int x = fl_next_step(tbw[w], %s > low[w] ? %s : low[w], hiw[w], %lld, %lld, %lld, %d);",
        from, from, (long long)P->spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
   line(P, "  if (x < hiw[w] && x < %s) %s = x;", dst, dst);
@@ -1365,7 +1371,7 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
  * loader's larger budget), storing no row statistics (lse's spilled). */
 static int can_persist(const printer *P) {
   const fl_mma_group *m = P->m;
-  if (!m->ws) return 0;
+  if (!m->ws || m->chains > 1) return 0;
   if ((!FL_WS_DYNAMIC || m->wgs == 3) && (m->k->tiles.nmask || m->k->tiles.data)) return 0;
   for (int i = 0; i < m->nx; i++)
     if (mma_needed(P, m->x[i])) return 0;
@@ -1392,7 +1398,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   if (!P.persistent) {
     mma_put_block(&P);
     mma_put_schedule(&P);
-    mma_put_state(&P);
+    if (m->chains < 2) mma_put_state(&P); /* with chains, each warpgroup its own */
   }
   if (m->ws) mma_put_ws(&P);
   else put_plain(&P);
@@ -1435,8 +1441,9 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
   const char *instr = m->hopper ? "wgmma" : "mma.sync";
   if (m->ws)
     snprintf(kd->design, sizeof kd->design,
-             "%s; TMA loader (%d registers) + %d computing warpgroups (%d), %lld keys a step, %d stages%s%s%s%s", instr,
-             mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent), (long long)m->step, m->stages,
+             "%s; TMA loader (%d registers) + %d computing warpgroups (%d)%s, %lld keys a step, %d stages%s%s%s%s", instr,
+             mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent),
+             m->chains > 1 ? " a chain each" : "", (long long)m->step, m->stages,
              m->split ? ", pipelined (split)" : m->pipe ? (mma_ws_pingpong(m) ? ", pipelined, ping-pong" : ", pipelined") : "",
              m->nb ? ", row-by-key inputs in tiles" : "", mma_ones_bytes(m) ? ", row sums in the products" : "",
              kd->persistent ? ", persistent" : "");

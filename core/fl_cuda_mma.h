@@ -292,6 +292,16 @@
  * ALiBi 406 / 391, softcap 204 / 207, differential 396 / 393. */
 #define FL_WS_ONES 1
 #endif
+#ifndef FL_WS_CHAINS
+/* 1: a warp-specialized group of two independent chains (scores, their
+ * extremes, sums and weighted sums: differential attention's two
+ * softmaxes) whose whole step is too large for a warpgroup to pipeline
+ * runs each chain on a computing warpgroup of its own, the block one
+ * warpgroup's 64 rows: each warpgroup then holds one chain's state, as
+ * full attention does, and pipelines its steps. The second hands its
+ * state over through shared memory for the outputs. */
+#define FL_WS_CHAINS 1
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -343,6 +353,8 @@ typedef struct fl_mma_group {
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */
+  int chains;              /* ws: 2 when computing warpgroup c runs chain c (see FL_WS_CHAINS), else 1 */
+  int nc0[4];              /* chain 0's members, the first of each kind: scores, extremes, sums, weighted sums */
   int s_ones[FL_MMA_MAX];  /* ws: row sum i is weighted sum s_ones[i]'s column of ones (FL_WS_ONES), or -1 ... */
   double s_ones_by[FL_MMA_MAX]; /* ... over this (its weight is the row sum's summand times it) */
   fl_mma_tile_input b[FL_MMA_MAX];
@@ -365,6 +377,13 @@ const char *fl_cuda_mma_prelude(void);
 const char *fl_cuda_mma_pair_prelude(void);
 /* fl_quad_transpose and fl_st8, for FL_QUAD_STORES ("" without). */
 const char *fl_cuda_mma_quad_prelude(void);
+
+/* The members computing warpgroup c holds: chain c's (FL_WS_CHAINS), or
+ * all of them; the rest of m as it is. */
+void fl_cuda_mma_chain(const fl_mma_group *m, int c, fl_mma_group *sub);
+/* Chains: the operand whose tiles take the second chain's state after its
+ * steps (its own keys: no other warpgroup reads them). */
+int fl_cuda_mma_handover_op(const fl_mma_group *m);
 
 /* Which of m's tile inputs is value src (an index in m->b), or -1. */
 int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);

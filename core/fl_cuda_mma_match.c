@@ -500,6 +500,90 @@ static int bare_scores(const matcher *M) {
   return 1;
 }
 
+/* ---- chains (FL_WS_CHAINS) ---- */
+
+/* The scores (a bit each) that expression x reads, through extremes. */
+static unsigned scores_read(const matcher *M, int x) {
+  const fl_expr *ex = &M->g->exprs[x];
+  unsigned r = 0;
+  if (ex->op == FL_X_LOAD) {
+    const fl_mma_group *m = M->m;
+    for (int i = 0; i < m->ntv; i++)
+      if (m->tv[i] == ex->src) return 1u << i;
+    for (int i = 0; i < m->nx; i++)
+      if (m->x[i] == ex->src) return scores_read(M, M->g->vals[ex->src].body);
+  }
+  for (int i = 0; i < ex->nargs; i++) r |= scores_read(M, ex->args[i]);
+  return r;
+}
+
+static unsigned member_scores(const matcher *M, int v, int body) {
+  const fl_value *x = &M->g->vals[v];
+  return scores_read(M, body) | (x->resc != FL_RESCALE_NONE ? scores_read(M, x->resc_arg) : 0u);
+}
+
+/* Of a kind's n members, how many read score 0 only, all of them first,
+ * the rest score 1 only; else -1. */
+static int chain_prefix(const matcher *M, const int *v, const int *body, int n) {
+  int first = 0;
+  for (int i = 0; i < n; i++) {
+    unsigned r = member_scores(M, v[i], body ? body[i] : M->g->vals[v[i]].body);
+    if (r != 1u && r != 2u) return -1;
+    if (r == 1u && first < i) return -1;
+    first += r == 1u;
+  }
+  return first;
+}
+
+void fl_cuda_mma_chain(const fl_mma_group *m, int c, fl_mma_group *sub) {
+  *sub = *m;
+  if (m->chains < 2) return;
+  const int *n0 = m->nc0;
+  int t = c ? n0[0] : 0, x = c ? n0[1] : 0, s = c ? n0[2] : 0, a = c ? n0[3] : 0;
+  sub->ntv = c ? m->ntv - t : n0[0], sub->nx = c ? m->nx - x : n0[1];
+  sub->ns = c ? m->ns - s : n0[2], sub->na = c ? m->na - a : n0[3];
+  for (int i = 0; i < sub->ntv; i++) {
+    sub->tv[i] = m->tv[t + i], sub->tv_reduce[i] = m->tv_reduce[t + i];
+    sub->tv_q[i] = m->tv_q[t + i], sub->tv_k[i] = m->tv_k[t + i];
+  }
+  for (int i = 0; i < sub->nx; i++) sub->x[i] = m->x[x + i];
+  for (int i = 0; i < sub->ns; i++) {
+    sub->s[i] = m->s[s + i];
+    sub->s_ones[i] = m->s_ones[s + i] < 0 ? -1 : m->s_ones[s + i] - a;
+    sub->s_ones_by[i] = m->s_ones_by[s + i];
+  }
+  for (int i = 0; i < sub->na; i++) sub->a[i] = m->a[a + i], sub->a_p[i] = m->a_p[a + i], sub->a_v[i] = m->a_v[a + i];
+  sub->ne = 0;
+}
+
+int fl_cuda_mma_handover_op(const fl_mma_group *m) {
+  int k = m->tv_k[m->ntv - 1];
+  for (int i = 0; i < m->nc0[0]; i++)
+    if (m->tv_k[i] == k) return -1;
+  return k;
+}
+
+/* The floats a thread of the second chain hands over, at most (its
+ * weighted sums with a column of ones each). */
+static int64_t handover_bytes(const fl_mma_group *m) {
+  fl_mma_group c;
+  fl_cuda_mma_chain(m, 1, &c);
+  int64_t n = 2 * (c.nx + c.ns);
+  for (int i = 0; i < c.na; i++) n += 4 * (c.op[c.a_v[i]].width / 8 + 1);
+  return n * 4 * FL_MMA_THREADS;
+}
+
+/* The register estimate of a warpgroup's step: the larger chain's, or
+ * the whole group's. */
+static int64_t warpgroup_estimate(const fl_mma_group *m, int64_t step) {
+  if (m->chains < 2) return regs_estimate(m, step, 0);
+  fl_mma_group c0, c1;
+  fl_cuda_mma_chain(m, 0, &c0);
+  fl_cuda_mma_chain(m, 1, &c1);
+  int64_t e0 = regs_estimate(&c0, step, 0), e1 = regs_estimate(&c1, step, 0);
+  return e0 > e1 ? e0 : e1;
+}
+
 /* Warp-specialized, where TMA can load every tile: 128 keys a step; three
  * computing warpgroups (160 registers a thread) where the estimate
  * leaves room, else two (240); the pipelined step where the previous
@@ -523,10 +607,10 @@ static int choose_ws(matcher *M) {
   if (FL_WS_FEW_KEYS && few_keys(M->k, widest < 128 ? 2048.0 : 512.0)) return 0;
   find_tile_inputs(M);
   int other = other_inputs(M);
-  int64_t own = regs_estimate(m, m->step, 0), est = own + 16 * other;
-  int64_t piped = est + m->na * m->step / 4; /* and the previous step's packed weights */
-  int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
-  int wide = own > FL_WGMMA_EST_MAX; /* past the one-warpgroup kernel's reach */
+  int64_t own = warpgroup_estimate(m, m->step), est = own + 16 * other;
+  int64_t piped = est + m->na / m->chains * m->step / 4; /* and the previous step's packed weights */
+  int wgs = m->chains > 1 ? m->chains : est <= FL_WS_WGS3_EST ? 3 : 2;
+  int wide = own > FL_WGMMA_EST_MAX || m->chains > 1; /* past the one-warpgroup kernel's reach */
   if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2 && !wide) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
   m->wgs = wgs;
@@ -543,6 +627,29 @@ static int choose_ws(matcher *M) {
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
   if (m->step > 64 && any_loads_by_key(M)) return no_ws(m); /* their addresses and values a key spill at 128 */
   return 1;
+}
+
+/* Two chains, each on a computing warpgroup of its own (FL_WS_CHAINS),
+ * where the whole group's 128-key step would not pipeline on one. */
+static int choose_chains(matcher *M) {
+  fl_mma_group *m = M->m;
+  int64_t pt = fl_tiles_loop_width(&M->k->tiles);
+  if (!FL_WS_CHAINS || m->ntv != 2 || FL_WS_STEP < 128 || (pt < m->keys && pt % 128 && 128 % pt)) return 0;
+  if (regs_estimate(m, 128, 0) + m->na * 128 / 4 <= FL_WS_PIPE2_EST) return 0;
+  int nc[4] = {1, chain_prefix(M, m->x, NULL, m->nx),
+               chain_prefix(M, m->s, NULL, m->ns), chain_prefix(M, m->a, m->a_p, m->na)};
+  for (int i = 0; i < 4; i++)
+    if (nc[i] < 0) return 0;
+  memcpy(m->nc0, nc, sizeof nc);
+  m->chains = 2;
+  m->step = 128;
+  int op = fl_cuda_mma_handover_op(m);
+  if (op >= 0 && choose_ws(M) && m->pipe && handover_bytes(m) <= m->step * m->op[op].width * 2 * m->stages &&
+      fl_cuda_mma_smem(m) <= FL_SMEM_MAX)
+    return 1;
+  no_ws(m);
+  m->chains = 1, m->step = 0;
+  return 0;
 }
 
 /* Blocks a multiprocessor for a one-warpgroup wgmma kernel of register
@@ -565,6 +672,7 @@ static int choose_hopper_sizes(matcher *M) {
   for (int o = 0; o < m->nops; o++)
     if (m->op[o].width % 64 || m->op[o].width > 256) return fail(M, "a head dim is not a multiple of 64");
   static const int64_t steps[] = {128, 64, 32};
+  if (choose_chains(M)) return 1;
   for (unsigned i = 0; i < sizeof steps / sizeof *steps; i++) {
     if (steps[i] < FL_WGMMA_MIN_STEP) continue;
     int within = pt >= m->keys || pt % steps[i] == 0;
@@ -646,6 +754,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
   m->k = k;
   m->hopper = hopper;
   m->wgs = hopper ? FL_WGMMA_GROUPS : 1;
+  m->chains = 1;
   m->blocks = 2;
   m->dt = FL_DTYPE_COUNT;
   m->row_slot = -1;

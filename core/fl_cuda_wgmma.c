@@ -113,7 +113,8 @@ void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, const char
        (long long)(step / 8), acc, acc, acc, acc);
   line(c, "{");
   c->depth++;
-  if (!q_regs) line(c, "const unsigned long long dq = fl_wg_desc(%s + wg * %du, 16u);", q, 64 * 128);
+  if (!q_regs && q_rows > 64) line(c, "const unsigned long long dq = fl_wg_desc(%s + wg * %du, 16u);", q, 64 * 128);
+  else if (!q_regs) line(c, "const unsigned long long dq = fl_wg_desc(%s, 16u); /* a warpgroup's rows a block */", q);
   line(c, "const unsigned long long dk = fl_wg_desc(%s, 16u);", k);
   line(c, "fl_wg_arrive();");
   line(c, "#pragma unroll");

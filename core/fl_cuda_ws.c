@@ -219,12 +219,16 @@ static void put_stamp(printer *P, const char *t) {
   if (FL_DBG_STAMPS) line(P, "asm volatile(\"mov.u64 %%0, %%%%globaltimer;\" : \"=l\"(%s));", t);
 }
 
+static void put_stamps_decl(printer *P) {
+  if (!FL_DBG_STAMPS) return;
+  line(P, "static __device__ unsigned long long fl_st[65536][6];");
+  line(P, "static __device__ unsigned fl_stn;");
+}
+
 static void put_stamps_print(printer *P) {
   if (!FL_DBG_STAMPS) return;
   int w = P->m->wgs;
   put_stamp(P, "fl_t3");
-  line(P, "static __device__ unsigned long long fl_st[65536][6];");
-  line(P, "static __device__ unsigned fl_stn;");
   mma_open_if(P, "(tid & 127) == 0");
   line(P, "unsigned smid; asm volatile(\"mov.u32 %%0, %%%%smid;\" : \"=r\"(smid));");
   if (P->persistent)
@@ -348,20 +352,85 @@ static void put_ws_step_pipe(printer *P) {
   mma_close_if(P);
 }
 
-/* The computing warpgroups' tile: Q, the steps, the outputs. */
-static void put_ws_computes(printer *P) {
-  const fl_mma_group *m = P->m;
+/* The computing warpgroups' steps over the tile, once Q is in. */
+static void put_ws_steps(printer *P) {
   if (!FL_DBG_NOQ) line(P, "fl_bar_wait(bq, %s);", P->persistent ? "it & 1u" : "0");
   if (FL_DBG_STAMPS) line(P, "unsigned long long fl_tq, fl_t1 = 0, fl_t2, fl_t3;");
   put_stamp(P, "fl_tq");
   if (P->persistent && FL_WS_DYNAMIC) put_take_next(P);
   mma_put_q_fragments(P);
   mma_put_next(P, "st", "clo");
-  if (m->pipe) put_ws_step_pipe(P);
+  if (P->m->pipe) put_ws_step_pipe(P);
   else put_ws_step(P);
   if (P->persistent) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
+}
+
+/* The computing warpgroups' tile: Q, the steps, the outputs. */
+static void put_ws_computes(printer *P) {
+  put_ws_steps(P);
+  mma_put_finish(P);
+  put_stamps_decl(P);
+  put_stamps_print(P);
+}
+
+/* Chains: the second chain's state (c: its members, names from its
+ * first of each kind `at`) written to (`out`) or read from the handover,
+ * a float a thread at 512-byte strides, in one order. Plain stores: an
+ * accumulator passed to an asm store (fl_sts32) made ptxas serialize
+ * every wgmma of the kernel (C7514; differential D=128 453 TFLOP/s
+ * against 462 for the kernel without chains). */
+static void put_handover(printer *P, const fl_mma_group *c, const int *at, int out) {
+  int n = 0;
+  char name[16];
+  for (int k = 0; k < 3; k++) {
+    int count = k == 0 ? c->nx : k == 1 ? c->ns : c->na;
+    for (int i = 0; i < count; i++) {
+      int floats = k < 2 ? 2 : 4 * mma_acc_tiles(c, i);
+      const char *first = k < 2 ? "[0]" : "[0][0]";
+      snprintf(name, sizeof name, "%s%d", k == 0 ? "mx" : k == 1 ? "ls" : "oa", at[k] + i);
+      if (!out && k < 2) line(P, "float %s[2];", name);
+      if (!out && k == 2) line(P, "float %s[%d][4];", name, floats / 4);
+      line(P, "#pragma unroll");
+      if (out) line(P, "for (int j = 0; j < %d; ++j) hp[(%d + j) * 128] = (&%s%s)[j];", floats, n, name, first);
+      else line(P, "for (int j = 0; j < %d; ++j) (&%s%s)[j] = hp[(%d + j) * 128];", floats, name, first, n);
+      n += floats;
+    }
+  }
+}
+
+/* Chains (FL_WS_CHAINS): warpgroup c runs chain c's steps on its own
+ * state; the second then leaves its state in its own keys' tiles (its
+ * last step has waited for every load; no one else reads them) and the
+ * first, once it is there, stores the outputs from both. */
+static void put_ws_chains(printer *P) {
+  const fl_mma_group *m = P->m;
+  fl_mma_group c[2];
+  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
+  const int named = 1 + m->wgs; /* after the ping-pong's barriers */
+  line(P, "float *const hp = (float *)(fl_sm + (sb%d - fl_smem(fl_sm))) + (tid & 127); /* the handover */",
+       fl_cuda_mma_handover_op(m));
+  put_stamps_decl(P);
+  mma_open_if(P, "wg == 0");
+  P->m = &c[0];
+  mma_put_state(P);
+  put_ws_steps(P);
+  line(P, "fl_named_sync(%d, %d); /* the second chain's state is in */", named, 2 * FL_MMA_THREADS);
+  const int at[3] = {m->nc0[1], m->nc0[2], m->nc0[3]}, zero[3] = {0, 0, 0};
+  put_handover(P, &c[1], at, 0);
+  P->m = m;
   mma_put_finish(P);
   put_stamps_print(P);
+  P->c.depth--;
+  line(P, "} else {");
+  P->c.depth++;
+  P->m = &c[1];
+  mma_put_state(P);
+  put_ws_steps(P);
+  put_handover(P, &c[1], zero, 1);
+  line(P, "fl_named_arrive(%d, %d);", named, 2 * FL_MMA_THREADS);
+  P->m = m;
+  put_stamps_print(P);
+  mma_close_if(P);
 }
 
 /* The tile of ones (1.0 in the operands' dtype), written by every thread
@@ -407,7 +476,8 @@ void mma_put_ws(printer *P) {
     open_tiles(P);
     mma_put_state(P);
   }
-  put_ws_computes(P);
+  if (m->chains > 1) put_ws_chains(P);
+  else put_ws_computes(P);
   if (P->persistent) mma_close_if(P);
   mma_close_if(P);
 }

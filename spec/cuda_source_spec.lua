@@ -46,6 +46,8 @@ describe("CUDA source of every variant", function()
           for _, arch in ipairs(P.archs) do
             local r = fl.jit.compile(src, {arch = arch, name = V.name .. ".cu"})
             assert.equal(#kernels, #r.kernels, V.name .. " " .. arch)
+            -- no wgmma serialized by ptxas (C7514: a non-wgmma instruction reading an accumulator in flight)
+            assert.is_nil(r.log:find("C7514", 1, true), ("%s %s D=%d: %s"):format(V.name, arch, D, r.log))
             for _, k in ipairs(r.kernels) do
               assert.is_true(k.registers > 0)
               -- sm_80 must compile (it may spill a little)
@@ -245,15 +247,27 @@ describe("CUDA source of every variant", function()
     assert.matches("* 192 - 64LL;", small, 1, true)
     -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block, four a multiprocessor
     assert.matches('__launch_bounds__(128, 4) fl_group1_mma(', source("full", 64, 1024), 1, true)
-    -- differential attention's two accumulators at head dim 128: 64 keys a step, two computing warpgroups
+    -- differential attention's two softmaxes: a computing warpgroup each, over one warpgroup's 64 rows a
+    -- block, each pipelined as full attention is (never persistent: the handover takes the keys' tiles)
     local diff, kdd = source("differential", 128, nil, true)
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 64 keys a step, 2 stages, persistent",
-      kdd.design)
-    assert.matches("const long long key0 = st * 64LL;", diff, 1, true)
-    -- and at head dim 64, past the one-warpgroup kernel's estimate: two computing warpgroups, 128 keys
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240) a chain each, 128 keys a step, "
+      .. "2 stages, pipelined, ping-pong", kdd.design)
+    assert.matches("const long long key0 = st * 128LL;", diff, 1, true)
+    assert.matches("* 64 - 0LL;", diff, 1, true)
+    -- the second hands its state over in its own keys' tiles: a float a thread at 512-byte strides,
+    -- plain stores (an asm store of an accumulator serialized every wgmma); the first reads it after
+    -- their named barrier and stores the outputs of both
+    assert.matches("float *const hp = (float *)(fl_sm + (sb3 - fl_smem(fl_sm))) + (tid & 127); /* the handover */",
+      diff, 1, true)
+    assert.matches("fl_wg_desc(so2, 16u)", diff, 1, true)
+    assert.matches("for %(int j = 0; j < 64; %+%+j%) hp%[%(4 %+ j%) %* 128%] = %(&oa0%[0%]%[0%]%)%[j%];\n%s*"
+      .. "fl_named_arrive%(3, 256%);", diff)
+    assert.matches("fl_named_sync(3, 256); /* the second chain's state is in */", diff, 1, true)
+    assert.matches("float oa1%[16%]%[4%];\n%s*#pragma unroll\n%s*for %(int j = 0; j < 64; %+%+j%) %(&oa1%[0%]%[0%]%)%[j%] = "
+      .. "hp%[%(4 %+ j%) %* 128%];", diff)
     local _, kdd64 = source("differential", 64, 4096)
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
-      .. "row sums in the products", kdd64.design)
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240) a chain each, 128 keys a step, "
+      .. "2 stages, pipelined, ping-pong, row sums in the products", kdd64.design)
     -- but a head dim of 64 that would need two warpgroups (forgetting's gates at each row and key)
     -- stays on one warpgroup a block, cp.async
     local forget64, kd64 = source("forgetting", 64, 4096)
