@@ -15,7 +15,9 @@
 #define FL_DBG_STEPS -1 /* timing only: at most this many steps a block, no fixup (wrong results) */
 #endif
 #ifndef FL_DBG_STAMPS
-#define FL_DBG_STAMPS 0 /* timing only: global timer stamps a warpgroup, printed (see fl_cuda_ws.c) */
+/* timing only: global timer stamps a warpgroup, printed (see fl_cuda_ws.c). The printf is a call, and
+ * ptxas serializes every wgmma of a kernel with one (C7510): the stamps time a slower kernel. */
+#define FL_DBG_STAMPS 0
 #endif
 #ifndef FL_DBG_NOQ
 #define FL_DBG_NOQ 0 /* timing only: no Q load (wrong results) */
