@@ -45,7 +45,7 @@ typedef struct fl_cuda_kernel {
   int schedule;              /* takes the tile classes and loop bounds after its values */
   fl_cuda_path path;         /* the kind of kernel: scalar, mma.sync or wgmma */
   char why[96];              /* a group's kernel: why not a faster kind */
-  char design[192];          /* a tensor-core kernel: its warpgroups, keys a step, loads */
+  char design[256];          /* a tensor-core kernel: its warpgroups, keys a step, loads */
   int fix;                   /* 1: sets an int a grid position for rows to recompute,
                                 and the int after them when it sets any;
                                 2: takes them (NULL: every position) */

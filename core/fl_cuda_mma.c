@@ -243,9 +243,12 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 int mma_row_wgs(const fl_mma_group *m) { return m->chains > 1 ? m->wgs / m->chains : m->wgs; }
 int mma_block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * mma_row_wgs(m); }
-/* The warpgroup's rows among the block's: as it is numbered, or with
- * chains (one warpgroup's rows a block) the block's. */
-static const char *rows_wg(const fl_mma_group *m) { return m->chains > 1 ? "0" : "wg"; }
+/* The schedule's warpgroups of rows: the block's, or its cluster's. */
+static int sched_wgs(const fl_mma_group *m) { return mma_row_wgs(m) * m->cluster; }
+/* The warpgroup's rows among the schedule's: as it is numbered, or with
+ * chains (one warpgroup's rows a block) the block's, or its place in the
+ * cluster. */
+static const char *rows_wg(const fl_mma_group *m) { return m->cluster > 1 ? "(int)cr" : m->chains > 1 ? "0" : "wg"; }
 static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
 static int64_t row_blocks(const fl_mma_group *m) { return (m->rows + mma_block_rows(m) - 1) / mma_block_rows(m); }
 
@@ -849,12 +852,18 @@ static void put_block_order(printer *P) {
     snprintf(ny, sizeof ny, "%lluu", (unsigned long long)grid_rest(P->g, P->m));
     lin = "tile";
   }
+  char cl[64] = "";
+  if (P->m->cluster > 1) { /* the cluster's blocks, in order, one head's rows; blocks numbered by cluster */
+    snprintf(nb, sizeof nb, "gridDim.x / 2u");
+    lin = "(blockIdx.x + gridDim.x * blockIdx.y) >> 1";
+    snprintf(cl, sizeof cl, " + cr * %dLL", mma_block_rows(P->m));
+  }
   line(P, "const unsigned nb = %s, ny = %s, lin = %s, first = lin / (%uu * nb) * %uu;", nb, ny, lin, (unsigned)g,
        (unsigned)g);
   line(P, "const unsigned g = ny - first < %uu ? ny - first : %uu, in = lin - first * nb;", (unsigned)g,
        (unsigned)g);
-  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d - %lldLL;", mma_block_rows(P->m),
-       (long long)row_pad(P->m));
+  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d%s - %lldLL;", mma_block_rows(P->m) * P->m->cluster,
+       cl, (long long)row_pad(P->m));
   line(P, "long long rest = first + in %% g;");
 }
 
@@ -880,6 +889,7 @@ static void put_kernel_head(printer *P) {
   line(P, "extern __shared__ __align__(16) unsigned char fl_sm[];");
   line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
   line(P, "const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0); /* warp-uniform, as the compiler sees it */");
+  if (m->cluster > 1) line(P, "const unsigned cr = blockIdx.x & 1u; /* the block's place in its cluster */");
   int64_t off = 0;
   line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
   for (int o = 0; o < m->nops; o++) {
@@ -943,14 +953,14 @@ void mma_put_schedule(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
   int64_t nsteps = (m->keys + m->step - 1) / m->step, spt = P->spt;
-  const int rw = mma_row_wgs(m);
+  const int rw = sched_wgs(m);
   line(P, "const signed char *tbw[%d];", rw);
   line(P, "int low[%d], hiw[%d]; /* in steps */", rw, rw);
   if (has_runs(P)) line(P, "int ka = 0, kb = 0, ca = 0, cb = %lld; /* known full: ka <= st < kb */", (long long)nsteps);
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", rw);
   P->c.depth++;
-  line(P, "const long long wr = row0 + w * %d;", FL_MMA_ROWS);
+  line(P, "const long long wr = row0%s + w * %d;", m->cluster > 1 ? " - cr * 64LL" : "", FL_MMA_ROWS);
   fl_text_put(P->c.b, "%*slong long blk = 0", 2 * P->c.depth, "");
   for (int s = 0; s < t->gr.ngrid; s++) {
     if (!t->uses[s]) continue;
@@ -1000,7 +1010,7 @@ void mma_put_next(printer *P, const char *dst, const char *from) {
     line(P, "else");
   }
   line(P, "#pragma unroll");
-  line(P, "for (int w = 0; w < %d; ++w) {", mma_row_wgs(P->m));
+  line(P, "for (int w = 0; w < %d; ++w) {", sched_wgs(P->m));
   line(P, "  const int x = fl_next_step(tbw[w], %s > low[w] ? %s : low[w], hiw[w], %lld, %lld, %lld, %d);",
        from, from, (long long)P->spt, (long long)P->tps, (long long)fl_tiles_loop_tiles(P->t), 1 + P->t->nmask);
   line(P, "  if (x < hiw[w] && x < %s) %s = x;", dst, dst);
@@ -1347,8 +1357,8 @@ static void put_step_hopper(printer *P) {
 }
 
 static void put_signature(printer *P, const fl_cuda_kernel *kd) {
-  fl_text_put(P->c.b, "extern \"C\" __global__ void __launch_bounds__(%d, %d) %s(", block_threads(P->m),
-              P->m->blocks, kd->name);
+  fl_text_put(P->c.b, "extern \"C\" __global__ void __launch_bounds__(%d, %d) %s%s(", block_threads(P->m),
+              P->m->blocks, P->m->cluster > 1 ? "__cluster_dims__(2, 1, 1) " : "", kd->name);
   for (int i = 0; i < kd->nparams; i++) {
     int v = kd->param[i];
     fl_text_put(P->c.b, "%s%s *__restrict__ v%d, ", kd->writes[i] ? "" : "const ",
@@ -1446,7 +1456,7 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
              m->chains > 1 ? " a chain each" : "", (long long)m->step, m->stages,
              m->split ? ", pipelined (split)" : m->pipe ? (mma_ws_pingpong(m) ? ", pipelined, ping-pong" : ", pipelined") : "",
              m->nb ? ", row-by-key inputs in tiles" : "", mma_ones_bytes(m) ? ", row sums in the products" : "",
-             kd->persistent ? ", persistent" : "");
+             m->cluster > 1 ? ", clusters of two (multicast)" : kd->persistent ? ", persistent" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,
              m->wgs == 1 ? "" : "s", (long long)m->step, m->pipe ? ", pipelined" : "");

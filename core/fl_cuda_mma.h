@@ -305,6 +305,21 @@
  * D64 396 / 366, B1 N16384 D64 429 / 393. */
 #define FL_WS_CHAINS 1
 #endif
+#ifndef FL_WS_CLUSTER
+/* 1: chains (FL_WS_CHAINS) run in clusters of two blocks (128 rows) whose
+ * loaders each copy every other panel of a step's keys and values into
+ * both (TMA multicast): half the bytes from L2 a FLOP. A stage is
+ * refilled once both blocks' warps have released it (a warp arrives on
+ * its block's barrier and, through mapa, on the other's); a cluster
+ * barrier after the barriers' init and before exit. Correct on the H100
+ * (sanitize.lua equal to the CPU executor, racecheck and synccheck
+ * clean at N4096, D 128 and 64) but slower: differential bf16 TFLOP/s,
+ * B4 H16 N4096 D128 377 against 554, B1 N16384 404 against 583, D64 215
+ * against 398 (with every thread arriving on both barriers, 375 / 400):
+ * off. Not yet known why (two stages leave the blocks little slack;
+ * clusters of two 225 KB blocks may leave multiprocessors idle). */
+#define FL_WS_CLUSTER 0
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -357,6 +372,7 @@ typedef struct fl_mma_group {
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */
   int chains;              /* ws: 2 when computing warpgroup c runs chain c (see FL_WS_CHAINS), else 1 */
+  int cluster;             /* ws: blocks a cluster, sharing their key and value tiles (FL_WS_CLUSTER), or 1 */
   int nc0[4];              /* chain 0's members, the first of each kind: scores, extremes, sums, weighted sums */
   int s_ones[FL_MMA_MAX];  /* ws: row sum i is weighted sum s_ones[i]'s column of ones (FL_WS_ONES), or -1 ... */
   double s_ones_by[FL_MMA_MAX]; /* ... over this (its weight is the row sum's summand times it) */

@@ -645,8 +645,10 @@ static int choose_chains(matcher *M) {
   m->step = 128;
   int op = fl_cuda_mma_handover_op(m);
   if (op >= 0 && choose_ws(M) && m->pipe && handover_bytes(m) <= m->step * m->op[op].width * 2 * m->stages &&
-      fl_cuda_mma_smem(m) <= FL_SMEM_MAX)
+      fl_cuda_mma_smem(m) <= FL_SMEM_MAX) {
+    m->cluster = FL_WS_CLUSTER && (m->rows + FL_MMA_ROWS - 1) / FL_MMA_ROWS % 2 == 0 ? 2 : 1;
     return 1;
+  }
   no_ws(m);
   m->chains = 1, m->step = 0;
   return 0;
@@ -755,6 +757,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
   m->hopper = hopper;
   m->wgs = hopper ? FL_WGMMA_GROUPS : 1;
   m->chains = 1;
+  m->cluster = 1;
   m->blocks = 2;
   m->dt = FL_DTYPE_COUNT;
   m->row_slot = -1;

@@ -92,20 +92,36 @@ void mma_put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *kd)
 }
 
 /* The copies of every operand of `role`: rows from `r0` into tile
- * `base`<o> (+ `stage` tiles), completing on barrier `bar`. */
+ * `base`<o> (+ `stage` tiles), completing on barrier `bar`. A stage's
+ * tiles in a cluster: each block copies every other panel into both. */
 static void put_tma(printer *P, fl_mma_role role, const char *base, const char *stage, const char *r0,
                     const char *bar) {
   const fl_mma_group *m = P->m;
+  int panel = 0;
   for (int o = 0; o < m->nops; o++) {
     const fl_mma_operand *op = &m->op[o];
     if (op->role != role) continue;
     char tile[64];
     if (stage) snprintf(tile, sizeof tile, "%s%d + %s * %lldu", base, o, stage, (long long)mma_smem_bytes(m, o));
     else snprintf(tile, sizeof tile, "%s%d", base, o);
-    for (int p = 0; p < op->width / 64; p++)
-      line(P, "fl_tma3(%s + %lldu, &tm%d, %d, (int)(%s), pl%d, %s);", tile, (long long)(p * mma_op_rows(m, op) * 128), o,
-           p * 64, r0, o, bar);
+    for (int p = 0; p < op->width / 64; p++, panel++) {
+      if (stage && m->cluster > 1)
+        line(P, "if (cr == %du) fl_tma3_mc(%s + %lldu, &tm%d, %d, (int)(%s), pl%d, %s, 3);", panel % 2, tile,
+             (long long)(p * mma_op_rows(m, op) * 128), o, p * 64, r0, o, bar);
+      else
+        line(P, "fl_tma3(%s + %lldu, &tm%d, %d, (int)(%s), pl%d, %s);", tile, (long long)(p * mma_op_rows(m, op) * 128),
+             o, p * 64, r0, o, bar);
+    }
   }
+}
+
+/* A computing thread done with a stage's tile (empty barrier `bar`),
+ * under `cond`; in a cluster the other block's loader waits for it too. */
+static void put_release(printer *P, const char *cond, const char *bar) {
+  if (P->m->cluster > 1) /* a warp at a time: the other block's barrier is remote */
+    line(P, "%s{ __syncwarp(); if (lane == 0) fl_bar_arrive(%s), fl_bar_arrive_peer(%s, cr ^ 1u); }", cond, bar, bar);
+  else
+    line(P, "%sfl_bar_arrive(%s);", cond, bar);
 }
 
 /* Q's tile; persistent, once the previous tile's is done with. */
@@ -280,18 +296,20 @@ static void put_ws_step(printer *P) {
   line(P, "fl_bar_wait(bkf + s * 8u, ph);");
   mma_open_if(P, "mine");
   mma_put_scores(P);
-  line(P, "fl_bar_arrive(bke + s * 8u);");
+  put_release(P, "", "bke + s * 8u");
   if (P->m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
   mma_put_bodies(P);
   P->c.depth--;
   line(P, "} else {");
-  line(P, "  fl_bar_arrive(bke + s * 8u);");
+  P->c.depth++;
+  put_release(P, "", "bke + s * 8u");
+  P->c.depth--;
   line(P, "}");
   line(P, "fl_bar_wait(bvf + s * 8u, ph);");
   mma_open_if(P, "mine");
   mma_put_products(P);
   mma_close_if(P);
-  line(P, "fl_bar_arrive(bve + s * 8u);");
+  put_release(P, "", "bve + s * 8u");
   line(P, "st = nx;");
   P->c.depth--;
   line(P, "}");
@@ -324,11 +342,11 @@ static void put_ws_step_pipe(printer *P) {
   snprintf(turn, sizeof turn, "fl_named_arrive(next_turn, %d);", 2 * FL_MMA_THREADS);
   if (pingpong) line(P, "fl_named_sync(1 + wg, %d); /* this warpgroup's turn to issue */", 2 * FL_MMA_THREADS);
   mma_put_pipe_issue(P, pingpong ? turn : NULL);
-  line(P, "fl_bar_arrive(bke + s * 8u);");
+  put_release(P, "", "bke + s * 8u");
   if (m->nb) line(P, "fl_bar_wait(bvf + s * 8u, ph); /* the tile inputs came with the values */");
   mma_put_pipe_body(P);
   mma_put_pipe_rescale(P);
-  line(P, "if (i > i0) fl_bar_arrive(bve + ps * 8u);");
+  put_release(P, "if (i > i0) ", "bve + ps * 8u");
   if (FL_DBG_STAMPS) {
     mma_open_if(P, "i == i0");
     put_stamp(P, "fl_t1");
@@ -458,12 +476,14 @@ void mma_put_ws(printer *P) {
   line(P, "#pragma unroll");
   line(P, "for (int s = 0; s < %d; ++s) {", S);
   line(P, "  fl_bar_init(bkf + s * 8u, 1), fl_bar_init(bvf + s * 8u, 1);");
-  line(P, "  fl_bar_init(bke + s * 8u, %d), fl_bar_init(bve + s * 8u, %d);", n, n);
+  const int e = m->cluster > 1 ? 2 * n / 32 : n; /* in a cluster a warp arrives, on both blocks' */
+  line(P, "  fl_bar_init(bke + s * 8u, %d), fl_bar_init(bve + s * 8u, %d);", e, e);
   line(P, "}");
   line(P, "fl_bar_init_done();");
   mma_close_if(P);
   put_ones(P);
-  line(P, "__syncthreads();");
+  /* in a cluster, both blocks' barriers are ready before either copies or arrives */
+  line(P, m->cluster > 1 ? "fl_cluster_sync();" : "__syncthreads();");
   line(P, "if (wg == %d) {", m->wgs);
   P->c.depth++;
   put_ws_loader(P);
@@ -480,4 +500,5 @@ void mma_put_ws(printer *P) {
   else put_ws_computes(P);
   if (P->persistent) mma_close_if(P);
   mma_close_if(P);
+  if (m->cluster > 1) line(P, "fl_cluster_sync(); /* no block leaves while the other may still arrive on its barriers */");
 }
