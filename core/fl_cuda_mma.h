@@ -306,19 +306,19 @@
 #define FL_WS_CHAINS 1
 #endif
 #ifndef FL_WS_CLUSTER
-/* 1: chains (FL_WS_CHAINS) run in clusters of two blocks (128 rows) whose
- * loaders each copy every other panel of a step's keys and values into
- * both (TMA multicast): half the bytes from L2 a FLOP. A stage is
- * refilled once both blocks' warps have released it (a warp arrives on
- * its block's barrier and, through mapa, on the other's); a cluster
- * barrier after the barriers' init and before exit. Correct on the H100
- * (sanitize.lua equal to the CPU executor, racecheck and synccheck
- * clean at N4096, D 128 and 64) but slower: differential bf16 TFLOP/s,
- * B4 H16 N4096 D128 377 against 554, B1 N16384 404 against 583, D64 215
- * against 398 (with every thread arriving on both barriers, 375 / 400):
- * off. Not yet known why (two stages leave the blocks little slack;
- * clusters of two 225 KB blocks may leave multiprocessors idle). */
-#define FL_WS_CLUSTER 0
+/* 1: chains (FL_WS_CHAINS) with values 128 wide or more run in clusters
+ * of two blocks (128 rows) whose loaders each copy every other panel of
+ * a step's keys and values into both (TMA multicast): half the bytes
+ * from L2 a FLOP. A stage is refilled once both blocks' warps have
+ * released it (a warp arrives on its block's barrier and, through mapa,
+ * on the other's); a cluster barrier after the barriers' init and before
+ * exit. H100, differential bf16, TFLOP/s, one round, clusters against
+ * none: B4 H16 N4096 D128 587 / 555, B1 N16384 592 / 588; D64 368 / 395
+ * (so not at D=64). The remote arrival must be a plain one (release at
+ * the block's scope, as the other's loader only orders its copies after
+ * it): with .release.cluster the clusters ran 377 / 554, 404 / 583, the
+ * cluster attribute alone 546 / 555, 583 / 572. */
+#define FL_WS_CLUSTER 1
 #endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */

@@ -646,7 +646,8 @@ static int choose_chains(matcher *M) {
   int op = fl_cuda_mma_handover_op(m);
   if (op >= 0 && choose_ws(M) && m->pipe && handover_bytes(m) <= m->step * m->op[op].width * 2 * m->stages &&
       fl_cuda_mma_smem(m) <= FL_SMEM_MAX) {
-    m->cluster = FL_WS_CLUSTER && (m->rows + FL_MMA_ROWS - 1) / FL_MMA_ROWS % 2 == 0 ? 2 : 1;
+    int even = (m->rows + FL_MMA_ROWS - 1) / FL_MMA_ROWS % 2 == 0, wide = m->op[m->a_v[0]].width >= 128;
+    m->cluster = FL_WS_CLUSTER && even && wide ? 2 : 1;
     return 1;
   }
   no_ws(m);

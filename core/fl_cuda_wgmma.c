@@ -51,7 +51,7 @@ static const char WGMMA_PRELUDE[] =
   "               :: \"r\"(dst), \"l\"(m), \"r\"(x), \"r\"(y), \"r\"(z), \"r\"(b), \"h\"(mask) : \"memory\");\n}\n"
   "/* an arrival on barrier b of block `peer` of the cluster */\n"
   "__device__ __forceinline__ void fl_bar_arrive_peer(unsigned b, unsigned peer) {\n"
-  "  asm volatile(\"{ .reg .b32 r; mapa.shared::cluster.u32 r, %0, %1; mbarrier.arrive.release.cluster.shared::cluster.b64 _, [r]; }\"\n"
+  "  asm volatile(\"{ .reg .b32 r; mapa.shared::cluster.u32 r, %0, %1; mbarrier.arrive.shared::cluster.b64 _, [r]; }\"\n"
   "               :: \"r\"(b), \"r\"(peer) : \"memory\");\n}\n"
   "__device__ __forceinline__ void fl_cluster_sync() {\n"
   "  asm volatile(\"barrier.cluster.arrive.release;\\nbarrier.cluster.wait.acquire;\" ::: \"memory\");\n}\n"

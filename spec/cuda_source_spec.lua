@@ -262,10 +262,17 @@ describe("CUDA source of every variant", function()
     -- differential attention's two softmaxes: a computing warpgroup each, over one warpgroup's 64 rows a
     -- block, each pipelined as full attention is (never persistent: the handover takes the keys' tiles)
     local diff, kdd = source("differential", 128, nil, true)
+    -- at head dim 128, in clusters of two blocks: each loader copies every other panel of a step's keys
+    -- and values into both, and a stage is refilled once both blocks' warps have released it
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240) a chain each, 128 keys a step, "
-      .. "2 stages, pipelined, ping-pong", kdd.design)
+      .. "2 stages, pipelined, ping-pong, clusters of two (multicast)", kdd.design)
+    assert.matches("__cluster_dims__(2, 1, 1) fl_group1_mma(", diff, 1, true)
     assert.matches("const long long key0 = st * 128LL;", diff, 1, true)
-    assert.matches("* 64 - 0LL;", diff, 1, true)
+    assert.matches("* 128 + cr * 64LL - 0LL;", diff, 1, true)
+    assert.matches("if (cr == 1u) fl_tma3_mc(sb3 + s * 32768u + 16384u, &tm3, 64,", diff, 1, true)
+    assert.matches("{ __syncwarp(); if (lane == 0) fl_bar_arrive(bke + s * 8u), fl_bar_arrive_peer(bke + s * 8u, cr ^ 1u); }",
+      diff, 1, true)
+    assert.matches("fl_cluster_sync(); /* no block leaves", diff, 1, true)
     -- the second hands its state over in its own keys' tiles: a float a thread at 512-byte strides,
     -- plain stores (an asm store of an accumulator serialized every wgmma); the first reads it after
     -- their named barrier and stores the outputs of both
