@@ -248,7 +248,13 @@ static int sched_wgs(const fl_mma_group *m) { return mma_row_wgs(m) * m->cluster
 /* The warpgroup's rows among the schedule's: as it is numbered, or with
  * chains (one warpgroup's rows a block) the block's, or its place in the
  * cluster. */
-static const char *rows_wg(const fl_mma_group *m) { return m->cluster > 1 ? "(int)cr" : m->chains > 1 ? "0" : "wg"; }
+static const char *rows_wg(const fl_mma_group *m) {
+  static char b[40];
+  if (m->cluster < 2) return m->chains > 1 ? "0" : "wg";
+  if (mma_row_wgs(m) == 1) return "(int)cr";
+  snprintf(b, sizeof b, "(int)cr * %d + wg", mma_row_wgs(m));
+  return b;
+}
 static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
 static int64_t row_blocks(const fl_mma_group *m) { return (m->rows + mma_block_rows(m) - 1) / mma_block_rows(m); }
 
@@ -960,7 +966,9 @@ void mma_put_schedule(printer *P) {
   line(P, "#pragma unroll");
   line(P, "for (int w = 0; w < %d; ++w) {", rw);
   P->c.depth++;
-  line(P, "const long long wr = row0%s + w * %d;", m->cluster > 1 ? " - cr * 64LL" : "", FL_MMA_ROWS);
+  char first[32] = ""; /* the cluster's first row */
+  if (m->cluster > 1) snprintf(first, sizeof first, " - cr * %dLL", mma_block_rows(m));
+  line(P, "const long long wr = row0%s + w * %d;", first, FL_MMA_ROWS);
   fl_text_put(P->c.b, "%*slong long blk = 0", 2 * P->c.depth, "");
   for (int s = 0; s < t->gr.ngrid; s++) {
     if (!t->uses[s]) continue;
@@ -1381,7 +1389,7 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
  * loader's larger budget), storing no row statistics (lse's spilled). */
 static int can_persist(const printer *P) {
   const fl_mma_group *m = P->m;
-  if (!m->ws || m->chains > 1) return 0;
+  if (!m->ws || m->chains > 1 || m->cluster > 1) return 0;
   if ((!FL_WS_DYNAMIC || m->wgs == 3) && (m->k->tiles.nmask || m->k->tiles.data)) return 0;
   for (int i = 0; i < m->nx; i++)
     if (mma_needed(P, m->x[i])) return 0;

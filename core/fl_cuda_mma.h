@@ -320,6 +320,16 @@
  * cluster attribute alone 546 / 555, 583 / 572. */
 #define FL_WS_CLUSTER 1
 #endif
+#ifndef FL_WS_CLUSTER_ALL
+/* 1: kernels of two pipelined computing warpgroups (128 rows a block) at
+ * D >= 128 in clusters of two too (see FL_WS_CLUSTER). Correct on the
+ * H100 (sanitize.lua, racecheck) but slower, where each block's keys and
+ * values already serve two warpgroups: bf16 TFLOP/s, one round, clusters
+ * against none, B4 H16 N4096 / B1 N16384 D128: full 575 / 627 against
+ * 604 / 658, causal 437 / 567 against 502 / 612, ALiBi 378 / 474
+ * against 422 / 494: off. */
+#define FL_WS_CLUSTER_ALL 0
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif

@@ -445,7 +445,7 @@ static void find_tile_inputs(matcher *M) {
 
 /* The warp-specialized kernel given up: the one-warpgroup kernel's fields. */
 static int no_ws(fl_mma_group *m) {
-  m->ws = 0, m->wgs = FL_WGMMA_GROUPS, m->stages = 0, m->pipe = 0, m->split = 0, m->nb = 0;
+  m->ws = 0, m->cluster = 1, m->wgs = FL_WGMMA_GROUPS, m->stages = 0, m->pipe = 0, m->split = 0, m->nb = 0;
   return 0;
 }
 
@@ -624,6 +624,8 @@ static int choose_ws(matcher *M) {
   m->split = !m->pipe && FL_WS_PIPE && FL_WS_PIPE_SPLIT && wgs == 3 && !m->nb;
   m->pipe |= m->split;
   while (m->stages > 2 && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--; /* FL_WS_STAGES > 2 where it fits */
+  int64_t units = (m->rows + 64 * wgs - 1) / (64 * wgs);
+  if (FL_WS_CLUSTER_ALL && m->chains < 2 && wgs == 2 && m->pipe && widest >= 128 && units % 2 == 0) m->cluster = 2;
   if (fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->nb = 0;
   if (m->step > 64 && any_loads_by_key(M)) return no_ws(m); /* their addresses and values a key spill at 128 */
   return 1;
