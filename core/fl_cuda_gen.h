@@ -49,6 +49,8 @@ typedef struct fl_cuda_kernel {
   int fix;                   /* 1: sets an int a grid position for rows to recompute,
                                 and the int after them when it sets any;
                                 2: takes them (NULL: every position) */
+  int64_t scratch;           /* fix == 1: words after the flags the kernel keeps
+                                across its blocks (zero when first made) */
   int nparams;
   int param[FL_CUDA_MAX_PARAMS]; /* value ids, in the kernel's parameter order */
   char writes[FL_CUDA_MAX_PARAMS];

@@ -241,7 +241,9 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 /* ---- shared-memory tiles ---- */
 
-int mma_row_wgs(const fl_mma_group *m) { return m->chains > 1 ? m->wgs / m->chains : m->wgs; }
+/* Chains a block: a warpgroup each (FL_WS_CHAINS), not a block each. */
+static int chains_in_block(const fl_mma_group *m) { return m->chains > 1 && !m->chain_blocks; }
+int mma_row_wgs(const fl_mma_group *m) { return chains_in_block(m) ? m->wgs / m->chains : m->wgs; }
 int mma_block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * mma_row_wgs(m); }
 /* The schedule's warpgroups of rows: the block's, or its cluster's. */
 static int sched_wgs(const fl_mma_group *m) { return mma_row_wgs(m) * m->cluster; }
@@ -250,7 +252,7 @@ static int sched_wgs(const fl_mma_group *m) { return mma_row_wgs(m) * m->cluster
  * cluster. */
 static const char *rows_wg(const fl_mma_group *m) {
   static char b[40];
-  if (m->cluster < 2) return m->chains > 1 ? "0" : "wg";
+  if (m->cluster < 2) return chains_in_block(m) ? "0" : "wg";
   if (mma_row_wgs(m) == 1) return "(int)cr";
   snprintf(b, sizeof b, "(int)cr * %d + wg", mma_row_wgs(m));
   return b;
@@ -859,11 +861,11 @@ static void put_block_order(printer *P) {
     lin = "tile";
   }
   char cl[64] = "";
-  if (P->m->cluster > 1) { /* the cluster's blocks, in order, one head's rows; blocks numbered by cluster */
+  if (P->m->cluster > 1 || P->m->chain_blocks) { /* numbered by pairs: a cluster's blocks, or a tile's chains */
     snprintf(nb, sizeof nb, "gridDim.x / 2u");
     lin = "(blockIdx.x + gridDim.x * blockIdx.y) >> 1";
-    snprintf(cl, sizeof cl, " + cr * %dLL", mma_block_rows(P->m));
   }
+  if (P->m->cluster > 1) snprintf(cl, sizeof cl, " + cr * %dLL", mma_block_rows(P->m)); /* one head's rows */
   line(P, "const unsigned nb = %s, ny = %s, lin = %s, first = lin / (%uu * nb) * %uu;", nb, ny, lin, (unsigned)g,
        (unsigned)g);
   line(P, "const unsigned g = ny - first < %uu ? ny - first : %uu, in = lin - first * nb;", (unsigned)g,
@@ -896,12 +898,15 @@ static void put_kernel_head(printer *P) {
   line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
   line(P, "const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0); /* warp-uniform, as the compiler sees it */");
   if (m->cluster > 1) line(P, "const unsigned cr = blockIdx.x & 1u; /* the block's place in its cluster */");
+  if (m->chain_blocks) line(P, "const unsigned ch = blockIdx.x & 1u; /* the block's chain */");
   int64_t off = 0;
   line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
   for (int o = 0; o < m->nops; o++) {
-    line(P, "const unsigned sb%d = sm0 + %lldu;", o, (long long)off);
+    const int home = mma_shared_tiles(m, o);
+    if (home >= 0) line(P, "const unsigned sb%d = sb%d; /* the other chain's */", o, home);
+    else line(P, "const unsigned sb%d = sm0 + %lldu;", o, (long long)off);
     if (mma_buffers(m, o) == 1) line(P, "const unsigned so%d = sb%d;", o, o);
-    off += mma_smem_bytes(m, o) * mma_buffers(m, o);
+    if (home < 0) off += mma_smem_bytes(m, o) * mma_buffers(m, o);
   }
   for (int i = 0; i < m->nb; i++) {
     line(P, "const unsigned sbb%d = sm0 + %lldu;", i, (long long)off);
@@ -922,7 +927,7 @@ void mma_put_block(printer *P) {
     line(P, "const long long gp%d = rest %% %lldLL;", s, (long long)n);
     line(P, "rest /= %lldLL;", (long long)n);
   }
-  const char *w = m->chains > 1 ? "(warp & 3)" : "warp";
+  const char *w = chains_in_block(m) ? "(warp & 3)" : "warp";
   line(P, "const long long ra[2] = {row0 + %s * 16 + (lane >> 2), row0 + %s * 16 + (lane >> 2) + 8};", w, w);
   line(P, "const long long rc[2] = {ra[0] < 0 ? 0 : ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < 0 ? 0 : ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
@@ -1461,10 +1466,11 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
     snprintf(kd->design, sizeof kd->design,
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d)%s, %lld keys a step, %d stages%s%s%s%s", instr,
              mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent),
-             m->chains > 1 ? " a chain each" : "", (long long)m->step, m->stages,
+             chains_in_block(m) ? " a chain each" : m->chain_blocks ? " on a chain a block" : "", (long long)m->step, m->stages,
              m->split ? ", pipelined (split)" : m->pipe ? (mma_ws_pingpong(m) ? ", pipelined, ping-pong" : ", pipelined") : "",
              m->nb ? ", row-by-key inputs in tiles" : "", mma_ones_bytes(m) ? ", row sums in the products" : "",
-             m->cluster > 1 ? ", clusters of two (multicast)" : kd->persistent ? ", persistent" : "");
+             m->cluster > 1 ? ", clusters of two (multicast)" : kd->persistent ? ", persistent"
+             : m->chain_blocks ? ", pairs combined in global memory" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,
              m->wgs == 1 ? "" : "s", (long long)m->step, m->pipe ? ", pipelined" : "");
@@ -1476,7 +1482,7 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
   put_design(m, kd);
   kd->block[0] = (unsigned)block_threads(m);
   kd->block[1] = kd->block[2] = 1;
-  kd->grid[0] = (unsigned)row_blocks(m);
+  kd->grid[0] = (unsigned)(row_blocks(m) * (m->chain_blocks ? 2 : 1));
   int64_t rest = grid_rest(p->g, m);
   if (rest > 65535 || (int64_t)kd->grid[0] * rest >= 0xffffffffll) /* blocks are numbered in 32 bits */
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");
@@ -1490,5 +1496,6 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
   mma_put_tmaps(p->g, m, kd);
   kd->schedule = 1;
   kd->fix = 1;
+  kd->scratch = mma_ws_scratch_words(p->g, m, kd->threads);
   return FL_OK;
 }

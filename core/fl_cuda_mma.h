@@ -330,6 +330,23 @@
  * against 422 / 494: off. */
 #define FL_WS_CLUSTER_ALL 0
 #endif
+#ifndef FL_WS_CHAIN_BLOCKS
+/* 1: chains (FL_WS_CHAINS) whose shared memory fits run each chain in
+ * blocks of its own, every computing warpgroup on it (two or three, as
+ * full attention at that head dim), the second chain's queries and keys
+ * in the first's tiles, the two blocks of a tile numbered side by side.
+ * A warp of either, done with its steps, takes a ticket (an atomic on
+ * the word of its rows): the first leaves its state in global memory and
+ * then marks it there, the second waits for the mark, reads it and
+ * stores the outputs from both states. H200 (no H100 was free),
+ * differential bf16, TFLOP/s, medians of two rounds, chain blocks
+ * against a chain a warpgroup: B4 H16 N4096 D128 603 / 594 (clusters),
+ * B1 N16384 591 / 584; D64 449 / 399, 507 / 427. Timing-only, without
+ * the ticket or the wait (FL_DBG_NOCOMBINE): 444 / 499 at D64 against
+ * 446 / 500, so the combining costs nothing measurable; with two
+ * warpgroups at D64 instead of three, 362 / 403. */
+#define FL_WS_CHAIN_BLOCKS 1
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -382,6 +399,7 @@ typedef struct fl_mma_group {
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */
   int chains;              /* ws: 2 when computing warpgroup c runs chain c (see FL_WS_CHAINS), else 1 */
+  int chain_blocks;        /* ws, chains: 1 when each chain runs in blocks of its own (FL_WS_CHAIN_BLOCKS) */
   int cluster;             /* ws: blocks a cluster, sharing their key and value tiles (FL_WS_CLUSTER), or 1 */
   int nc0[4];              /* chain 0's members, the first of each kind: scores, extremes, sums, weighted sums */
   int s_ones[FL_MMA_MAX];  /* ws: row sum i is weighted sum s_ones[i]'s column of ones (FL_WS_ONES), or -1 ... */

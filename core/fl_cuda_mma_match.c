@@ -609,7 +609,7 @@ static int choose_ws(matcher *M) {
   int other = other_inputs(M);
   int64_t own = warpgroup_estimate(m, m->step), est = own + 16 * other;
   int64_t piped = est + m->na / m->chains * m->step / 4; /* and the previous step's packed weights */
-  int wgs = m->chains > 1 ? m->chains : est <= FL_WS_WGS3_EST ? 3 : 2;
+  int wgs = m->chains > 1 && !m->chain_blocks ? m->chains : est <= FL_WS_WGS3_EST ? 3 : 2;
   int wide = own > FL_WGMMA_EST_MAX || m->chains > 1; /* past the one-warpgroup kernel's reach */
   if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2 && !wide) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
@@ -645,6 +645,10 @@ static int choose_chains(matcher *M) {
   memcpy(m->nc0, nc, sizeof nc);
   m->chains = 2;
   m->step = 128;
+  m->chain_blocks = FL_WS_CHAIN_BLOCKS;
+  if (m->chain_blocks && choose_ws(M) && m->pipe && fl_cuda_mma_smem(m) <= FL_SMEM_MAX) return 1;
+  m->chain_blocks = 0;
+  no_ws(m);
   int op = fl_cuda_mma_handover_op(m);
   if (op >= 0 && choose_ws(M) && m->pipe && handover_bytes(m) <= m->step * m->op[op].width * 2 * m->stages &&
       fl_cuda_mma_smem(m) <= FL_SMEM_MAX) {

@@ -25,6 +25,9 @@
 #ifndef FL_DBG_NOSTORE
 #define FL_DBG_NOSTORE 0 /* timing only: the weighted sums not stored (wrong results) */
 #endif
+#ifndef FL_DBG_NOCOMBINE
+#define FL_DBG_NOCOMBINE 0 /* timing only: chain blocks take no ticket, wait for nothing (wrong results) */
+#endif
 
 typedef struct printer {
   const fl_graph *g;
@@ -93,6 +96,10 @@ void mma_put_finish(printer *P);
 int mma_ws_loader_regs(const fl_mma_group *m, int persistent);
 int mma_ws_compute_regs(const fl_mma_group *m, int persistent);
 int mma_ws_pingpong(const fl_mma_group *m);
+/* The operand whose tiles operand o takes (a chain a block), or -1. */
+int mma_shared_tiles(const fl_mma_group *m, int o);
+/* The words a kernel keeps after its `positions` fixup flags and two (see fl_cuda_kernel.scratch). */
+int64_t mma_ws_scratch_words(const fl_graph *g, const fl_mma_group *m, int64_t positions);
 void mma_put_tmaps(const fl_graph *g, const fl_mma_group *m, fl_cuda_kernel *kd);
 void mma_put_ws(printer *P);
 

@@ -253,15 +253,17 @@ static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
 }
 
 /* A tensor-core kernel's flags: one int a grid position, the word "any",
- * and the counter its persistent blocks take tiles from. Zeroed when made,
- * and again only after a run flagged rows (or, persistent, every run: the
- * counter). */
+ * and the counter its persistent blocks take tiles from; then its scratch
+ * words. Zeroed when made, and the flags again only after a run flagged
+ * rows (or, persistent, every run: the counter); the kernel leaves its
+ * scratch's counters as it found them. */
 static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
   size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
   uint64_t *fix = &x->fix[kd->plan_kernel];
-  int zero = !*fix || x->fix_dirty[kd->plan_kernel] || kd->persistent;
-  fl_status s = *fix ? FL_OK : fl_cuda_alloc(x->ordinal, (n + 2) * sizeof(int), fix, e);
-  if (s == FL_OK && zero) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, n + 2, e);
+  int made = !*fix, zero = made || x->fix_dirty[kd->plan_kernel] || kd->persistent;
+  size_t words = n + 2 + (made ? (size_t)kd->scratch : 0);
+  fl_status s = *fix ? FL_OK : fl_cuda_alloc(x->ordinal, (n + 2 + (size_t)kd->scratch) * sizeof(int), fix, e);
+  if (s == FL_OK && zero) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, words, e);
   if (s == FL_OK) x->fix_dirty[kd->plan_kernel] = 0;
   b->fix = *fix;
   b->nfix = (int64_t)n;

@@ -4,6 +4,7 @@
 #include "fl_cuda_mma_printer.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* ---- warp-specialized wgmma kernels ----
  *
@@ -49,9 +50,41 @@ int mma_ws_compute_regs(const fl_mma_group *m, int persistent) {
  * their two barriers. */
 static int ws_barriers(const fl_mma_group *m) { return 5 + 4 * m->stages; }
 
+/* Does m load operand o? Every one, but for a chain of its own in a
+ * block (FL_WS_CHAIN_BLOCKS): the ones its members read. */
+static int loads_op(const fl_mma_group *m, int o) {
+  if (!m->chain_blocks) return 1;
+  for (int i = 0; i < m->ntv; i++)
+    if (m->tv_q[i] == o || m->tv_k[i] == o) return 1;
+  for (int i = 0; i < m->na; i++)
+    if (m->a_v[i] == o) return 1;
+  return 0;
+}
+
+/* Does only chain c of m (a chain a block) load operand o? */
+static int only_chain_loads(const fl_mma_group *m, int c, int o) {
+  fl_mma_group sub[2];
+  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &sub[i]);
+  return loads_op(&sub[c], o) && !loads_op(&sub[!c], o);
+}
+
+/* A chain a block: an operand only the second chain loads takes the
+ * tiles of an earlier one of the same role and size only the first
+ * loads (in order: its keys the first's keys); -1 where it has its own. */
+int mma_shared_tiles(const fl_mma_group *m, int o) {
+  if (!m->chain_blocks || !only_chain_loads(m, 1, o)) return -1;
+  int rank = 0;
+  for (int p = 0; p < o; p++) rank += m->op[p].role == m->op[o].role && only_chain_loads(m, 1, p);
+  for (int p = 0; p < o; p++)
+    if (m->op[p].role == m->op[o].role && only_chain_loads(m, 0, p) && rank-- == 0)
+      return mma_smem_bytes(m, p) == mma_smem_bytes(m, o) ? p : -1;
+  return -1;
+}
+
 static int64_t tiles_bytes(const fl_mma_group *m) {
   int64_t n = 0;
-  for (int o = 0; o < m->nops; o++) n += mma_smem_bytes(m, o) * mma_buffers(m, o);
+  for (int o = 0; o < m->nops; o++)
+    if (mma_shared_tiles(m, o) < 0) n += mma_smem_bytes(m, o) * mma_buffers(m, o);
   return n + m->nb * m->stages * mma_tile_input_bytes(m) + mma_ones_bytes(m);
 }
 
@@ -65,7 +98,7 @@ int64_t fl_cuda_mma_smem(const fl_mma_group *m) {
 static int64_t role_bytes(const fl_mma_group *m, fl_mma_role role) {
   int64_t n = 0;
   for (int o = 0; o < m->nops; o++)
-    if (m->op[o].role == role) n += mma_smem_bytes(m, o);
+    if (m->op[o].role == role && loads_op(m, o)) n += mma_smem_bytes(m, o);
   return n;
 }
 
@@ -100,7 +133,7 @@ static void put_tma(printer *P, fl_mma_role role, const char *base, const char *
   int panel = 0;
   for (int o = 0; o < m->nops; o++) {
     const fl_mma_operand *op = &m->op[o];
-    if (op->role != role) continue;
+    if (op->role != role || !loads_op(m, o)) continue;
     char tile[64];
     if (stage) snprintf(tile, sizeof tile, "%s%d + %s * %lldu", base, o, stage, (long long)mma_smem_bytes(m, o));
     else snprintf(tile, sizeof tile, "%s%d", base, o);
@@ -212,6 +245,22 @@ static void open_tiles(printer *P) {
   mma_put_schedule(P);
 }
 
+/* A chain a block: the loads of the block's chain. */
+static void put_chain_loads(printer *P) {
+  const fl_mma_group *m = P->m;
+  fl_mma_group c[2];
+  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
+  for (int i = 0; i < 2; i++) {
+    line(P, i ? "} else {" : "if (ch == 0u) {");
+    P->c.depth++;
+    P->m = &c[i];
+    put_ws_loads(P);
+    P->c.depth--;
+  }
+  line(P, "}");
+  P->m = m;
+}
+
 static void put_ws_loader(printer *P) {
   const fl_mma_group *m = P->m;
   char cond[32];
@@ -220,7 +269,8 @@ static void put_ws_loader(printer *P) {
   mma_open_if(P, cond);
   line(P, "unsigned i = 0; /* steps loaded, over every tile */");
   if (P->persistent) open_tiles(P);
-  put_ws_loads(P);
+  if (m->chain_blocks) put_chain_loads(P);
+  else put_ws_loads(P);
   if (P->persistent) mma_close_if(P);
   mma_close_if(P);
 }
@@ -391,15 +441,24 @@ static void put_ws_computes(printer *P) {
   put_stamps_print(P);
 }
 
-/* Chains: the second chain's state (c: its members, names from its
- * first of each kind `at`) written to (`out`) or read from the handover,
- * a float a thread at 512-byte strides, in one order. Plain stores: an
- * accumulator passed to an asm store (fl_sts32) made ptxas serialize
- * every wgmma of the kernel (C7514; differential D=128 453 TFLOP/s
- * against 462 for the kernel without chains). */
-static void put_handover(printer *P, const fl_mma_group *c, const int *at, int out) {
+/* Template tpl with every '@' replaced by idx. */
+static void fill_in(char *dst, size_t size, const char *tpl, const char *idx) {
+  size_t n = 0, k = strlen(idx);
+  for (; *tpl && n + k + 1 < size; tpl++)
+    if (*tpl == '@') memcpy(dst + n, idx, k), n += k;
+    else dst[n++] = *tpl;
+  dst[n] = 0;
+}
+
+/* A chain's state (c: its members, names from its first of each kind
+ * `at`) written to (`out`) or read from `slot`, a float at a time, in one
+ * order: `slot` is the float's place with '@' for its index. Plain
+ * stores: an accumulator passed to an asm store (fl_sts32) made ptxas
+ * serialize every wgmma of the kernel (C7514; differential D=128 453
+ * TFLOP/s against 462 for the kernel without chains). */
+static void put_handover(printer *P, const fl_mma_group *c, const int *at, int out, const char *slot) {
   int n = 0;
-  char name[16];
+  char name[16], idx[24], place[160];
   for (int k = 0; k < 3; k++) {
     int count = k == 0 ? c->nx : k == 1 ? c->ns : c->na;
     for (int i = 0; i < count; i++) {
@@ -408,9 +467,11 @@ static void put_handover(printer *P, const fl_mma_group *c, const int *at, int o
       snprintf(name, sizeof name, "%s%d", k == 0 ? "mx" : k == 1 ? "ls" : "oa", at[k] + i);
       if (!out && k < 2) line(P, "float %s[2];", name);
       if (!out && k == 2) line(P, "float %s[%d][4];", name, floats / 4);
+      snprintf(idx, sizeof idx, "%d + j", n);
+      fill_in(place, sizeof place, slot, idx);
       line(P, "#pragma unroll");
-      if (out) line(P, "for (int j = 0; j < %d; ++j) hp[(%d + j) * 128] = (&%s%s)[j];", floats, n, name, first);
-      else line(P, "for (int j = 0; j < %d; ++j) (&%s%s)[j] = hp[(%d + j) * 128];", floats, name, first, n);
+      if (out) line(P, "for (int j = 0; j < %d; ++j) %s = (&%s%s)[j];", floats, place, name, first);
+      else line(P, "for (int j = 0; j < %d; ++j) (&%s%s)[j] = %s;", floats, name, first, place);
       n += floats;
     }
   }
@@ -434,7 +495,7 @@ static void put_ws_chains(printer *P) {
   put_ws_steps(P);
   line(P, "fl_named_sync(%d, %d); /* the second chain's state is in */", named, 2 * FL_MMA_THREADS);
   const int at[3] = {m->nc0[1], m->nc0[2], m->nc0[3]}, zero[3] = {0, 0, 0};
-  put_handover(P, &c[1], at, 0);
+  put_handover(P, &c[1], at, 0, "hp[(@) * 128]");
   P->m = m;
   mma_put_finish(P);
   put_stamps_print(P);
@@ -444,10 +505,96 @@ static void put_ws_chains(printer *P) {
   P->m = &c[1];
   mma_put_state(P);
   put_ws_steps(P);
-  put_handover(P, &c[1], zero, 1);
+  put_handover(P, &c[1], zero, 1, "hp[(@) * 128]");
   line(P, "fl_named_arrive(%d, %d);", named, 2 * FL_MMA_THREADS);
   P->m = m;
   put_stamps_print(P);
+  mma_close_if(P);
+}
+
+/* The floats of a thread's state in chain c (put_handover's order). */
+static int64_t state_floats(const fl_mma_group *c) {
+  int64_t n = 2 * (c->nx + c->ns);
+  for (int i = 0; i < c->na; i++) n += 4 * mma_acc_tiles(c, i);
+  return n;
+}
+
+/* A chain a block (FL_WS_CHAIN_BLOCKS): after the fixup flags (positions
+ * and two words), a ticket a warp of a tile, then the state a warp of a
+ * tile leaves for the other chain's warp, 32 floats a float of a thread's
+ * state (a warp's stores whole lines); both from 128-byte boundaries. */
+typedef struct pair_words {
+  int64_t tickets, states, floats, total; /* offsets from fix; floats a thread; words after the flags */
+} pair_words;
+
+static pair_words chain_words(const fl_graph *g, const fl_mma_group *m, int64_t positions) {
+  pair_words w = {0};
+  if (!m->chain_blocks) return w;
+  fl_mma_group c[2];
+  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
+  int64_t f0 = state_floats(&c[0]), f1 = state_floats(&c[1]), warps = mma_tiles_count(g, m) * m->wgs * 4;
+  w.floats = f0 > f1 ? f0 : f1;
+  w.tickets = (positions + 2 + 31) / 32 * 32;
+  w.states = w.tickets + (warps + 31) / 32 * 32;
+  w.total = w.states + warps * w.floats * 32 - (positions + 2);
+  return w;
+}
+
+int64_t mma_ws_scratch_words(const fl_graph *g, const fl_mma_group *m, int64_t positions) {
+  return chain_words(g, m, positions).total;
+}
+
+/* A chain a block (FL_WS_CHAIN_BLOCKS): both warpgroups run the block's
+ * chain, each warp then packs its state (sv) and takes its rows' ticket.
+ * The first of the two chains' warps stores its state and marks it in
+ * (+2); the second waits for the mark, sets the ticket back to zero for
+ * the next launch (the first has done with it) and stores the outputs
+ * from both states. The wait is short: the first is running, past its
+ * steps. */
+static void put_ws_chain_blocks(printer *P) {
+  const fl_mma_group *m = P->m;
+  fl_mma_group c[2];
+  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
+  const pair_words w = chain_words(P->g, m, P->positions);
+  const int zero[3] = {0, 0, 0}, at[3] = {m->nc0[1], m->nc0[2], m->nc0[3]};
+  line(P, "float sv[%lld]; /* the block's chain's state */", (long long)w.floats);
+  for (int i = 0; i < 2; i++) {
+    line(P, i ? "} else {" : "if (ch == 0u) {");
+    P->c.depth++;
+    P->m = &c[i];
+    mma_put_state(P);
+    put_ws_steps(P);
+    put_handover(P, &c[i], zero, 1, "sv[@]");
+    P->c.depth--;
+  }
+  line(P, "}");
+  P->m = m;
+  line(P, "const unsigned cw = lin * %du + warp; /* this warp's rows' word */", m->wgs * 4);
+  line(P, "unsigned *const tk = (unsigned *)fix + %lldLL + cw; /* their ticket */", (long long)w.tickets);
+  line(P, "float *const hp = (float *)fix + %lldLL + (long long)cw * %lldLL + lane; /* the first's state */",
+       (long long)w.states, (long long)w.floats * 32);
+  line(P, "__syncwarp();");
+  line(P, "unsigned tn = 0; /* the warp's ticket: 0 first */");
+  line(P, FL_DBG_NOCOMBINE ? "tn = 1u; /* timing only */" : "if (lane == 0) tn = atomicAdd(tk, 1u);");
+  line(P, "tn = __shfl_sync(0xffffffffu, tn, 0);");
+  mma_open_if(P, "tn == 0u");
+  line(P, "#pragma unroll");
+  line(P, "for (int j = 0; j < %lld; ++j) __stcg(hp + j * 32, sv[j]);", (long long)w.floats);
+  line(P, "__threadfence();");
+  line(P, "__syncwarp();");
+  line(P, "if (lane == 0) atomicAdd(tk, 2u); /* the state is in */");
+  P->c.depth--;
+  line(P, "} else {");
+  P->c.depth++;
+  mma_open_if(P, "lane == 0");
+  if (!FL_DBG_NOCOMBINE) line(P, "while (*(volatile unsigned *)tk != 4u) __nanosleep(32);");
+  line(P, "*tk = 0u;");
+  mma_close_if(P);
+  line(P, "__syncwarp();");
+  line(P, "__threadfence();");
+  put_handover(P, &c[0], zero, 0, "(ch == 0u ? sv[@] : __ldcg(hp + (@) * 32))");
+  put_handover(P, &c[1], at, 0, "(ch == 0u ? __ldcg(hp + (@) * 32) : sv[@])");
+  mma_put_finish(P);
   mma_close_if(P);
 }
 
@@ -496,7 +643,8 @@ void mma_put_ws(printer *P) {
     open_tiles(P);
     mma_put_state(P);
   }
-  if (m->chains > 1) put_ws_chains(P);
+  if (m->chain_blocks) put_ws_chain_blocks(P);
+  else if (m->chains > 1) put_ws_chains(P);
   else put_ws_computes(P);
   if (P->persistent) mma_close_if(P);
   mma_close_if(P);

@@ -259,34 +259,34 @@ describe("CUDA source of every variant", function()
     assert.matches("* 192 - 64LL;", small, 1, true)
     -- at head dim 64 fewer than 2048 keys a row stay on one warpgroup a block, four a multiprocessor
     assert.matches('__launch_bounds__(128, 4) fl_group1_mma(', source("full", 64, 1024), 1, true)
-    -- differential attention's two softmaxes: a computing warpgroup each, over one warpgroup's 64 rows a
-    -- block, each pipelined as full attention is (never persistent: the handover takes the keys' tiles)
+    -- differential attention's two softmaxes: each chain in blocks of its own, every computing warpgroup on
+    -- it and pipelined as full attention is (never persistent); the two blocks of a tile side by side
     local diff, kdd = source("differential", 128, nil, true)
-    -- at head dim 128, in clusters of two blocks: each loader copies every other panel of a step's keys
-    -- and values into both, and a stage is refilled once both blocks' warps have released it
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240) a chain each, 128 keys a step, "
-      .. "2 stages, pipelined, ping-pong, clusters of two (multicast)", kdd.design)
-    assert.matches("__cluster_dims__(2, 1, 1) fl_group1_mma(", diff, 1, true)
-    assert.matches("const long long key0 = st * 128LL;", diff, 1, true)
-    assert.matches("* 128 + cr * 64LL - 0LL;", diff, 1, true)
-    assert.matches("if (cr == 1u) fl_tma3_mc(sb3 + s * 32768u + 16384u, &tm3, 64,", diff, 1, true)
-    assert.matches("{ __syncwarp(); if (lane == 0) fl_bar_arrive(bke + s * 8u), fl_bar_arrive_peer(bke + s * 8u, cr ^ 1u); }",
-      diff, 1, true)
-    assert.matches("fl_cluster_sync(); /* no block leaves", diff, 1, true)
-    -- the second hands its state over in its own keys' tiles: a float a thread at 512-byte strides,
-    -- plain stores (an asm store of an accumulator serialized every wgmma); the first reads it after
-    -- their named barrier and stores the outputs of both
-    assert.matches("float *const hp = (float *)(fl_sm + (sb3 - fl_smem(fl_sm))) + (tid & 127); /* the handover */",
-      diff, 1, true)
-    assert.matches("fl_wg_desc(so2, 16u)", diff, 1, true)
-    assert.matches("for %(int j = 0; j < 64; %+%+j%) hp%[%(4 %+ j%) %* 128%] = %(&oa0%[0%]%[0%]%)%[j%];\n%s*"
-      .. "fl_named_arrive%(3, 256%);", diff)
-    assert.matches("fl_named_sync(3, 256); /* the second chain's state is in */", diff, 1, true)
-    assert.matches("float oa1%[16%]%[4%];\n%s*#pragma unroll\n%s*for %(int j = 0; j < 64; %+%+j%) %(&oa1%[0%]%[0%]%)%[j%] = "
-      .. "hp%[%(4 %+ j%) %* 128%];", diff)
+    local _, kdf = source("full", 128)
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240) on a chain a block, 128 keys a "
+      .. "step, 2 stages, pipelined, ping-pong, pairs combined in global memory", kdd.design)
+    assert.same({16, 2, 1}, kdd.grid) -- 1024 rows in blocks of 128, a block a chain; B x H
+    assert.matches("const unsigned ch = blockIdx.x & 1u; /* the block's chain */", diff, 1, true)
+    assert.matches("lin = (blockIdx.x + gridDim.x * blockIdx.y) >> 1", diff, 1, true)
+    -- the second chain's queries and keys take the first's tiles: full attention's shared memory
+    assert.matches("const unsigned sb2 = sb0; /* the other chain's */", diff, 1, true)
+    assert.matches("const unsigned sb3 = sb1; /* the other chain's */", diff, 1, true)
+    assert.equal(kdf.smem, kdd.smem)
+    -- each block's loader copies its chain's queries and keys (and the values)
+    assert.matches("if %(ch == 0u%) {\n%s*fl_bar_expect%(bq, 32768u%);\n%s*fl_tma3%(so0 %+ 0u, &tm0,", diff)
+    assert.matches("} else {\n%s*fl_bar_expect%(bq, 32768u%);\n%s*fl_tma3%(so2 %+ 0u, &tm2,", diff)
+    -- a warp packs its state, takes its rows' ticket; the first stores its state and marks it in, the
+    -- second waits for the mark, sets the ticket back for the next launch and stores the outputs of both
+    assert.matches("for (int j = 0; j < 64; ++j) sv[4 + j] = (&oa0[0][0])[j];", diff, 1, true)
+    assert.matches("if (lane == 0) tn = atomicAdd(tk, 1u);", diff, 1, true)
+    assert.matches("for %(int j = 0; j < 68; %+%+j%) __stcg%(hp %+ j %* 32, sv%[j%]%);\n%s*__threadfence%(%);", diff)
+    assert.matches("if (lane == 0) atomicAdd(tk, 2u); /* the state is in */", diff, 1, true)
+    assert.matches("while %(%*%(volatile unsigned %*%)tk != 4u%) __nanosleep%(32%);\n%s*%*tk = 0u;", diff)
+    assert.matches("(&oa1[0][0])[j] = (ch == 0u ? __ldcg(hp + (4 + j) * 32) : sv[4 + j]);", diff, 1, true)
+    assert.is_nil(diff:find("__cluster_dims__", 1, true))
     local _, kdd64 = source("differential", 64, 4096)
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240) a chain each, 128 keys a step, "
-      .. "2 stages, pipelined, ping-pong, row sums in the products", kdd64.design)
+    assert.equal("wgmma; TMA loader (24 registers) + 3 computing warpgroups (160) on a chain a block, 128 keys a "
+      .. "step, 2 stages, pipelined, row sums in the products, pairs combined in global memory", kdd64.design)
     -- but a head dim of 64 that would need two warpgroups (forgetting's gates at each row and key)
     -- stays on one warpgroup a block, cp.async
     local forget64, kd64 = source("forgetting", 64, 4096)
