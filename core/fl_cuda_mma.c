@@ -241,20 +241,15 @@ static void put_offset(printer *P, int v, int ld, const char *dst) {
 
 /* ---- shared-memory tiles ---- */
 
-/* Chains a block: a warpgroup each (FL_WS_CHAINS), not a block each. */
-static int chains_in_block(const fl_mma_group *m) { return m->chains > 1 && !m->chain_blocks; }
-int mma_row_wgs(const fl_mma_group *m) { return chains_in_block(m) ? m->wgs / m->chains : m->wgs; }
-int mma_block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * mma_row_wgs(m); }
+int mma_block_rows(const fl_mma_group *m) { return FL_MMA_ROWS * m->wgs; }
 /* The schedule's warpgroups of rows: the block's, or its cluster's. */
-static int sched_wgs(const fl_mma_group *m) { return mma_row_wgs(m) * m->cluster; }
-/* The warpgroup's rows among the schedule's: as it is numbered, or with
- * chains (one warpgroup's rows a block) the block's, or its place in the
- * cluster. */
+static int sched_wgs(const fl_mma_group *m) { return m->wgs * m->cluster; }
+/* The warpgroup's rows among the schedule's: as it is numbered, or after
+ * the other block's in its cluster. */
 static const char *rows_wg(const fl_mma_group *m) {
   static char b[40];
-  if (m->cluster < 2) return chains_in_block(m) ? "0" : "wg";
-  if (mma_row_wgs(m) == 1) return "(int)cr";
-  snprintf(b, sizeof b, "(int)cr * %d + wg", mma_row_wgs(m));
+  if (m->cluster < 2) return "wg";
+  snprintf(b, sizeof b, "(int)cr * %d + wg", m->wgs);
   return b;
 }
 static int block_threads(const fl_mma_group *m) { return FL_MMA_THREADS * (m->wgs + m->ws); }
@@ -861,7 +856,7 @@ static void put_block_order(printer *P) {
     lin = "tile";
   }
   char cl[64] = "";
-  if (P->m->cluster > 1 || P->m->chain_blocks) { /* numbered by pairs: a cluster's blocks, or a tile's chains */
+  if (P->m->cluster > 1 || P->m->chains > 1) { /* numbered by pairs: a cluster's blocks, or a tile's chains */
     snprintf(nb, sizeof nb, "gridDim.x / 2u");
     lin = "(blockIdx.x + gridDim.x * blockIdx.y) >> 1";
   }
@@ -898,7 +893,7 @@ static void put_kernel_head(printer *P) {
   line(P, "const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;");
   line(P, "const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0); /* warp-uniform, as the compiler sees it */");
   if (m->cluster > 1) line(P, "const unsigned cr = blockIdx.x & 1u; /* the block's place in its cluster */");
-  if (m->chain_blocks) line(P, "const unsigned ch = blockIdx.x & 1u; /* the block's chain */");
+  if (m->chains > 1) line(P, "const unsigned ch = blockIdx.x & 1u; /* the block's chain */");
   int64_t off = 0;
   line(P, "const unsigned sm0 = %s;", m->hopper ? "(fl_smem(fl_sm) + 1023u) & ~1023u" : "fl_smem(fl_sm)");
   for (int o = 0; o < m->nops; o++) {
@@ -927,8 +922,7 @@ void mma_put_block(printer *P) {
     line(P, "const long long gp%d = rest %% %lldLL;", s, (long long)n);
     line(P, "rest /= %lldLL;", (long long)n);
   }
-  const char *w = chains_in_block(m) ? "(warp & 3)" : "warp";
-  line(P, "const long long ra[2] = {row0 + %s * 16 + (lane >> 2), row0 + %s * 16 + (lane >> 2) + 8};", w, w);
+  line(P, "const long long ra[2] = {row0 + warp * 16 + (lane >> 2), row0 + warp * 16 + (lane >> 2) + 8};");
   line(P, "const long long rc[2] = {ra[0] < 0 ? 0 : ra[0] < %lldLL ? ra[0] : %lldLL, ra[1] < 0 ? 0 : ra[1] < %lldLL ? ra[1] : %lldLL};",
        (long long)m->rows, (long long)m->rows - 1, (long long)m->rows, (long long)m->rows - 1);
   line(P, "const float rcf[2] = {(float)rc[0], (float)rc[1]};");
@@ -1466,11 +1460,11 @@ static void put_design(const fl_mma_group *m, fl_cuda_kernel *kd) {
     snprintf(kd->design, sizeof kd->design,
              "%s; TMA loader (%d registers) + %d computing warpgroups (%d)%s, %lld keys a step, %d stages%s%s%s%s", instr,
              mma_ws_loader_regs(m, kd->persistent), m->wgs, mma_ws_compute_regs(m, kd->persistent),
-             chains_in_block(m) ? " a chain each" : m->chain_blocks ? " on a chain a block" : "", (long long)m->step, m->stages,
+             m->chains > 1 ? " on a chain a block" : "", (long long)m->step, m->stages,
              m->split ? ", pipelined (split)" : m->pipe ? (mma_ws_pingpong(m) ? ", pipelined, ping-pong" : ", pipelined") : "",
              m->nb ? ", row-by-key inputs in tiles" : "", mma_ones_bytes(m) ? ", row sums in the products" : "",
              m->cluster > 1 ? ", clusters of two (multicast)" : kd->persistent ? ", persistent"
-             : m->chain_blocks ? ", pairs combined in global memory" : "");
+             : m->chains > 1 ? ", pairs combined in global memory" : "");
   else
     snprintf(kd->design, sizeof kd->design, "%s; %d warpgroup%s, %lld keys a step, cp.async%s", instr, m->wgs,
              m->wgs == 1 ? "" : "s", (long long)m->step, m->pipe ? ", pipelined" : "");
@@ -1482,7 +1476,7 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
   put_design(m, kd);
   kd->block[0] = (unsigned)block_threads(m);
   kd->block[1] = kd->block[2] = 1;
-  kd->grid[0] = (unsigned)(row_blocks(m) * (m->chain_blocks ? 2 : 1));
+  kd->grid[0] = (unsigned)(row_blocks(m) * m->chains);
   int64_t rest = grid_rest(p->g, m);
   if (rest > 65535 || (int64_t)kd->grid[0] * rest >= 0xffffffffll) /* blocks are numbered in 32 bits */
     return fl_fail(e, FL_EINVAL, "the tensor-core kernel's grid is too large");

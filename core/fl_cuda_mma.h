@@ -296,56 +296,41 @@
 /* 1: a warp-specialized group of two independent chains (scores, their
  * extremes, sums and weighted sums: differential attention's two
  * softmaxes) whose whole step is too large for a warpgroup to pipeline
- * runs each chain on a computing warpgroup of its own, the block one
- * warpgroup's 64 rows: each warpgroup then holds one chain's state, as
- * full attention does, and pipelines its steps. The second hands its
- * state over through shared memory for the outputs. H100, bf16,
- * differential, TFLOP/s (two attentions), medians of two rounds, on /
- * off: B4 H16 N4096 D128 549 / 457, B1 N16384 D128 570 / 492, B4 N4096
- * D64 396 / 366, B1 N16384 D64 429 / 393. */
+ * runs each chain in blocks of its own, every computing warpgroup on it
+ * (two or three, as full attention at that head dim: the estimate of a
+ * chain is full attention's), the second chain's queries and keys in the
+ * first's tiles, the two blocks of a tile numbered side by side. A warp
+ * of either, done with its steps, takes a ticket (an atomic on the word
+ * of its rows): the first leaves its state in global memory and then
+ * marks it there, the second waits for the mark, reads it and stores the
+ * outputs from both states. H200, differential bf16, TFLOP/s (two
+ * attentions), medians of two rounds, B4 H16 N4096 / B1 N16384: D128
+ * 603 / 591, D64 449 / 507. Earlier, each chain on a computing
+ * warpgroup of its own over 64 rows a block, the second handing its
+ * state over in shared memory (at D128 in clusters of two blocks sharing
+ * keys and values by multicast): 594 / 584, 399 / 427; before chains,
+ * both softmaxes on each warpgroup (H100): 457 / 492, 366 / 393.
+ * Timing-only, without the ticket or the wait (FL_DBG_NOCOMBINE): 444 /
+ * 499 at D64 against 446 / 500; two computing warpgroups at D64 instead
+ * of three: 362 / 403. */
 #define FL_WS_CHAINS 1
-#endif
-#ifndef FL_WS_CLUSTER
-/* 1: chains (FL_WS_CHAINS) with values 128 wide or more run in clusters
- * of two blocks (128 rows) whose loaders each copy every other panel of
- * a step's keys and values into both (TMA multicast): half the bytes
- * from L2 a FLOP. A stage is refilled once both blocks' warps have
- * released it (a warp arrives on its block's barrier and, through mapa,
- * on the other's); a cluster barrier after the barriers' init and before
- * exit. H100, differential bf16, TFLOP/s, one round, clusters against
- * none: B4 H16 N4096 D128 587 / 555, B1 N16384 592 / 588; D64 368 / 395
- * (so not at D=64). The remote arrival must be a plain one (release at
- * the block's scope, as the other's loader only orders its copies after
- * it): with .release.cluster the clusters ran 377 / 554, 404 / 583, the
- * cluster attribute alone 546 / 555, 583 / 572. */
-#define FL_WS_CLUSTER 1
 #endif
 #ifndef FL_WS_CLUSTER_ALL
 /* 1: kernels of two pipelined computing warpgroups (128 rows a block) at
- * D >= 128 in clusters of two too (see FL_WS_CLUSTER). Correct on the
- * H100 (sanitize.lua, racecheck) but slower, where each block's keys and
- * values already serve two warpgroups: bf16 TFLOP/s, one round, clusters
- * against none, B4 H16 N4096 / B1 N16384 D128: full 575 / 627 against
- * 604 / 658, causal 437 / 567 against 502 / 612, ALiBi 378 / 474
- * against 422 / 494: off. */
+ * D >= 128 in clusters of two blocks whose loaders each copy every other
+ * panel of a step's keys and values into both (TMA multicast): half the
+ * bytes from L2 a FLOP. A stage is refilled once both blocks' warps have
+ * released it (a warp arrives on its block's barrier and, through mapa,
+ * on the other's); a cluster barrier after the barriers' init and before
+ * exit. The remote arrival must be a plain one (release at the block's
+ * scope): with .release.cluster, differential's chains (then on 64-row
+ * blocks) ran 377 against 554 TFLOP/s; with the plain one 587 / 555.
+ * Correct on the H100 (sanitize.lua, racecheck) but slower here, where
+ * each block's keys and values already serve two warpgroups: bf16
+ * TFLOP/s, one round, clusters against none, B4 H16 N4096 / B1 N16384
+ * D128: full 575 / 627 against 604 / 658, causal 437 / 567 against
+ * 502 / 612, ALiBi 378 / 474 against 422 / 494: off. */
 #define FL_WS_CLUSTER_ALL 0
-#endif
-#ifndef FL_WS_CHAIN_BLOCKS
-/* 1: chains (FL_WS_CHAINS) whose shared memory fits run each chain in
- * blocks of its own, every computing warpgroup on it (two or three, as
- * full attention at that head dim), the second chain's queries and keys
- * in the first's tiles, the two blocks of a tile numbered side by side.
- * A warp of either, done with its steps, takes a ticket (an atomic on
- * the word of its rows): the first leaves its state in global memory and
- * then marks it there, the second waits for the mark, reads it and
- * stores the outputs from both states. H200 (no H100 was free),
- * differential bf16, TFLOP/s, medians of two rounds, chain blocks
- * against a chain a warpgroup: B4 H16 N4096 D128 603 / 594 (clusters),
- * B1 N16384 591 / 584; D64 449 / 399, 507 / 427. Timing-only, without
- * the ticket or the wait (FL_DBG_NOCOMBINE): 444 / 499 at D64 against
- * 446 / 500, so the combining costs nothing measurable; with two
- * warpgroups at D64 instead of three, 362 / 403. */
-#define FL_WS_CHAIN_BLOCKS 1
 #endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
@@ -398,9 +383,8 @@ typedef struct fl_mma_group {
   int ws;                  /* warp-specialized: one more warpgroup loads every tile with TMA */
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */
-  int chains;              /* ws: 2 when computing warpgroup c runs chain c (see FL_WS_CHAINS), else 1 */
-  int chain_blocks;        /* ws, chains: 1 when each chain runs in blocks of its own (FL_WS_CHAIN_BLOCKS) */
-  int cluster;             /* ws: blocks a cluster, sharing their key and value tiles (FL_WS_CLUSTER), or 1 */
+  int chains;              /* ws: 2 when each of two chains runs in blocks of its own (FL_WS_CHAINS), else 1 */
+  int cluster;             /* ws: blocks a cluster, sharing their key and value tiles (FL_WS_CLUSTER_ALL), or 1 */
   int nc0[4];              /* chain 0's members, the first of each kind: scores, extremes, sums, weighted sums */
   int s_ones[FL_MMA_MAX];  /* ws: row sum i is weighted sum s_ones[i]'s column of ones (FL_WS_ONES), or -1 ... */
   double s_ones_by[FL_MMA_MAX]; /* ... over this (its weight is the row sum's summand times it) */
@@ -425,12 +409,9 @@ const char *fl_cuda_mma_pair_prelude(void);
 /* fl_quad_transpose and fl_st8, for FL_QUAD_STORES ("" without). */
 const char *fl_cuda_mma_quad_prelude(void);
 
-/* The members computing warpgroup c holds: chain c's (FL_WS_CHAINS), or
+/* The members a block of chain c holds: chain c's (FL_WS_CHAINS), or
  * all of them; the rest of m as it is. */
 void fl_cuda_mma_chain(const fl_mma_group *m, int c, fl_mma_group *sub);
-/* Chains: the operand whose tiles take the second chain's state after its
- * steps (its own keys: no other warpgroup reads them). */
-int fl_cuda_mma_handover_op(const fl_mma_group *m);
 
 /* Which of m's tile inputs is value src (an index in m->b), or -1. */
 int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);

@@ -556,23 +556,6 @@ void fl_cuda_mma_chain(const fl_mma_group *m, int c, fl_mma_group *sub) {
   sub->ne = 0;
 }
 
-int fl_cuda_mma_handover_op(const fl_mma_group *m) {
-  int k = m->tv_k[m->ntv - 1];
-  for (int i = 0; i < m->nc0[0]; i++)
-    if (m->tv_k[i] == k) return -1;
-  return k;
-}
-
-/* The floats a thread of the second chain hands over, at most (its
- * weighted sums with a column of ones each). */
-static int64_t handover_bytes(const fl_mma_group *m) {
-  fl_mma_group c;
-  fl_cuda_mma_chain(m, 1, &c);
-  int64_t n = 2 * (c.nx + c.ns);
-  for (int i = 0; i < c.na; i++) n += 4 * (c.op[c.a_v[i]].width / 8 + 1);
-  return n * 4 * FL_MMA_THREADS;
-}
-
 /* The register estimate of a warpgroup's step: the larger chain's, or
  * the whole group's. */
 static int64_t warpgroup_estimate(const fl_mma_group *m, int64_t step) {
@@ -609,7 +592,7 @@ static int choose_ws(matcher *M) {
   int other = other_inputs(M);
   int64_t own = warpgroup_estimate(m, m->step), est = own + 16 * other;
   int64_t piped = est + m->na / m->chains * m->step / 4; /* and the previous step's packed weights */
-  int wgs = m->chains > 1 && !m->chain_blocks ? m->chains : est <= FL_WS_WGS3_EST ? 3 : 2;
+  int wgs = est <= FL_WS_WGS3_EST ? 3 : 2;
   int wide = own > FL_WGMMA_EST_MAX || m->chains > 1; /* past the one-warpgroup kernel's reach */
   if (widest < 128 && ((wgs < 3 && !FL_WS_NARROW2 && !wide) || m->step < 128)) return no_ws(m); /* narrow heads: measured only so */
   m->ws = 1;
@@ -631,7 +614,7 @@ static int choose_ws(matcher *M) {
   return 1;
 }
 
-/* Two chains, each on a computing warpgroup of its own (FL_WS_CHAINS),
+/* Two chains, each in blocks of its own (FL_WS_CHAINS),
  * where the whole group's 128-key step would not pipeline on one. */
 static int choose_chains(matcher *M) {
   fl_mma_group *m = M->m;
@@ -645,17 +628,7 @@ static int choose_chains(matcher *M) {
   memcpy(m->nc0, nc, sizeof nc);
   m->chains = 2;
   m->step = 128;
-  m->chain_blocks = FL_WS_CHAIN_BLOCKS;
-  if (m->chain_blocks && choose_ws(M) && m->pipe && fl_cuda_mma_smem(m) <= FL_SMEM_MAX) return 1;
-  m->chain_blocks = 0;
-  no_ws(m);
-  int op = fl_cuda_mma_handover_op(m);
-  if (op >= 0 && choose_ws(M) && m->pipe && handover_bytes(m) <= m->step * m->op[op].width * 2 * m->stages &&
-      fl_cuda_mma_smem(m) <= FL_SMEM_MAX) {
-    int even = (m->rows + FL_MMA_ROWS - 1) / FL_MMA_ROWS % 2 == 0, wide = m->op[m->a_v[0]].width >= 128;
-    m->cluster = FL_WS_CLUSTER && even && wide ? 2 : 1;
-    return 1;
-  }
+  if (choose_ws(M) && m->pipe && fl_cuda_mma_smem(m) <= FL_SMEM_MAX) return 1;
   no_ws(m);
   m->chains = 1, m->step = 0;
   return 0;

@@ -62,7 +62,6 @@ void mma_put_vars(printer *P, int v, const char *row, const char *key, const cha
 void mma_put_row_expr(printer *P, int v, int x, const char *dst, const char *row);
 int mma_rescaled(const printer *P, int j, char *kind, int *i);
 /* fl_cuda_mma.c: tiles and blocks */
-int mma_row_wgs(const fl_mma_group *m);
 int mma_block_rows(const fl_mma_group *m);
 int mma_buffers(const fl_mma_group *m, int o);
 int64_t mma_op_rows(const fl_mma_group *m, const fl_mma_operand *o);

@@ -51,9 +51,9 @@ int mma_ws_compute_regs(const fl_mma_group *m, int persistent) {
 static int ws_barriers(const fl_mma_group *m) { return 5 + 4 * m->stages; }
 
 /* Does m load operand o? Every one, but for a chain of its own in a
- * block (FL_WS_CHAIN_BLOCKS): the ones its members read. */
+ * block (FL_WS_CHAINS): the ones its members read. */
 static int loads_op(const fl_mma_group *m, int o) {
-  if (!m->chain_blocks) return 1;
+  if (m->chains < 2) return 1;
   for (int i = 0; i < m->ntv; i++)
     if (m->tv_q[i] == o || m->tv_k[i] == o) return 1;
   for (int i = 0; i < m->na; i++)
@@ -72,7 +72,7 @@ static int only_chain_loads(const fl_mma_group *m, int c, int o) {
  * tiles of an earlier one of the same role and size only the first
  * loads (in order: its keys the first's keys); -1 where it has its own. */
 int mma_shared_tiles(const fl_mma_group *m, int o) {
-  if (!m->chain_blocks || !only_chain_loads(m, 1, o)) return -1;
+  if (m->chains < 2 || !only_chain_loads(m, 1, o)) return -1;
   int rank = 0;
   for (int p = 0; p < o; p++) rank += m->op[p].role == m->op[o].role && only_chain_loads(m, 1, p);
   for (int p = 0; p < o; p++)
@@ -269,7 +269,7 @@ static void put_ws_loader(printer *P) {
   mma_open_if(P, cond);
   line(P, "unsigned i = 0; /* steps loaded, over every tile */");
   if (P->persistent) open_tiles(P);
-  if (m->chain_blocks) put_chain_loads(P);
+  if (m->chains > 1) put_chain_loads(P);
   else put_ws_loads(P);
   if (P->persistent) mma_close_if(P);
   mma_close_if(P);
@@ -477,41 +477,6 @@ static void put_handover(printer *P, const fl_mma_group *c, const int *at, int o
   }
 }
 
-/* Chains (FL_WS_CHAINS): warpgroup c runs chain c's steps on its own
- * state; the second then leaves its state in its own keys' tiles (its
- * last step has waited for every load; no one else reads them) and the
- * first, once it is there, stores the outputs from both. */
-static void put_ws_chains(printer *P) {
-  const fl_mma_group *m = P->m;
-  fl_mma_group c[2];
-  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
-  const int named = 1 + m->wgs; /* after the ping-pong's barriers */
-  line(P, "float *const hp = (float *)(fl_sm + (sb%d - fl_smem(fl_sm))) + (tid & 127); /* the handover */",
-       fl_cuda_mma_handover_op(m));
-  put_stamps_decl(P);
-  mma_open_if(P, "wg == 0");
-  P->m = &c[0];
-  mma_put_state(P);
-  put_ws_steps(P);
-  line(P, "fl_named_sync(%d, %d); /* the second chain's state is in */", named, 2 * FL_MMA_THREADS);
-  const int at[3] = {m->nc0[1], m->nc0[2], m->nc0[3]}, zero[3] = {0, 0, 0};
-  put_handover(P, &c[1], at, 0, "hp[(@) * 128]");
-  P->m = m;
-  mma_put_finish(P);
-  put_stamps_print(P);
-  P->c.depth--;
-  line(P, "} else {");
-  P->c.depth++;
-  P->m = &c[1];
-  mma_put_state(P);
-  put_ws_steps(P);
-  put_handover(P, &c[1], zero, 1, "hp[(@) * 128]");
-  line(P, "fl_named_arrive(%d, %d);", named, 2 * FL_MMA_THREADS);
-  P->m = m;
-  put_stamps_print(P);
-  mma_close_if(P);
-}
-
 /* The floats of a thread's state in chain c (put_handover's order). */
 static int64_t state_floats(const fl_mma_group *c) {
   int64_t n = 2 * (c->nx + c->ns);
@@ -519,7 +484,7 @@ static int64_t state_floats(const fl_mma_group *c) {
   return n;
 }
 
-/* A chain a block (FL_WS_CHAIN_BLOCKS): after the fixup flags (positions
+/* A chain a block (FL_WS_CHAINS): after the fixup flags (positions
  * and two words), a ticket a warp of a tile, then the state a warp of a
  * tile leaves for the other chain's warp, 32 floats a float of a thread's
  * state (a warp's stores whole lines); both from 128-byte boundaries. */
@@ -529,7 +494,7 @@ typedef struct pair_words {
 
 static pair_words chain_words(const fl_graph *g, const fl_mma_group *m, int64_t positions) {
   pair_words w = {0};
-  if (!m->chain_blocks) return w;
+  if (m->chains < 2) return w;
   fl_mma_group c[2];
   for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
   int64_t f0 = state_floats(&c[0]), f1 = state_floats(&c[1]), warps = mma_tiles_count(g, m) * m->wgs * 4;
@@ -544,7 +509,7 @@ int64_t mma_ws_scratch_words(const fl_graph *g, const fl_mma_group *m, int64_t p
   return chain_words(g, m, positions).total;
 }
 
-/* A chain a block (FL_WS_CHAIN_BLOCKS): both warpgroups run the block's
+/* A chain a block (FL_WS_CHAINS): every computing warpgroup runs the block's
  * chain, each warp then packs its state (sv) and takes its rows' ticket.
  * The first of the two chains' warps stores its state and marks it in
  * (+2); the second waits for the mark, sets the ticket back to zero for
@@ -643,8 +608,7 @@ void mma_put_ws(printer *P) {
     open_tiles(P);
     mma_put_state(P);
   }
-  if (m->chain_blocks) put_ws_chain_blocks(P);
-  else if (m->chains > 1) put_ws_chains(P);
+  if (m->chains > 1) put_ws_chain_blocks(P);
   else put_ws_computes(P);
   if (P->persistent) mma_close_if(P);
   mma_close_if(P);
