@@ -310,9 +310,10 @@
  * state over in shared memory (at D128 in clusters of two blocks sharing
  * keys and values by multicast): 594 / 584, 399 / 427; before chains,
  * both softmaxes on each warpgroup (H100): 457 / 492, 366 / 393.
- * Timing-only, without the ticket or the wait (FL_DBG_NOCOMBINE): 444 /
- * 499 at D64 against 446 / 500; two computing warpgroups at D64 instead
- * of three: 362 / 403. */
+ * Timing-only, without the ticket or the wait (FL_DBG_NOCOMBINE=1): 444
+ * / 499 at D64 against 446 / 500; nor reading the other's state (=2, H100,
+ * medians of two rounds): 456 / 497 against 443 / 511; two computing
+ * warpgroups at D64 instead of three: 362 / 403. */
 #define FL_WS_CHAINS 1
 #endif
 #ifndef FL_WS_CLUSTER_ALL

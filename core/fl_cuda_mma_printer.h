@@ -26,7 +26,9 @@
 #define FL_DBG_NOSTORE 0 /* timing only: the weighted sums not stored (wrong results) */
 #endif
 #ifndef FL_DBG_NOCOMBINE
-#define FL_DBG_NOCOMBINE 0 /* timing only: chain blocks take no ticket, wait for nothing (wrong results) */
+/* timing only (wrong results): chain blocks take no ticket and wait for nothing (1), nor read the other
+ * chain's state (2) */
+#define FL_DBG_NOCOMBINE 0
 #endif
 
 typedef struct printer {

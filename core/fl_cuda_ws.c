@@ -557,8 +557,8 @@ static void put_ws_chain_blocks(printer *P) {
   mma_close_if(P);
   line(P, "__syncwarp();");
   line(P, "__threadfence();");
-  put_handover(P, &c[0], zero, 0, "(ch == 0u ? sv[@] : __ldcg(hp + (@) * 32))");
-  put_handover(P, &c[1], at, 0, "(ch == 0u ? __ldcg(hp + (@) * 32) : sv[@])");
+  put_handover(P, &c[0], zero, 0, FL_DBG_NOCOMBINE > 1 ? "sv[@]" : "(ch == 0u ? sv[@] : __ldcg(hp + (@) * 32))");
+  put_handover(P, &c[1], at, 0, FL_DBG_NOCOMBINE > 1 ? "sv[@]" : "(ch == 0u ? __ldcg(hp + (@) * 32) : sv[@])");
   mma_put_finish(P);
   mma_close_if(P);
 }
