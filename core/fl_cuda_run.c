@@ -356,9 +356,11 @@ static fl_status launch_all(fl_cuda_exec *x, buffers *b, fl_err *e) {
     if (s != FL_OK || !L.grid[0]) continue;
     if (last < 0) s = fl_cuda_timer_start(x->ordinal, &x->timer, e);
     if (s == FL_OK) s = fl_cuda_launch_async(&x->fn[k], L.grid, L.block, L.smem, NULL, L.params, e);
+    /* marked after each launch: a fixup check after it waits on the host, and the stream idles meanwhile
+     * (marked once after the loop, sliding windows' 0.12 ms read 10-14% slower) */
+    if (s == FL_OK) s = fl_cuda_timer_mark(&x->timer, e);
     if (s == FL_OK) last = k;
   }
-  if (s == FL_OK && last >= 0) s = fl_cuda_timer_mark(&x->timer, e);
   if (s == FL_OK && last >= 0) s = fl_cuda_launch_wait(&x->fn[last], NULL, e);
   float ms = 0;
   if (s == FL_OK && last >= 0) s = fl_cuda_timer_stop(&x->timer, &ms, e);
