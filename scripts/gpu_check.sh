@@ -3,13 +3,14 @@
 # tests, the GPU specs, the demo, the randn bit-equality check by hand and the
 # tensor-core kernels under compute-sanitizer (memcheck, racecheck, synccheck).
 # Logs go to $OUT when set. `gpu_check.sh base` runs all but the persistent
-# pass, `gpu_check.sh tiles` only that (each fits a 10-minute call).
+# pass and the chains' sanitizer pass, `gpu_check.sh tiles` and
+# `gpu_check.sh chains` only those (each fits a 10-minute call).
 out=${OUT:-/tmp}
 part=${1:-all}
-case $part in all|base|tiles) ;; *) echo "gpu_check: all, base or tiles, got '$part'" >&2; exit 2;; esac
+case $part in all|base|tiles|chains) ;; *) echo "gpu_check: all, base, tiles or chains, got '$part'" >&2; exit 2;; esac
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 status=0
-if [ "$part" != tiles ]; then
+if [ "$part" = all ] || [ "$part" = base ]; then
 dist/test_core | tail -1 || status=1
 dist/run-specs -o TAP --run=gpu 2>&1 | tee "$out/gpu_specs.log" | grep -vE '^ok ' || true
 grep -q '^not ok' "$out/gpu_specs.log" && status=1
@@ -31,7 +32,17 @@ for tool in memcheck racecheck synccheck; do
   echo "sanitize $tool: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_$tool.log" | tr '\n' ' ')"
 done
 fi
-if [ "$part" != base ]; then
+if [ "$part" = all ] || [ "$part" = chains ]; then
+# Two chains in blocks of their own, combined through a ticket in global
+# memory (differential attention): warp-specialized from 2048 keys a row at
+# D=64, so N=4096, both head dims, each launched twice (the tickets).
+for tool in memcheck racecheck synccheck; do
+  FL_SANITIZE_N=4096 FL_SANITIZE_VARIANTS=differential FL_SANITIZE_REPEAT=2 \
+    compute-sanitizer --tool $tool --error-exitcode 1 dist/flua spec/gpu/sanitize.lua > "$out/sanitize_chains_$tool.log" 2>&1 || status=1
+  echo "sanitize $tool, chains: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_chains_$tool.log" | tr '\n' ' ')"
+done
+fi
+if [ "$part" = all ] || [ "$part" = tiles ]; then
 # Persistent kernels (opts.persistent), blocks taking several tiles each
 # (B4 H16: 512 tiles at N 1000, more than an H100's 132 multiprocessors;
 # D=64 is warp-specialized from 2048 keys): the GPU specs (scalar-kernel
@@ -46,7 +57,7 @@ for tool in memcheck racecheck synccheck; do
   echo "sanitize $tool, several tiles a block: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_tiles_$tool.log" | tr '\n' ' ')"
 done
 fi
-[ "$part" = tiles ] && exit $status
+case $part in tiles|chains) exit $status;; esac
 compute-sanitizer --tool memcheck --leak-check full dist/flua -e '
 local fl = require "flashlight"
 for i = 1, 3 do local t = fl.randn({256, 256}, {device = "cuda", seed = i}):to("f16"):to("cpu") end

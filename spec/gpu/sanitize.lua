@@ -17,7 +17,10 @@
 -- (comma-separated) change the lists; FL_SANITIZE_BH the batch and heads
 -- (default 1,2; more tiles than multiprocessors, e.g. 4,16 at N = 1000,
 -- has persistent blocks take several tiles each, with FL_GPU_PERSISTENT=1);
--- FL_GPU_PATH ("auto", "hopper" or "mma") picks the tensor-core kernels.
+-- FL_GPU_PATH ("auto", "hopper" or "mma") picks the tensor-core kernels;
+-- FL_SANITIZE_REPEAT (default 1) launches each case that many times, each
+-- into fresh poisoned outputs and each checked (kernels that keep words
+-- across launches, as chain blocks' tickets).
 package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
 local variants = require "variants"
@@ -41,6 +44,7 @@ local B, H = BH[1] or 1, BH[2] or 2
 local CPU_MAX_N = 256
 local PATH = os.getenv("FL_GPU_PATH") or "auto"
 local PERSISTENT = os.getenv("FL_GPU_PERSISTENT") == "1"
+local REPEAT = math.tointeger(tonumber(os.getenv("FL_SANITIZE_REPEAT") or "1")) or 1
 
 assert(fl.cuda_available(), "sanitize: no GPU here")
 
@@ -67,36 +71,39 @@ for _, V in ipairs(variants.all(NAMES)) do
           local g = fl.trace(V.make(V.small), table.unpack(cpu))
           for _, p in ipairs(fl.passes) do g:run(p) end
           local plan = g:plan()
-          local out = {}
-          for k, id in ipairs(g:outputs()) do
-            local v = g:value(id)
-            out[k] = fl.full(v.shape, 0 / 0, {dtype = v.dtype, device = "cuda"})
+          for rep = 1, REPEAT do
+            local out = {}
+            for k, id in ipairs(g:outputs()) do
+              local v = g:value(id)
+              out[k] = fl.full(v.shape, 0 / 0, {dtype = v.dtype, device = "cuda"})
+            end
+            local t0 = fl.clock()
+            local res = plan:launch(gpu, nil, {out = out, kernels = "auto", path = PATH, persistent = PERSISTENT})
+            local ms = (fl.clock() - t0) * 1e3
+            local got, want = {}, nil
+            for k, t in ipairs(res) do
+              assert(rawequal(t, out[k]), "launch did not return the tensors given as opts.out")
+              got[k] = t:to("cpu")
+            end
+            if N <= CPU_MAX_N then
+              want = g:eval(cpu, "f32")
+            else
+              assert_written(got)
+              local rows = {1, N, N // 2, N // 3 + 1, heads = {H}, batches = {B}}
+              local x = {}
+              for k, t in ipairs(cpu) do x[k] = R.lazy(t) end
+              want = R.with_rows(rows, V.reference, x, V.small)
+              for k, t in ipairs(got) do got[k] = R.lazy(t) end
+            end
+            local e = R.rel_error(got, want)
+            local names = {}
+            for _, kern in ipairs((plan:compiled() or {kernels = {}}).kernels) do
+              names[#names + 1] = kern.name .. "(" .. (kern.path or "?") .. ")"
+            end
+            print(("%-30s error %.1e  %7.0f ms  %s%s"):format(what, e, ms, table.concat(names, "+"),
+              REPEAT > 1 and (" (launch %d)"):format(rep) or ""))
+            if not (e < TOL[dt]) then error(("error %.3g (tolerance %g)"):format(e, TOL[dt]), 0) end
           end
-          local t0 = fl.clock()
-          local res = plan:launch(gpu, nil, {out = out, kernels = "auto", path = PATH, persistent = PERSISTENT})
-          local ms = (fl.clock() - t0) * 1e3
-          local got, want = {}, nil
-          for k, t in ipairs(res) do
-            assert(rawequal(t, out[k]), "launch did not return the tensors given as opts.out")
-            got[k] = t:to("cpu")
-          end
-          if N <= CPU_MAX_N then
-            want = g:eval(cpu, "f32")
-          else
-            assert_written(got)
-            local rows = {1, N, N // 2, N // 3 + 1, heads = {H}, batches = {B}}
-            local x = {}
-            for k, t in ipairs(cpu) do x[k] = R.lazy(t) end
-            want = R.with_rows(rows, V.reference, x, V.small)
-            for k, t in ipairs(got) do got[k] = R.lazy(t) end
-          end
-          local e = R.rel_error(got, want)
-          local names = {}
-          for _, kern in ipairs((plan:compiled() or {kernels = {}}).kernels) do
-            names[#names + 1] = kern.name .. "(" .. (kern.path or "?") .. ")"
-          end
-          print(("%-30s error %.1e  %7.0f ms  %s"):format(what, e, ms, table.concat(names, "+")))
-          if not (e < TOL[dt]) then error(("error %.3g (tolerance %g)"):format(e, TOL[dt]), 0) end
         end)
         if not ok then
           failures[#failures + 1] = what .. ": " .. tostring(err)
