@@ -178,7 +178,8 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
 /* p:cuda([dtype [, {path =, kernels =, persistent =}]]) -> source, {{name,
  * threads, kind, path, why, params = {value names}, writes = {booleans};
  * tensor-core kernels also design (in words), block (threads), smem
- * (bytes), grid, persistent}...}: the plan's CUDA kernels, outputs in
+ * (bytes), grid, persistent, scratch (bytes of global memory it keeps
+ * across its blocks and launches)}...}: the plan's CUDA kernels, outputs in
  * `dtype` (default: each its own). Needs no GPU; path "auto" is the one
  * p:launch takes on device 0, or "mma" with none. persistent = true lets
  * warp-specialized kernels without masks loop over their tiles. */
@@ -223,6 +224,7 @@ static int p_cuda(lua_State *L) {
       lua_setfield(L, -2, "grid");
       lua_pushboolean(L, k->persistent);
       lua_setfield(L, -2, "persistent");
+      set_int(L, "scratch", k->scratch * (int64_t)sizeof(int));
     }
     lua_createtable(L, k->nparams, 0);
     lua_createtable(L, k->nparams, 0);

@@ -272,6 +272,10 @@ describe("CUDA source of every variant", function()
     assert.matches("const unsigned sb2 = sb0; /* the other chain's */", diff, 1, true)
     assert.matches("const unsigned sb3 = sb1; /* the other chain's */", diff, 1, true)
     assert.equal(kdf.smem, kdd.smem)
+    -- scratch after the 2048 rows' fixup flags and two words (from 128-byte boundaries): a ticket a warp of
+    -- each of 16 tiles (8 warps), then 68 floats a thread of a warp's state; full attention keeps none
+    assert.equal(((2080 + 128) + 128 * 68 * 32 - 2050) * 4, kdd.scratch)
+    assert.equal(0, kdf.scratch)
     -- each block's loader copies its chain's queries and keys (and the values)
     assert.matches("if %(ch == 0u%) {\n%s*fl_bar_expect%(bq, 32768u%);\n%s*fl_tma3%(so0 %+ 0u, &tm0,", diff)
     assert.matches("} else {\n%s*fl_bar_expect%(bq, 32768u%);\n%s*fl_tma3%(so2 %+ 0u, &tm2,", diff)
