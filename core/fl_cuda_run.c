@@ -260,10 +260,10 @@ static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
 static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
   size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
   uint64_t *fix = &x->fix[kd->plan_kernel];
+  const size_t all = n + 2 + (size_t)kd->scratch;
   int made = !*fix, zero = made || x->fix_dirty[kd->plan_kernel] || kd->persistent;
-  size_t words = n + 2 + (made ? (size_t)kd->scratch : 0);
-  fl_status s = *fix ? FL_OK : fl_cuda_alloc(x->ordinal, (n + 2 + (size_t)kd->scratch) * sizeof(int), fix, e);
-  if (s == FL_OK && zero) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, words, e);
+  fl_status s = made ? fl_cuda_alloc(x->ordinal, all * sizeof(int), fix, e) : FL_OK;
+  if (s == FL_OK && zero) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, made ? all : n + 2, e);
   if (s == FL_OK) x->fix_dirty[kd->plan_kernel] = 0;
   b->fix = *fix;
   b->nfix = (int64_t)n;

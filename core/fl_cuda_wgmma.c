@@ -123,6 +123,8 @@ void fl_cuda_wgmma_put_scores(fl_cx *c, fl_dtype dt, const char *acc, const char
        (long long)(step / 8), acc, acc, acc, acc);
   line(c, "{");
   c->depth++;
+  /* a block of one warpgroup's rows: no offset (wg is 0, but ptxas cannot know it; sliding windows and
+   * document masks ran 1-3% faster so, H100 2026-11-24) */
   if (!q_regs && q_rows > 64) line(c, "const unsigned long long dq = fl_wg_desc(%s + wg * %du, 16u);", q, 64 * 128);
   else if (!q_regs) line(c, "const unsigned long long dq = fl_wg_desc(%s, 16u); /* a warpgroup's rows a block */", q);
   line(c, "const unsigned long long dk = fl_wg_desc(%s, 16u);", k);

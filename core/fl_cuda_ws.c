@@ -61,22 +61,23 @@ static int loads_op(const fl_mma_group *m, int o) {
   return 0;
 }
 
-/* Does only chain c of m (a chain a block) load operand o? */
-static int only_chain_loads(const fl_mma_group *m, int c, int o) {
-  fl_mma_group sub[2];
-  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &sub[i]);
-  return loads_op(&sub[c], o) && !loads_op(&sub[!c], o);
+/* Does only chain `only` of the two (c) load operand o? */
+static int loads_alone(const fl_mma_group *c, int only, int o) {
+  return loads_op(&c[only], o) && !loads_op(&c[!only], o);
 }
 
 /* A chain a block: an operand only the second chain loads takes the
  * tiles of an earlier one of the same role and size only the first
  * loads (in order: its keys the first's keys); -1 where it has its own. */
 int mma_shared_tiles(const fl_mma_group *m, int o) {
-  if (m->chains < 2 || !only_chain_loads(m, 1, o)) return -1;
+  if (m->chains < 2) return -1;
+  fl_mma_group c[2];
+  for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
+  if (!loads_alone(c, 1, o)) return -1;
   int rank = 0;
-  for (int p = 0; p < o; p++) rank += m->op[p].role == m->op[o].role && only_chain_loads(m, 1, p);
+  for (int p = 0; p < o; p++) rank += m->op[p].role == m->op[o].role && loads_alone(c, 1, p);
   for (int p = 0; p < o; p++)
-    if (m->op[p].role == m->op[o].role && only_chain_loads(m, 0, p) && rank-- == 0)
+    if (m->op[p].role == m->op[o].role && loads_alone(c, 0, p) && rank-- == 0)
       return mma_smem_bytes(m, p) == mma_smem_bytes(m, o) ? p : -1;
   return -1;
 }
@@ -245,8 +246,8 @@ static void open_tiles(printer *P) {
   mma_put_schedule(P);
 }
 
-/* A chain a block: the loads of the block's chain. */
-static void put_chain_loads(printer *P) {
+/* A chain a block: `put` for the block's chain, P->m its members. */
+static void put_each_chain(printer *P, void (*put)(printer *)) {
   const fl_mma_group *m = P->m;
   fl_mma_group c[2];
   for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
@@ -254,7 +255,7 @@ static void put_chain_loads(printer *P) {
     line(P, i ? "} else {" : "if (ch == 0u) {");
     P->c.depth++;
     P->m = &c[i];
-    put_ws_loads(P);
+    put(P);
     P->c.depth--;
   }
   line(P, "}");
@@ -269,7 +270,7 @@ static void put_ws_loader(printer *P) {
   mma_open_if(P, cond);
   line(P, "unsigned i = 0; /* steps loaded, over every tile */");
   if (P->persistent) open_tiles(P);
-  if (m->chains > 1) put_chain_loads(P);
+  if (m->chains > 1) put_each_chain(P, put_ws_loads);
   else put_ws_loads(P);
   if (P->persistent) mma_close_if(P);
   mma_close_if(P);
@@ -285,16 +286,12 @@ static void put_stamp(printer *P, const char *t) {
   if (FL_DBG_STAMPS) line(P, "asm volatile(\"mov.u64 %%0, %%%%globaltimer;\" : \"=l\"(%s));", t);
 }
 
-static void put_stamps_decl(printer *P) {
-  if (!FL_DBG_STAMPS) return;
-  line(P, "static __device__ unsigned long long fl_st[65536][6];");
-  line(P, "static __device__ unsigned fl_stn;");
-}
-
 static void put_stamps_print(printer *P) {
   if (!FL_DBG_STAMPS) return;
   int w = P->m->wgs;
   put_stamp(P, "fl_t3");
+  line(P, "static __device__ unsigned long long fl_st[65536][6];");
+  line(P, "static __device__ unsigned fl_stn;");
   mma_open_if(P, "(tid & 127) == 0");
   line(P, "unsigned smid; asm volatile(\"mov.u32 %%0, %%%%smid;\" : \"=r\"(smid));");
   if (P->persistent)
@@ -437,7 +434,6 @@ static void put_ws_steps(printer *P) {
 static void put_ws_computes(printer *P) {
   put_ws_steps(P);
   mma_put_finish(P);
-  put_stamps_decl(P);
   put_stamps_print(P);
 }
 
@@ -509,6 +505,14 @@ int64_t mma_ws_scratch_words(const fl_graph *g, const fl_mma_group *m, int64_t p
   return chain_words(g, m, positions).total;
 }
 
+/* A chain's steps on its own state, then the state packed into sv. */
+static void put_chain_steps(printer *P) {
+  const int zero[3] = {0, 0, 0};
+  mma_put_state(P);
+  put_ws_steps(P);
+  put_handover(P, P->m, zero, 1, "sv[@]");
+}
+
 /* A chain a block (FL_WS_CHAINS): every computing warpgroup runs the block's
  * chain, each warp then packs its state (sv) and takes its rows' ticket.
  * The first of the two chains' warps stores its state and marks it in
@@ -523,17 +527,7 @@ static void put_ws_chain_blocks(printer *P) {
   const pair_words w = chain_words(P->g, m, P->positions);
   const int zero[3] = {0, 0, 0}, at[3] = {m->nc0[1], m->nc0[2], m->nc0[3]};
   line(P, "float sv[%lld]; /* the block's chain's state */", (long long)w.floats);
-  for (int i = 0; i < 2; i++) {
-    line(P, i ? "} else {" : "if (ch == 0u) {");
-    P->c.depth++;
-    P->m = &c[i];
-    mma_put_state(P);
-    put_ws_steps(P);
-    put_handover(P, &c[i], zero, 1, "sv[@]");
-    P->c.depth--;
-  }
-  line(P, "}");
-  P->m = m;
+  put_each_chain(P, put_chain_steps);
   line(P, "const unsigned cw = lin * %du + warp; /* this warp's rows' word */", m->wgs * 4);
   line(P, "unsigned *const tk = (unsigned *)fix + %lldLL + cw; /* their ticket */", (long long)w.tickets);
   line(P, "float *const hp = (float *)fix + %lldLL + (long long)cw * %lldLL + lane; /* the first's state */",
