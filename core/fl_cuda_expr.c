@@ -161,7 +161,8 @@ static int direct_index(const fl_cx *c, int x, int64_t size) {
   return ex->var;
 }
 
-static int emit_load(fl_cx *c, const fl_expr *ex) {
+/* As a real (fl_ld), or with `integer` as the long long it is stored as. */
+static int emit_load(fl_cx *c, const fl_expr *ex, int integer) {
   const fl_graph *g = c->g;
   const fl_value *src = &g->vals[ex->src];
   int idx[FL_MAX_DIMS];
@@ -173,15 +174,15 @@ static int emit_load(fl_cx *c, const fl_expr *ex) {
   int t = c->tmp++;
   int64_t st[FL_MAX_DIMS];
   fl_cx_strides(g, src, st);
-  fl_text_put(c->b, "%*sconst %s t%d = (%s)fl_ld(v%d, 0", 2 * c->depth, "", fl_cx_real(c), t,
-              fl_cx_real(c), ex->src);
+  if (integer) fl_text_put(c->b, "%*sconst long long t%d = (long long)v%d[0", 2 * c->depth, "", t, ex->src);
+  else fl_text_put(c->b, "%*sconst %s t%d = (%s)fl_ld(v%d, 0", 2 * c->depth, "", fl_cx_real(c), t, fl_cx_real(c), ex->src);
   for (int d = 0; d < ex->nargs; d++) {
     int64_t size = g->syms[src->dims[d]].size;
     int v = direct_index(c, ex->args[d], size);
     if (v >= 0) fl_text_put(c->b, " + x%d * %lldLL", v, (long long)st[d]);
     else fl_text_put(c->b, " + fl_index(t%d, %lldLL, err) * %lldLL", idx[d], (long long)size, (long long)st[d]);
   }
-  fl_text_put(c->b, ");\n");
+  fl_text_put(c->b, integer ? "];\n" : ");\n");
   return t;
 }
 
@@ -286,8 +287,48 @@ static int emit_var_difference(fl_cx *c, const fl_expr *ex) {
   return c->difference(c, a->var, b->var);
 }
 
+static int is_comparison(fl_xop op) {
+  return op == FL_X_LT || op == FL_X_LE || op == FL_X_GT || op == FL_X_GE || op == FL_X_EQ || op == FL_X_NE;
+}
+
+/* A load of integer data (i32, i64). */
+static int integer_data(const fl_cx *c, const fl_expr *ex) {
+  if (ex->op != FL_X_LOAD || ex->src >= c->g->ninputs) return 0;
+  fl_dtype d = c->g->vals[ex->src].dtype;
+  return d == FL_I32 || d == FL_I64;
+}
+
+static int integral(const fl_cx *c, const fl_expr *ex) {
+  if (ex->op == FL_X_CONST) return ex->value == floor(ex->value) && fabs(ex->value) <= 9007199254740992.0;
+  return ex->op == FL_X_VAR || integer_data(c, ex);
+}
+
+/* An operand of a comparison in integers: a temporary of type long long
+ * (a float one where the kernel holds the load itself). */
+static int emit_integer(fl_cx *c, int x) {
+  const fl_expr *ex = &c->g->exprs[x];
+  int t = ex->op == FL_X_LOAD ? emit_load(c, ex, 1) : c->tmp++;
+  if (ex->op == FL_X_CONST) fl_cx_line(c, "const long long t%d = %.0fLL;", t, ex->value);
+  else if (ex->op == FL_X_VAR) fl_cx_line(c, "const long long t%d = x%d;", t, ex->var);
+  return t;
+}
+
+/* A comparison of integer data (document ids) with integers, in integers:
+ * exact past float's 2^24, and without conversions (through double, as
+ * fl_ld reads, they take the tensor-core kernels' slow conversion pipe). */
+static int emit_integer_comparison(fl_cx *c, const fl_expr *ex) {
+  const fl_expr *a = &c->g->exprs[ex->args[0]], *b = &c->g->exprs[ex->args[1]];
+  if (!is_comparison(ex->op) || !integral(c, a) || !integral(c, b) || !(integer_data(c, a) || integer_data(c, b)))
+    return -1;
+  int call, ta = emit_integer(c, ex->args[0]), tb = emit_integer(c, ex->args[1]), t = c->tmp++;
+  fl_cx_line(c, "const %s t%d = (%s)(t%d %s t%d);", fl_cx_real(c), t, fl_cx_real(c), ta, binary_op(ex->op, &call), tb);
+  return t;
+}
+
 static int emit_op(fl_cx *c, const fl_expr *ex) {
   const char *r = fl_cx_real(c);
+  int ic = emit_integer_comparison(c, ex);
+  if (ic >= 0) return ic;
   if (c->f32 && ex->op == FL_X_EXP && c->g->exprs[ex->args[0]].op == FL_X_SUB) return emit_exp_of_difference(c, ex);
   int d = ex->op == FL_X_SUB ? emit_var_difference(c, ex) : -1;
   if (d >= 0) return d;
@@ -334,7 +375,7 @@ static int emit(fl_cx *c, int x) {
     if (c->f32 && c->fvars) fl_cx_line(c, "const float t%d = xf%d;", t = c->tmp++, ex->var);
     else fl_cx_line(c, "const %s t%d = (%s)x%d;", fl_cx_real(c), t = c->tmp++, fl_cx_real(c), ex->var);
     return t;
-  case FL_X_LOAD: return emit_load(c, ex);
+  case FL_X_LOAD: return emit_load(c, ex, 0);
   case FL_X_REDUCE: return emit_reduce(c, x);
   case FL_X_WHERE: return emit_where(c, ex);
   default: return emit_op(c, ex);

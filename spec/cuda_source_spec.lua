@@ -211,6 +211,11 @@ describe("CUDA source of every variant", function()
     assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("document", 128), 1, true)
     assert.matches('__launch_bounds__(128, 4) fl_group1_mma(', source("sliding_window", 64), 1, true)
     assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("document", 64), 1, true)
+    -- document ids compared as the integers they are: exact past float's 2^24, no conversions
+    local doc = source("document", 128):match("fl_group1_mma%(.-\n}\n")
+    assert.is_nil(doc:find("fl_ld(v3,", 1, true))
+    assert.matches("const long long t%d+ = %(long long%)v3%[0 %+ x2 %* 1LL%];", doc)
+    assert.matches("const float t%d+ = %(float%)%(t%d+ == t%d+%);", doc)
     -- and at head dim 128 over a short sequence (5 key tiles)
     assert.matches('__launch_bounds__(128, 3) fl_group1_mma(', source("full", 128, 300), 1, true)
     -- two accumulators of 64 at head dim 64 (differential): two
