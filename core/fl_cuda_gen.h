@@ -26,6 +26,17 @@ typedef enum fl_cuda_path { FL_PATH_SCALAR, FL_PATH_MMA, FL_PATH_HOPPER, FL_PATH
 
 #define FL_CUDA_MAX_TMAPS 8
 
+/* How a tensor-core kernel numbers its blocks, for the order they run in
+ * (see fl_cuda_sched_order): `count` blocks of `rows` query rows, the
+ * first starting `pad` rows before row 0, at each of `others` other grid
+ * positions (heads, batches; C order over the other slots), which run in
+ * chunks of `chunk`; `slot`: the rows' grid slot; `per_sm`: blocks a
+ * multiprocessor holds at once. */
+typedef struct fl_cuda_block_order {
+  int slot, per_sm;
+  int64_t count, rows, pad, others, chunk;
+} fl_cuda_block_order;
+
 /* A tensor map a kernel takes (after its other arguments): over input
  * `value`, 3 dims innermost first, byte strides of dims 1 and 2, the box. */
 typedef struct fl_cuda_tmap {
@@ -42,7 +53,8 @@ typedef struct fl_cuda_kernel {
   int smem;                  /* dynamic shared memory, bytes */
   int persistent;            /* 1: grid[0] tiles, looped over by at most a block a multiprocessor */
   int plan_kernel;           /* the plan's kernel it runs */
-  int schedule;              /* takes the tile classes and loop bounds after its values */
+  int schedule;              /* takes the tile classes, loop bounds and block order after its values */
+  fl_cuda_block_order order; /* schedule: how it numbers its blocks */
   fl_cuda_path path;         /* the kind of kernel: scalar, mma.sync or wgmma */
   char why[96];              /* a group's kernel: why not a faster kind */
   char design[256];          /* a tensor-core kernel: its warpgroups, keys a step, loads */

@@ -831,6 +831,13 @@ static int64_t head_bytes(const fl_mma_group *m) {
   return m->keys * w * 2;
 }
 
+/* Grid positions (heads) whose blocks run together: their keys and values
+ * fill about FL_L2_CHUNK_MB. */
+static int64_t chunk_heads(const fl_mma_group *m) {
+  int64_t g = ((int64_t)FL_L2_CHUNK_MB << 20) / (head_bytes(m) ? head_bytes(m) : 1);
+  return g < 1 ? 1 : g > 64 ? 64 : g;
+}
+
 /* Rows a block of several warpgroups starts before the first (TMA reads
  * zeros there), in whole tiles of 64: the block short of rows is then
  * the first rows' one, which is also the shortest under a causal mask,
@@ -844,10 +851,11 @@ static int64_t row_pad(const fl_mma_group *m) {
  * run in chunks of g heads, and within a chunk the last rows first, heads
  * fastest: under causal masks the long blocks of every head start early
  * and the short ones fill the end, while the chunk's keys and values (a
- * few tens of MB) stay in L2 for all its blocks. */
+ * few tens of MB) stay in L2 for all its blocks. Masked kernels take the
+ * order from the schedule (ord, made from the tile table: see
+ * fl_cuda_sched_order), where it has one. */
 static void put_block_order(printer *P) {
-  int64_t g = ((int64_t)FL_L2_CHUNK_MB << 20) / (head_bytes(P->m) ? head_bytes(P->m) : 1);
-  g = g < 1 ? 1 : g > 64 ? 64 : g;
+  int64_t g = chunk_heads(P->m);
   char nb[24] = "gridDim.x", ny[24] = "gridDim.y";
   const char *lin = "blockIdx.x + nb * blockIdx.y";
   if (P->persistent) { /* the tile's number, of a grid the block does not have */
@@ -861,13 +869,18 @@ static void put_block_order(printer *P) {
     lin = "(blockIdx.x + gridDim.x * blockIdx.y) >> 1";
   }
   if (P->m->cluster > 1) snprintf(cl, sizeof cl, " + cr * %dLL", mma_block_rows(P->m)); /* one head's rows */
-  line(P, "const unsigned nb = %s, ny = %s, lin = %s, first = lin / (%uu * nb) * %uu;", nb, ny, lin, (unsigned)g,
-       (unsigned)g);
-  line(P, "const unsigned g = ny - first < %uu ? ny - first : %uu, in = lin - first * nb;", (unsigned)g,
-       (unsigned)g);
-  line(P, "const long long row0 = (long long)(nb - 1 - in / g) * %d%s - %lldLL;", mma_block_rows(P->m) * P->m->cluster,
-       cl, (long long)row_pad(P->m));
-  line(P, "long long rest = first + in %% g;");
+  line(P, "const unsigned nb = %s, ny = %s, lin = %s;", nb, ny, lin);
+  line(P, "unsigned rb, hd; /* the block's rows (in blocks) and other grid position */");
+  if (P->t->nmask) line(P, "if (ord) rb = ord[lin] %% nb, hd = ord[lin] / nb;");
+  line(P, "%s{", P->t->nmask ? "else " : "");
+  line(P, "  const unsigned first = lin / (%uu * nb) * %uu, g = ny - first < %uu ? ny - first : %uu;", (unsigned)g,
+       (unsigned)g, (unsigned)g, (unsigned)g);
+  line(P, "  const unsigned in = lin - first * nb;");
+  line(P, "  rb = nb - 1 - in / g, hd = first + in %% g;");
+  line(P, "}");
+  line(P, "const long long row0 = (long long)rb * %d%s - %lldLL;", mma_block_rows(P->m) * P->m->cluster, cl,
+       (long long)row_pad(P->m));
+  line(P, "long long rest = hd;");
 }
 
 /* ob<name>: where member's load starts at the block's grid position (its
@@ -1371,7 +1384,8 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
     fl_text_put(P->c.b, "%s%s *__restrict__ v%d, ", kd->writes[i] ? "" : "const ",
                 fl_cuda_ctype(fl_cuda_storage(P->g, v, P->out_dtype)), v);
   }
-  fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, int *fix, int *err");
+  fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, "
+                      "const unsigned *__restrict__ ord, int *fix, int *err");
   for (int o = 0; P->m->ws && o < P->m->nops + P->m->nb; o++)
     fl_text_put(P->c.b, ", const __grid_constant__ fl_tmap tm%d", o);
   fl_text_put(P->c.b, ") {\n");
@@ -1489,6 +1503,9 @@ static fl_status launch_shape(const fl_plan *p, const fl_mma_group *m, int persi
   kd->smem = (int)fl_cuda_mma_smem(m);
   mma_put_tmaps(p->g, m, kd);
   kd->schedule = 1;
+  kd->order = (fl_cuda_block_order){.slot = m->row_slot, .per_sm = m->blocks, .count = row_blocks(m) / m->cluster,
+                                     .rows = mma_block_rows(m) * m->cluster, .pad = row_pad(m), .others = rest,
+                                     .chunk = chunk_heads(m)};
   kd->fix = 1;
   kd->scratch = mma_ws_scratch_words(p->g, m, kd->threads);
   return FL_OK;

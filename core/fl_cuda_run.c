@@ -19,7 +19,7 @@ static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
   fl_status s = FL_OK;
   for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
     const fl_cuda_kernel *kd = &x->prog.k[k];
-    if (kd->schedule) s = fl_cuda_sched_build(&p->k[kd->plan_kernel], x->ordinal, &x->sched[kd->plan_kernel], e);
+    if (kd->schedule) s = fl_cuda_sched_build(&p->k[kd->plan_kernel], &kd->order, x->sms, x->ordinal, &x->sched[kd->plan_kernel], e);
   }
   return s;
 }
@@ -270,7 +270,7 @@ static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *
   return s;
 }
 
-/* Its extra arguments: schedule (tile classes, bounds) and fixup flags. */
+/* Its extra arguments: schedule (tile classes, bounds, block order) and fixup flags. */
 static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, uint64_t *args, int *n,
                             fl_err *e) {
   fl_status s = FL_OK;
@@ -280,6 +280,7 @@ static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *
       s = fl_cuda_sched_run(&x->plan->k[kd->plan_kernel], x->ordinal, b->ptr, storage_of, x, sc, e);
     args[(*n)++] = sc->tab;
     args[(*n)++] = sc->bnd;
+    args[(*n)++] = sc->ord;
   }
   if (kd->fix == 1 && s == FL_OK) s = fix_buffer(x, kd, b, e);
   if (kd->fix) {

@@ -1,5 +1,6 @@
 #include "fl_cuda_sched.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,19 +33,120 @@ int64_t *fl_cuda_sched_runs(int nmask, int64_t nb, int64_t ntiles, const signed 
   return out;
 }
 
+int64_t *fl_cuda_sched_spans(const fl_cuda_block_order *o, const int64_t *first, int64_t stride, int64_t nrow,
+                             int64_t tb, const int64_t *bounds) {
+  int64_t n = o->count, jobs = n * o->others;
+  int64_t *span = malloc((size_t)jobs * sizeof *span + 1);
+  for (int64_t j = 0; span && j < jobs; j++) {
+    int64_t p = j / n, a = j % n * o->rows - o->pad, z = a + o->rows - 1;
+    a = a < 0 ? 0 : a;
+    int64_t last = z / tb < nrow - 1 ? z / tb : nrow - 1, lo = INT64_MAX, hi = INT64_MIN;
+    for (int64_t i = a / tb; i <= last; i++) {
+      const int64_t *b = bounds + 2 * (first[p] + i * stride);
+      if (b[0] >= b[1]) continue;
+      lo = b[0] < lo ? b[0] : lo, hi = b[1] > hi ? b[1] : hi;
+    }
+    span[j] = hi > lo ? hi - lo : 0;
+  }
+  return span;
+}
+
+typedef struct job {
+  int64_t span, chunk, rows, other;
+} job;
+
+static int cmp(int64_t x, int64_t y) { return x < y ? -1 : x > y; }
+
+/* Chunk by chunk, longest first, ties the last rows first. */
+static int in_chunks(const void *a, const void *b) {
+  const job *x = a, *y = b;
+  int c = cmp(x->chunk, y->chunk);
+  c = c ? c : cmp(y->span, x->span);
+  c = c ? c : cmp(y->rows, x->rows);
+  return c ? c : cmp(x->other, y->other);
+}
+
+/* Longest first, then as in_chunks. */
+static int longest(const void *a, const void *b) {
+  const job *x = a, *y = b;
+  int c = cmp(y->span, x->span);
+  return c ? c : in_chunks(a, b);
+}
+
+static int shortest(const void *a, const void *b) { return longest(b, a); }
+
+uint32_t *fl_cuda_sched_order(const fl_cuda_block_order *o, const int64_t *span, int64_t slots) {
+  int64_t n = o->count * o->others, chunk = o->chunk > 0 ? o->chunk : 1, most = 0, k = 0, work = 0;
+  job *j = malloc((size_t)n * sizeof *j + 1);
+  uint32_t *out = malloc((size_t)n * sizeof *out + 1);
+  if (!j || !out) {
+    free(j);
+    free(out);
+    return NULL;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    j[i] = (job){span[i], i / o->count / chunk, i % o->count, i / o->count};
+    most = span[i] > most ? span[i] : most;
+  }
+  /* a block costs about a step more than its steps (its queries, its outputs) */
+  qsort(j, (size_t)n, sizeof *j, shortest);
+  while (k < n && work < slots * (most + 1)) work += j[k++].span + 1;
+  qsort(j + k, (size_t)(n - k), sizeof *j, in_chunks);
+  qsort(j, (size_t)k, sizeof *j, longest);
+  for (int64_t i = 0; i < n; i++) out[i] = (uint32_t)(j[(i + k) % n].other * o->count + j[(i + k) % n].rows);
+  free(j);
+  return out;
+}
+
+/* The order of t's kernel's blocks from the table's bounds. */
+static uint32_t *order_of(const fl_tiles *t, const fl_cuda_block_order *o, int64_t slots, const int64_t *bounds) {
+  const fl_graph *g = t->g;
+  int64_t stride[FL_MAX_DIMS], nrow = 1, tb = o->count * o->rows + o->pad, inner = 1;
+  for (int s = t->gr.ngrid - 1; s >= 0; s--) {
+    stride[s] = t->uses[s] ? inner : 0;
+    if (t->uses[s]) inner *= fl_tiles_blocks(t, s);
+  }
+  if (t->uses[o->slot]) nrow = fl_tiles_blocks(t, o->slot), tb = t->block[o->slot];
+  int64_t *first = malloc((size_t)o->others * sizeof *first + 1);
+  for (int64_t p = 0; first && p < o->others; p++) { /* p in C order over the slots but the rows' */
+    int64_t rest = p;
+    first[p] = 0;
+    for (int s = t->gr.ngrid - 1; s >= 0; s--) {
+      if (s == o->slot) continue;
+      int64_t size = g->syms[t->gr.grid[s]].size;
+      first[p] += rest % size / t->block[s] * stride[s];
+      rest /= size;
+    }
+  }
+  int64_t *span = first ? fl_cuda_sched_spans(o, first, stride[o->slot], nrow, tb, bounds) : NULL;
+  uint32_t *out = span ? fl_cuda_sched_order(o, span, slots) : NULL;
+  free(first);
+  free(span);
+  return out;
+}
+
 static fl_status upload_table(const fl_tiles *t, int64_t ntiles, const signed char *table,
                               const int64_t *bounds, int ordinal, fl_cuda_sched *s, fl_err *e) {
   int64_t nb = fl_tiles_mask_blocks(t);
   int64_t *runs = fl_cuda_sched_runs(t->nmask, nb, ntiles, table, bounds);
-  if (!runs) return fl_fail(e, FL_ENOMEM, "out of host memory uploading tile classes");
-  fl_status st = upload(ordinal, table, (size_t)(nb * ntiles * (1 + t->nmask)), &s->tab, e);
+  int ordered = s->order.count > 0 && s->order.others > 0;
+  uint32_t *ord = ordered ? order_of(t, &s->order, s->slots, bounds) : NULL;
+  fl_status st = FL_OK;
+  if (!runs || (ordered && !ord)) st = fl_fail(e, FL_ENOMEM, "out of host memory uploading tile classes");
+  if (st == FL_OK) st = upload(ordinal, table, (size_t)(nb * ntiles * (1 + t->nmask)), &s->tab, e);
   if (st == FL_OK) st = upload(ordinal, runs, (size_t)nb * 4 * sizeof *runs, &s->bnd, e);
+  if (st == FL_OK && ord)
+    st = upload(ordinal, ord, (size_t)(s->order.count * s->order.others) * sizeof *ord, &s->ord, e);
   free(runs);
+  free(ord);
   return st;
 }
 
-fl_status fl_cuda_sched_build(const fl_kernel *k, int ordinal, fl_cuda_sched *s, fl_err *e) {
+fl_status fl_cuda_sched_build(const fl_kernel *k, const fl_cuda_block_order *order, int sms, int ordinal,
+                              fl_cuda_sched *s, fl_err *e) {
   memset(s, 0, sizeof *s);
+  s->order = *order;
+  s->slots = (int64_t)sms * (order->per_sm > 0 ? order->per_sm : 1);
   if (!k->is_group || k->tiles.nmask == 0) return FL_OK;
   if (k->tiles.data) {
     s->per_run = 1;
@@ -119,8 +221,9 @@ fl_status fl_cuda_sched_run(const fl_kernel *k, int ordinal, const uint64_t *ptr
 void fl_cuda_sched_free(fl_cuda_sched *s, int ordinal) {
   if (s->tab) fl_cuda_free(ordinal, s->tab);
   if (s->bnd) fl_cuda_free(ordinal, s->bnd);
+  if (s->ord) fl_cuda_free(ordinal, s->ord);
   free_values(s->last, s->nvals);
-  s->tab = s->bnd = 0;
+  s->tab = s->bnd = s->ord = 0;
   s->last = NULL;
   s->nvals = 0;
 }

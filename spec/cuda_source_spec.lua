@@ -185,6 +185,13 @@ describe("CUDA source of every variant", function()
     assert.matches("bool full = st >= ka && st < kb;\n%s*if %(!full%) {", causal)
     assert.matches("if (st + 1 >= ca && st + 1 < cb) nx = st + 1;", causal, 1, true)
     assert.is_nil(full:find("ka", 1, true))
+    -- masked: blocks in the schedule's order (ord, when it has a table), else the last rows first
+    -- in chunks of heads; unmasked: only the latter
+    assert.matches("if (ord) rb = ord[lin] % nb, hd = ord[lin] / nb;\n  else {", causal, 1, true)
+    assert.matches("rb = nb - 1 - in / g, hd = first + in % g;", causal, 1, true)
+    assert.is_nil(full:find("ord[lin]", 1, true))
+    assert.matches("rb = nb - 1 - in / g, hd = first + in % g;", full, 1, true)
+    assert.matches("const long long row0 = (long long)rb * 128 - 64LL;", full, 1, true)
     -- masked, even asked for: a block a tile (the hardware's scheduler balances the tiles' lengths)
     causal = source("causal", 128, nil, true)
     assert.matches("fl_bar_wait(bq, 0);", causal, 1, true)

@@ -36,3 +36,52 @@ FL_TEST(sched_runs_without_masks_and_with_two) {
   CHECK(r && r[2] == 2 && r[3] == 4);
   free(r);
 }
+
+static int order_is(const uint32_t *got, const uint32_t *want, int n) {
+  for (int i = 0; got && i < n; i++)
+    if (got[i] != want[i]) return 0;
+  return got != NULL;
+}
+
+FL_TEST(sched_spans_union_of_the_rows_table_blocks) {
+  /* blocks of 128 rows starting 64 before row 0, over table blocks of 64
+   * rows; two heads, the table's rows outermost (head stride 1, row stride 2) */
+  const fl_cuda_block_order o = {.slot = 0, .count = 3, .rows = 128, .pad = 64, .others = 2};
+  const int64_t first[] = {0, 1};
+  const int64_t b[] = {0, 9, 0, 1, /* row 0: heads 0 and 1 */
+                       0, 1, 4, 5, /* row 1 */
+                       2, 3, 5, 5, /* row 2, head 1 empty */
+                       3, 3, 3, 3}; /* row 3 empty */
+  int64_t *span = fl_cuda_sched_spans(&o, first, 2, 4, 64, b);
+  CHECK(span != NULL);
+  if (!span) return;
+  /* head 0: block 0 holds row 0, block 1 rows 1 and 2 (0..3), block 2 row 3 */
+  const int64_t want[] = {9, 3, 0, 1, 1, 0};
+  for (int i = 0; i < 6; i++) CHECK(span[i] == want[i]);
+  free(span);
+}
+
+FL_TEST(sched_order_chunks_longest_first_short_ones_last) {
+  /* a causal mask's lengths, two heads in one chunk, room for one block:
+   * the shortest blocks of both heads, as much work as the longest block
+   * and one, run last */
+  const fl_cuda_block_order o = {.count = 4, .others = 2, .chunk = 2};
+  const int64_t causal[] = {1, 2, 3, 4, 1, 2, 3, 4};
+  uint32_t *ord = fl_cuda_sched_order(&o, causal, 1);
+  const uint32_t want[] = {3, 7, 2, 6, 1, 5, 0, 4};
+  CHECK(order_is(ord, want, 8));
+  free(ord);
+  /* many slots: everything is short: longest first over all heads */
+  ord = fl_cuda_sched_order(&o, causal, 100);
+  CHECK(order_is(ord, want, 8));
+  free(ord);
+  /* chunks of one head; a long block at head 1's first rows (a long
+   * document first) starts before the shortest blocks (of both heads, at
+   * least its work and one more a block) */
+  const fl_cuda_block_order c = {.count = 4, .others = 2, .chunk = 1};
+  const int64_t docs[] = {2, 2, 2, 2, 9, 1, 1, 1};
+  ord = fl_cuda_sched_order(&c, docs, 1);
+  const uint32_t docs_want[] = {3, 2, 4, 1, 0, 7, 6, 5};
+  CHECK(order_is(ord, docs_want, 8));
+  free(ord);
+}
