@@ -51,6 +51,18 @@ int64_t *fl_cuda_sched_spans(const fl_cuda_block_order *o, const int64_t *first,
   return span;
 }
 
+#ifndef FL_SCHED_TAIL
+/* The shortest blocks, this many times the work that keeps every slot busy
+ * while the longest block runs, go last (0: none, the chunks' order only;
+ * large: longest first over all chunks). H100, bf16, TFLOP/s, medians of
+ * two rounds, 1 / 0 / 3 / 1000: causal D=128 B4 H16 N4096 522 / 513 /
+ * 488 / 483 (a long tail reads every head's keys at once: L2), B1 N16384
+ * 633 / 612 / 614 / 621; document D=128 B1 N16384 384 / 316 / 405 / 406,
+ * B4 232 / 226 / 228 / 229; D=64 within 2% but document (no tail 20%
+ * slower) and causal B4 (382 at 1000). */
+#define FL_SCHED_TAIL 1
+#endif
+
 typedef struct job {
   int64_t span, chunk, rows, other;
 } job;
@@ -90,7 +102,7 @@ uint32_t *fl_cuda_sched_order(const fl_cuda_block_order *o, const int64_t *span,
   }
   /* a block costs about a step more than its steps (its queries, its outputs) */
   qsort(j, (size_t)n, sizeof *j, shortest);
-  while (k < n && work < slots * (most + 1)) work += j[k++].span + 1;
+  while (k < n && work < FL_SCHED_TAIL * slots * (most + 1)) work += j[k++].span + 1;
   qsort(j + k, (size_t)(n - k), sizeof *j, in_chunks);
   qsort(j, (size_t)k, sizeof *j, longest);
   for (int64_t i = 0; i < n; i++) out[i] = (uint32_t)(j[(i + k) % n].other * o->count + j[(i + k) % n].rows);
