@@ -19,7 +19,8 @@ static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
   fl_status s = FL_OK;
   for (int k = 0; s == FL_OK && k < x->prog.nkernels; k++) {
     const fl_cuda_kernel *kd = &x->prog.k[k];
-    if (kd->schedule) s = fl_cuda_sched_build(&p->k[kd->plan_kernel], &kd->order, x->sms, x->ordinal, &x->sched[kd->plan_kernel], e);
+    if (kd->schedule)
+      s = fl_cuda_sched_build(&p->k[kd->plan_kernel], &kd->order, x->sms, x->ordinal, &x->sched[kd->plan_kernel], e);
   }
   return s;
 }

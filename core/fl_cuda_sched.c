@@ -105,7 +105,10 @@ uint32_t *fl_cuda_sched_order(const fl_cuda_block_order *o, const int64_t *span,
   while (k < n && work < FL_SCHED_TAIL * slots * (most + 1)) work += j[k++].span + 1;
   qsort(j + k, (size_t)(n - k), sizeof *j, in_chunks);
   qsort(j, (size_t)k, sizeof *j, longest);
-  for (int64_t i = 0; i < n; i++) out[i] = (uint32_t)(j[(i + k) % n].other * o->count + j[(i + k) % n].rows);
+  for (int64_t i = 0; i < n; i++) { /* the chunks' blocks, then the tail */
+    const job *b = &j[(i + k) % n];
+    out[i] = (uint32_t)(b->other * o->count + b->rows);
+  }
   free(j);
   return out;
 }
