@@ -661,6 +661,35 @@ static void put_scale_weighted(printer *P, int i, int j) {
   line(P, "}");
 }
 
+/* A running maximum that may lag (FL_STALE_MAX): its value before the
+ * step's extremes ... */
+static void put_lag_keep(printer *P) {
+  for (int i = 0; i < P->m->nx; i++)
+    if (P->m->x_lag[i] > 0.0) line(P, "const float xo%d[2] = {mx%d[0], mx%d[1]};", i, i, i);
+}
+
+/* ... kept where the new one is finite and at most the lag past it:
+ * the rescales reading it (their argument is the maximum) then find
+ * nothing changed. */
+static void put_lag_revert(printer *P) {
+  for (int i = 0; i < P->m->nx; i++) {
+    if (P->m->x_lag[i] <= 0.0) continue;
+    char kind, set[160] = "";
+    int a, v, first = -1;
+    for (int j = 0; (v = mma_rescaled(P, j, &kind, &a)) >= 0; j++) {
+      if (!fl_expr_reads(P->g, val(P, v)->resc_arg, P->m->x[i])) continue;
+      if (first < 0) first = j;
+      size_t n = strlen(set);
+      snprintf(set + n, sizeof set - n, ", ma%d[r] = mb%d[r]", j, j);
+    }
+    if (first < 0) continue;
+    line(P, "#pragma unroll");
+    line(P, "for (int r = 0; r < 2; ++r)");
+    line(P, "  if (fl_finite(xo%d[r]) && fl_finite(mx%d[r]) && ma%d[r] - mb%d[r] <= %.9ef) mx%d[r] = xo%d[r]%s;", i, i,
+         first, first, P->m->x_lag[i], i, i, set);
+  }
+}
+
 static void put_rescale(printer *P) {
   char kind;
   int i, v;
@@ -1138,9 +1167,11 @@ static void put_between(printer *P, int known) {
   put_score_bodies(P);
   P->known = 0;
   put_mu(P, "mb");
+  put_lag_keep(P);
   put_extremes(P);
   if (P->mid_wait) put_wgmma_products_wait(P);
   put_mu(P, "ma");
+  put_lag_revert(P);
   put_rescale(P);
   put_sums_and_weights(P);
 }

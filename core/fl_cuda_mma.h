@@ -333,6 +333,16 @@
  * 502 / 612, ALiBi 378 / 474 against 422 / 494: off. */
 #define FL_WS_CLUSTER_ALL 0
 #endif
+#ifndef FL_STALE_MAX
+/* A running row maximum whose only readers are exp (exp2) rescales of
+ * its own (and the exponentials that they rescale) keeps its old value
+ * while the rows' new maximum is at most this far past it, in powers of
+ * two of the exponentials: they then reach 2^FL_STALE_MAX (bf16 and fp32
+ * hold that), but the sums need no rescale, and a warp whose rows all
+ * keep theirs skips it (most steps once the first has run). Exact: the
+ * sums and the maximum they are relative to stay one pair. 0: off. */
+#define FL_STALE_MAX 8
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -375,6 +385,8 @@ typedef struct fl_mma_group {
   int ns, s[FL_MMA_MAX];   /* row sum members */
   int na, a[FL_MMA_MAX], a_p[FL_MMA_MAX], a_v[FL_MMA_MAX]; /* sums of weight · v */
   int ne, e[FL_MMA_MAX], e_reg[FL_MMA_MAX]; /* epilogue members; over the register dim? */
+  double x_lag[FL_MMA_MAX]; /* row max i keeps its old value while the new one is at most this far past
+                               it, in its rescale argument (FL_STALE_MAX), else 0 */
   int fixup;               /* some member rescales: rows may need the scalar kernel */
   int hopper;              /* wgmma from swizzled tiles (sm_90a), else mma.sync */
   int pipe;                /* wgmma: a step's scores issued with the previous step's product */
@@ -413,6 +425,9 @@ const char *fl_cuda_mma_quad_prelude(void);
 /* The members a block of chain c holds: chain c's (FL_WS_CHAINS), or
  * all of them; the rest of m as it is. */
 void fl_cuda_mma_chain(const fl_mma_group *m, int c, fl_mma_group *sub);
+
+/* Is member v of group m's kernel an output, or read by another kernel? */
+int fl_cuda_mma_needed(const fl_graph *g, const fl_mma_group *m, int v);
 
 /* Which of m's tile inputs is value src (an index in m->b), or -1. */
 int fl_cuda_mma_tile_input(const fl_mma_group *m, int src);

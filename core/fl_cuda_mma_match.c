@@ -546,7 +546,7 @@ void fl_cuda_mma_chain(const fl_mma_group *m, int c, fl_mma_group *sub) {
     sub->tv[i] = m->tv[t + i], sub->tv_reduce[i] = m->tv_reduce[t + i];
     sub->tv_q[i] = m->tv_q[t + i], sub->tv_k[i] = m->tv_k[t + i];
   }
-  for (int i = 0; i < sub->nx; i++) sub->x[i] = m->x[x + i];
+  for (int i = 0; i < sub->nx; i++) sub->x[i] = m->x[x + i], sub->x_lag[i] = m->x_lag[x + i];
   for (int i = 0; i < sub->ns; i++) {
     sub->s[i] = m->s[s + i];
     sub->s_ones[i] = m->s_ones[s + i] < 0 ? -1 : m->s_ones[s + i] - a;
@@ -704,6 +704,42 @@ static double sums_weight(const matcher *M, int s, int a, int p) {
   return 0.0;
 }
 
+int fl_cuda_mma_needed(const fl_graph *g, const fl_mma_group *m, int v) {
+  for (int o = 0; o < g->noutputs; o++)
+    if (g->outputs[o] == v) return 1;
+  for (int u = g->ninputs; u < g->nvals; u++) {
+    if (in_kernel(m, u)) continue;
+    const fl_value *x = &g->vals[u];
+    if (fl_expr_reads(g, x->body, v) || (x->resc != FL_RESCALE_NONE && fl_expr_reads(g, x->resc_arg, v))) return 1;
+  }
+  return 0;
+}
+
+/* How far running max x may lag (FL_STALE_MAX): only the kernel's sums
+ * read it, each an exp or exp2 rescale whose argument is x itself (so
+ * that it grows with x, and the sums' summands are exponentials less
+ * it), none of its epilogues, no other kernel. In the argument's units:
+ * FL_STALE_MAX powers of two. */
+static double max_lag(const matcher *M, int x) {
+  const fl_graph *g = M->g;
+  const fl_mma_group *m = M->m;
+  if (!FL_STALE_MAX || g->vals[x].comb != FL_COMB_MAX || fl_cuda_mma_needed(g, m, x)) return 0.0;
+  for (int i = 0; i < m->ne; i++)
+    if (fl_expr_reads(g, g->vals[m->e[i]].body, x)) return 0.0;
+  double lag = 0.0;
+  for (int v = m->k->first; v < m->k->first + m->k->n; v++) {
+    const fl_value *u = &g->vals[v];
+    if (kind_of(m, v) != 'S' && kind_of(m, v) != 'A') continue;
+    int rescaled = u->resc != FL_RESCALE_NONE && fl_expr_reads(g, u->resc_arg, x);
+    if (!rescaled && !fl_expr_reads(g, u->body, x)) continue;
+    const fl_expr *arg = rescaled ? &g->exprs[u->resc_arg] : NULL;
+    if (!arg || arg->op != FL_X_LOAD || arg->src != x || u->resc == FL_RESCALE_POW) return 0.0;
+    double own = u->resc == FL_RESCALE_EXP ? FL_STALE_MAX * 0.69314718055994531 : FL_STALE_MAX;
+    lag = lag == 0.0 || own < lag ? own : lag;
+  }
+  return lag;
+}
+
 /* Row sums from a column of ones beside 64-wide values (FL_WS_ONES),
  * where the tile of ones fits. */
 static void choose_ones(matcher *M) {
@@ -759,6 +795,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
     ok = check_grid(&M) && choose_sizes(&M);
   }
   if (ok) choose_ones(&M);
+  for (int i = 0; ok && i < m->nx; i++) m->x_lag[i] = max_lag(&M, m->x[i]);
   *why = ok ? NULL : M.why;
   return ok;
 }

@@ -5,17 +5,7 @@
 
 #include <stdio.h>
 
-int mma_needed(const printer *P, int v) {
-  const fl_graph *g = P->g;
-  for (int o = 0; o < g->noutputs; o++)
-    if (g->outputs[o] == v) return 1;
-  for (int u = g->ninputs; u < g->nvals; u++) {
-    if (u >= P->m->k->first && u < P->m->k->first + P->m->k->n) continue;
-    const fl_value *x = &g->vals[u];
-    if (fl_expr_reads(g, x->body, v) || (x->resc != FL_RESCALE_NONE && fl_expr_reads(g, x->resc_arg, v))) return 1;
-  }
-  return 0;
-}
+int mma_needed(const printer *P, int v) { return fl_cuda_mma_needed(P->g, P->m, v); }
 
 /* The C-order position in the grid of the row `row` (for the fixup flags). */
 static void put_flat(printer *P, const char *dst, const char *row) {

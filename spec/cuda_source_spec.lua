@@ -372,6 +372,36 @@ describe("CUDA source of every variant", function()
     assert.matches("ls0[h >> 1] +=", (source("full", 128, 2048)), 1, true)
   end)
 
+  it("a running maximum that only its sums' exp rescales read lags: kept while the new one is 2^8 past it", function()
+    local keep = "const float xo0[2] = {mx0[0], mx0[1]};"
+    local revert = "if (fl_finite(xo0[r]) && fl_finite(mx0[r]) && ma0[r] - mb0[r] <= 5.545177444e+00f) "
+      .. "mx0[r] = xo0[r], ma0[r] = mb0[r]"
+    for _, c in ipairs({{"full", 64}, {"causal", 128}, {"softcap", 128}, {"document", 64}}) do
+      local src = source(c[1], c[2], 2048)
+      -- kept before the step's extremes, put back after them (both classes of step: full and masked)
+      local k = src:find(keep, 1, true)
+      assert.truthy(k, c[1])
+      assert.truthy(src:find("mx0[r] = fl_maxn(mx0[r], fl_quad_max(xm[r])", k, true), c[1])
+      assert.truthy(src:find(revert, k, true), c[1])
+    end
+    -- every rescale reading it finds nothing changed: the sum's and the weighted sum's (D=128)
+    assert.matches(revert .. ", ma1[r] = mb1[r];", (source("causal", 128, 2048)), 1, true)
+    -- both maxima of differential attention (a chain a block: each chain's steps name theirs mx0)
+    local diff = source("differential", 128, 2048)
+    assert.equal(4, select(2, diff:gsub("const float xo0%[2%] = {mx0%[0%], mx0%[1%]};", "")))
+    -- read by an epilogue (log-sum-exp, a sink's weight) or by another kernel: exact maxima
+    for _, name in ipairs({"lse", "sinks"}) do
+      assert.is_nil((source(name, 64, 2048)):find("xo0", 1, true), name)
+    end
+    -- the mma.sync path prints the same step
+    local V = variants.load("full")
+    local inputs = V.inputs(1, 2, 1024, 128, {dtype = "bf16", seed = 1}, V.small)
+    local g = fl.trace(V.make(V.small), table.unpack(inputs))
+    for _, p in ipairs(fl.passes) do g:run(p) end
+    local mma = g:plan():cuda(nil, {path = "mma"})
+    assert.matches(revert, mma, 1, true)
+  end)
+
   it("refuses an unknown path", function()
     local V = variants.load("full")
     local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 1, 16, 16, {dtype = "bf16", seed = 1}, V.small)))
