@@ -37,6 +37,21 @@ typedef struct fl_cuda_block_order {
   int64_t count, rows, pad, others, chunk;
 } fl_cuda_block_order;
 
+/* A tensor-core kernel whose last blocks may each run in parts, the
+ * block's keys split among them (see fl_cuda_parts_choose): `most` parts
+ * at most (0: never), each part's `warps` computing warps leaving `floats`
+ * floats a thread for the last part of the block to merge. The kernel
+ * then takes `tail | parts << 24` after its fixup flags, and its scratch
+ * (fl_cuda_parts_words) holds after the flags (positions and two words,
+ * from the next multiple of 32) a ticket a warp of each of the `tail`
+ * blocks, then (from the next multiple of 32) the pieces' states, piece
+ * ((block * warps + warp) * parts + part) 32 * floats words, a float of
+ * every lane after another. */
+typedef struct fl_cuda_parts {
+  int most, warps;
+  int64_t floats;
+} fl_cuda_parts;
+
 /* A tensor map a kernel takes (after its other arguments): over input
  * `value`, 3 dims innermost first, byte strides of dims 1 and 2, the box. */
 typedef struct fl_cuda_tmap {
@@ -63,6 +78,7 @@ typedef struct fl_cuda_kernel {
                                 2: takes them (NULL: every position) */
   int64_t scratch;           /* fix == 1: words after the flags the kernel keeps
                                 across its blocks (zero when first made) */
+  fl_cuda_parts parts;       /* its last blocks in parts (parts.most > 0) */
   int nparams;
   int param[FL_CUDA_MAX_PARAMS]; /* value ids, in the kernel's parameter order */
   char writes[FL_CUDA_MAX_PARAMS];

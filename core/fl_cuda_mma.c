@@ -690,18 +690,25 @@ static void put_lag_revert(printer *P) {
   }
 }
 
+/* `dst`[r] = rescaled member x's factor for a change of its argument from
+ * a<j>[r] to b<j>[r] (arrays named by prefixes a and b): 1 where equal. */
+static void put_factor(printer *P, const fl_value *x, int j, const char *dst, const char *a, const char *b) {
+  char f[96];
+  if (x->resc == FL_RESCALE_EXP) snprintf(f, sizeof f, "fl_exp(%s%d[r] - %s%d[r])", a, j, b, j);
+  else if (x->resc == FL_RESCALE_EXP2) snprintf(f, sizeof f, "fl_exp2(%s%d[r] - %s%d[r])", a, j, b, j);
+  else snprintf(f, sizeof f, "fl_pow(%s%d[r] / %s%d[r], (float)%.17g)", b, j, a, j, x->resc_pow);
+  line(P, "#pragma unroll");
+  line(P, "for (int r = 0; r < 2; ++r) %s[r] = %s%d[r] == %s%d[r] ? 1.0f : %s;", dst, a, j, b, j, f);
+}
+
 static void put_rescale(printer *P) {
   char kind;
   int i, v;
   for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++) {
-    const fl_value *x = val(P, v);
-    char f[96];
-    if (x->resc == FL_RESCALE_EXP) snprintf(f, sizeof f, "fl_exp(mb%d[r] - ma%d[r])", j, j);
-    else if (x->resc == FL_RESCALE_EXP2) snprintf(f, sizeof f, "fl_exp2(mb%d[r] - ma%d[r])", j, j);
-    else snprintf(f, sizeof f, "fl_pow(ma%d[r] / mb%d[r], (float)%.17g)", j, j, x->resc_pow);
+    char f[16];
+    snprintf(f, sizeof f, "f%d", j);
     if (!P->defer || kind == 'S') line(P, "float f%d[2];", j);
-    line(P, "#pragma unroll");
-    line(P, "for (int r = 0; r < 2; ++r) f%d[r] = mb%d[r] == ma%d[r] ? 1.0f : %s;", j, j, j, f);
+    put_factor(P, val(P, v), j, f, "mb", "ma");
     if (kind == 'S') {
       line(P, "#pragma unroll");
       line(P, "for (int r = 0; r < 2; ++r) if (ls%d[r] != 0.0f) ls%d[r] *= f%d[r];", i, i, j);
@@ -709,6 +716,65 @@ static void put_rescale(printer *P) {
       put_scale_weighted(P, i, j);
     }
   }
+}
+
+/* Member i of kind k ('S' row sums, 'A' weighted sums) merged with the
+ * other state's (index o): each side times its factor (f, g; none: plain
+ * sum), zeros kept zeros (a side that saw no key has an infinite one). */
+static void put_merge_sums(printer *P, char k, int i, int o, const char *f, const char *g) {
+  char a[24], b[24], fa[48] = "", gb[48] = "";
+  const char *at = k == 'S' ? "[r]" : "[et][h]", *row = k == 'S' ? "r" : "h >> 1";
+  snprintf(a, sizeof a, "%s%d%s", k == 'S' ? "ls" : "oa", i, at);
+  snprintf(b, sizeof b, "%s%d%s", k == 'S' ? "ls" : "oa", o, at);
+  if (f) snprintf(fa, sizeof fa, " * %s[%s]", f, row), snprintf(gb, sizeof gb, " * %s[%s]", g, row);
+  line(P, "#pragma unroll");
+  if (k == 'S') {
+    line(P, "for (int r = 0; r < 2; ++r)");
+  } else {
+    line(P, "for (int et = 0; et < %d; ++et)", mma_acc_tiles(P->m, i));
+    line(P, "  #pragma unroll");
+    line(P, "  for (int h = 0; h < 4; ++h)");
+  }
+  if (f) line(P, "    %s = (%s == 0.0f ? 0.0f : %s%s) + (%s == 0.0f ? 0.0f : %s%s);", a, a, a, fa, b, b, gb);
+  else line(P, "    %s += %s;", a, b);
+}
+
+/* Merges another state of the same rows into the running one (a block's
+ * parts, fl_cuda_parts), its members named from `other` on (mx<other + i>,
+ * ls.., oa..): the extremes combined, each sum rescaled to them from both
+ * sides and added. Row sums from the products come with their weighted sums. */
+void mma_put_merge(printer *P, int other) {
+  const fl_mma_group *m = P->m;
+  char kind, f[16], g[16];
+  int i, v;
+  line(P, "{");
+  P->c.depth++;
+  for (int x = 0; x < m->nx; x++) {
+    line(P, "const float xs%d[2] = {mx%d[0], mx%d[1]}; /* this part's */", x, x, x);
+    line(P, "mx%d[0] = mx%d[0], mx%d[1] = mx%d[1];", x, other + x, x, other + x);
+  }
+  put_mu(P, "mo");
+  for (int x = 0; x < m->nx; x++) line(P, "mx%d[0] = xs%d[0], mx%d[1] = xs%d[1];", x, x, x, x);
+  put_mu(P, "mb");
+  for (int x = 0; x < m->nx; x++) {
+    const char *fn = val(P, m->x[x])->comb == FL_COMB_MAX ? "max" : "min";
+    line(P, "mx%d[0] = fl_%sn(xs%d[0], mx%d[0]), mx%d[1] = fl_%sn(xs%d[1], mx%d[1]);", x, fn, x, other + x, x, fn, x,
+         other + x);
+  }
+  put_mu(P, "ma");
+  for (int j = 0; (v = mma_rescaled(P, j, &kind, &i)) >= 0; j++) {
+    snprintf(f, sizeof f, "f%d", j), snprintf(g, sizeof g, "g%d", j);
+    line(P, "float f%d[2], g%d[2];", j, j);
+    put_factor(P, val(P, v), j, f, "mb", "ma");
+    put_factor(P, val(P, v), j, g, "mo", "ma");
+    put_merge_sums(P, kind, i, other + i, f, g);
+  }
+  for (int a = 0; a < m->ns; a++)
+    if (val(P, m->s[a])->resc == FL_RESCALE_NONE && m->s_ones[a] < 0) put_merge_sums(P, 'S', a, other + a, NULL, NULL);
+  for (int a = 0; a < m->na; a++)
+    if (val(P, m->a[a])->resc == FL_RESCALE_NONE) put_merge_sums(P, 'A', a, other + a, NULL, NULL);
+  P->c.depth--;
+  line(P, "}");
 }
 
 /* Pipelined wgmma: the weighted sums' factors, declared before the body
@@ -883,6 +949,21 @@ static int64_t row_pad(const fl_mma_group *m) {
  * few tens of MB) stay in L2 for all its blocks. Masked kernels take the
  * order from the schedule (ord, made from the tile table: see
  * fl_cuda_sched_order), where it has one. */
+/* A kernel whose last blocks run in parts (fl_cuda_parts): the block's
+ * number, its part and whether it is one; the parts past the last exit. */
+static void put_parts_lin(printer *P) {
+  line(P, "const unsigned nb = %lluu, ny = %lluu, nk = nb * ny; /* the blocks, before any part */",
+       (unsigned long long)row_blocks(P->m), (unsigned long long)grid_rest(P->g, P->m));
+  line(P, "const unsigned tl = tail & 0xffffffu, tp = tail >> 24; /* the last tl blocks run in tp parts */");
+  line(P, "unsigned lin = blockIdx.x + gridDim.x * blockIdx.y, part = 0u;");
+  mma_open_if(P, "lin >= nk");
+  line(P, "const unsigned e = lin - nk; /* a later part of one of the last blocks */");
+  line(P, "if (e >= tl * (tp - 1u)) return;");
+  line(P, "lin = nk - tl + e %% tl, part = 1u + e / tl;");
+  mma_close_if(P);
+  line(P, "const bool parted = lin + tl >= nk;");
+}
+
 static void put_block_order(printer *P) {
   int64_t g = chunk_heads(P->m);
   char nb[24] = "gridDim.x", ny[24] = "gridDim.y";
@@ -898,7 +979,8 @@ static void put_block_order(printer *P) {
     lin = "(blockIdx.x + gridDim.x * blockIdx.y) >> 1";
   }
   if (P->m->cluster > 1) snprintf(cl, sizeof cl, " + cr * %dLL", mma_block_rows(P->m)); /* one head's rows */
-  line(P, "const unsigned nb = %s, ny = %s, lin = %s;", nb, ny, lin);
+  if (P->parts) put_parts_lin(P);
+  else line(P, "const unsigned nb = %s, ny = %s, lin = %s;", nb, ny, lin);
   line(P, "unsigned rb, hd; /* the block's rows (in blocks) and other grid position */");
   if (P->t->nmask) line(P, "if (ord) rb = ord[lin] %% nb, hd = ord[lin] / nb;");
   line(P, "%s{", P->t->nmask ? "else " : "");
@@ -1025,6 +1107,9 @@ void mma_put_schedule(printer *P) {
   else
     line(P, "tbw[w] = 0; (void)blk;");
   line(P, "low[w] = 0, hiw[w] = inside ? %lldLL : 0;", (long long)nsteps);
+  if (P->parts)
+    line(P, "if (parted) low[w] = (int)(part * %lldu / tp), hiw[w] = inside ? (int)((part + 1u) * %lldu / tp) : 0;",
+         (long long)nsteps, (long long)nsteps);
   line(P, "if (tbw[w]) {");
   line(P, "  low[w] = bnd[4 * blk] * %lldLL / %lldLL;", (long long)spt, (long long)P->tps);
   line(P, "  const long long h = (bnd[4 * blk + 1] * %lldLL + %lldLL) / %lldLL; /* rounded out */", (long long)spt,
@@ -1416,7 +1501,7 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
                 fl_cuda_ctype(fl_cuda_storage(P->g, v, P->out_dtype)), v);
   }
   fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, "
-                      "const unsigned *__restrict__ ord, int *fix, int *err");
+                      "const unsigned *__restrict__ ord, int *fix, %sint *err", P->parts ? "const unsigned tail, " : "");
   for (int o = 0; P->m->ws && o < P->m->nops + P->m->nb; o++)
     fl_text_put(P->c.b, ", const __grid_constant__ fl_tmap tm%d", o);
   fl_text_put(P->c.b, ") {\n");
@@ -1454,6 +1539,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
     for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, mma_acc_tiles(m, i) * 8);
   }
   P.persistent = persistent && can_persist(&P);
+  P.parts = m->parts && !P.persistent;
   put_signature(&P, kd);
   put_kernel_head(&P);
   steps_and_tiles(&P);
@@ -1466,7 +1552,9 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   else put_plain(&P);
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
-  return launch_shape(p, m, P.persistent, kd, e);
+  fl_status s = launch_shape(p, m, P.persistent, kd, e);
+  if (P.parts) kd->parts = (fl_cuda_parts){.most = m->parts, .warps = m->wgs * 4, .floats = mma_ws_state_floats(m)};
+  return s;
 }
 
 /* The kernel after its state (cp.async loads, every thread computes). */

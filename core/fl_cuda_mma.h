@@ -343,6 +343,13 @@
  * sums and the maximum they are relative to stay one pair. 0: off. */
 #define FL_STALE_MAX 8
 #endif
+#ifndef FL_WS_PARTS
+/* The most parts a warp-specialized kernel without masks may split each
+ * of its last blocks' keys in, so that the short last wave of equal
+ * blocks ends sooner (fl_cuda_parts_choose picks how many, at launch);
+ * the last part to finish merges the others' states. 0: never. */
+#define FL_WS_PARTS 4
+#endif
 #ifndef FL_WS_PIPE
 #define FL_WS_PIPE 1 /* warp-specialized kernels pipeline their steps (as FL_WGMMA_PIPE) */
 #endif
@@ -397,6 +404,7 @@ typedef struct fl_mma_group {
   int stages;              /* ws: key and value tiles in flight */
   int nb;                  /* ws: inputs loaded a step into tiles of their own */
   int chains;              /* ws: 2 when each of two chains runs in blocks of its own (FL_WS_CHAINS), else 1 */
+  int parts;               /* ws: its last blocks may run in up to this many parts of their keys (FL_WS_PARTS), or 0 */
   int cluster;             /* ws: blocks a cluster, sharing their key and value tiles (FL_WS_CLUSTER_ALL), or 1 */
   int nc0[4];              /* chain 0's members, the first of each kind: scores, extremes, sums, weighted sums */
   int s_ones[FL_MMA_MAX];  /* ws: row sum i is weighted sum s_ones[i]'s column of ones (FL_WS_ONES), or -1 ... */

@@ -753,6 +753,15 @@ static void choose_ones(matcher *M) {
     for (int i = 0; i < m->ns; i++) m->s_ones[i] = -1;
 }
 
+/* Parts of the last blocks' keys (FL_WS_PARTS): warp-specialized, one
+ * chain, no cluster, no masks (its blocks are equal), a part a step at least. */
+static void choose_parts(fl_mma_group *m) {
+  int64_t steps = (m->keys + m->step - 1) / m->step;
+  int most = FL_WS_PARTS < steps ? FL_WS_PARTS : (int)steps;
+  if (m->ws && m->chains == 1 && m->cluster == 1 && !m->k->tiles.nmask && !m->k->tiles.data && most >= 2)
+    m->parts = most;
+}
+
 static int check_grid(matcher *M) {
   const fl_tiles *t = &M->k->tiles;
   fl_mma_group *m = M->m;
@@ -796,6 +805,7 @@ int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_g
   }
   if (ok) choose_ones(&M);
   for (int i = 0; ok && i < m->nx; i++) m->x_lag[i] = max_lag(&M, m->x[i]);
+  if (ok) choose_parts(m);
   *why = ok ? NULL : M.why;
   return ok;
 }

@@ -43,6 +43,7 @@ typedef struct printer {
   int elem;         /* in an element context ([nt][h] or [et][h]) */
   int at_key;       /* at a score's element: its key kj of the step's stage s */
   int persistent;   /* a block a multiprocessor looping over the tiles (FL_GEN_PERSISTENT) */
+  int parts;        /* its last blocks may run in parts of their keys (FL_WS_PARTS, fl_cuda_parts) */
   int known;        /* every mask condition known true (a full tile) */
   int edge;         /* the step may hold keys past the end */
   int64_t spt;      /* steps a plan key tile (all of them when one tile holds every key) */
@@ -90,6 +91,7 @@ void mma_put_deferred_factors(printer *P);
 void mma_put_pipe_issue(printer *P, const char *issued);
 void mma_put_pipe_body(printer *P);
 void mma_put_pipe_rescale(printer *P);
+void mma_put_merge(printer *P, int other);
 /* fl_cuda_mma_out.c: after the loop */
 int mma_needed(const printer *P, int v);
 void mma_put_finish(printer *P);
@@ -97,6 +99,8 @@ void mma_put_finish(printer *P);
 int mma_ws_loader_regs(const fl_mma_group *m, int persistent);
 int mma_ws_compute_regs(const fl_mma_group *m, int persistent);
 int mma_ws_pingpong(const fl_mma_group *m);
+/* The floats of a thread's running state (put_handover's order). */
+int64_t mma_ws_state_floats(const fl_mma_group *c);
 /* The operand whose tiles operand o takes (a chain a block), or -1. */
 int mma_shared_tiles(const fl_mma_group *m, int o);
 /* The words a kernel keeps after its `positions` fixup flags and two (see fl_cuda_kernel.scratch). */

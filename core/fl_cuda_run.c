@@ -253,6 +253,22 @@ static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
   return fl_cuda_storage(g, v, ((const fl_cuda_exec *)ctx)->out_dtype);
 }
 
+/* The grid rows a kernel's parts take beyond its blocks: the first part
+ * of each of the tail blocks is that block, the others come after. */
+static unsigned extra_rows(const fl_cuda_kernel *kd, unsigned tail, unsigned parts) {
+  return (unsigned)(((int64_t)tail * (parts - 1) + kd->grid[0] - 1) / kd->grid[0]);
+}
+
+/* Which of kernel kd's last blocks run in parts, and in how many
+ * (fl_cuda_parts_choose; none where the grid's rows would pass 65535). */
+static void run_parts(const fl_cuda_exec *x, const fl_cuda_kernel *kd, unsigned *tail, unsigned *parts) {
+  *tail = 0, *parts = 1;
+  if (!kd->parts.most || kd->persistent) return;
+  fl_cuda_parts_choose((int64_t)kd->grid[0] * kd->grid[1], (int64_t)x->sms * kd->order.per_sm, kd->parts.most, tail,
+                       parts);
+  if (kd->grid[1] + extra_rows(kd, *tail, *parts) > 65535) *tail = 0, *parts = 1;
+}
+
 /* A tensor-core kernel's flags: one int a grid position, the word "any",
  * and the counter its persistent blocks take tiles from; then its scratch
  * words. Zeroed when made, and the flags again only after a run flagged
@@ -261,7 +277,9 @@ static fl_dtype storage_of(const fl_graph *g, int v, void *ctx) {
 static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
   size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
   uint64_t *fix = &x->fix[kd->plan_kernel];
-  const size_t all = n + 2 + (size_t)kd->scratch;
+  unsigned tail, parts;
+  run_parts(x, kd, &tail, &parts);
+  const size_t all = n + 2 + (size_t)kd->scratch + (size_t)fl_cuda_parts_words(&kd->parts, (int64_t)n, tail, parts);
   int made = !*fix, zero = made || x->fix_dirty[kd->plan_kernel] || kd->persistent;
   fl_status s = made ? fl_cuda_alloc(x->ordinal, all * sizeof(int), fix, e) : FL_OK;
   if (s == FL_OK && zero) s = fl_cuda_memset(x->ordinal, *fix, 0, 4, made ? all : n + 2, e);
@@ -289,6 +307,11 @@ static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *
     args[(*n)++] = kd->fix == 1 || after_mma ? b->fix : 0;
     if (kd->fix == 1) b->fix_kernel = kd->plan_kernel;
   }
+  if (kd->parts.most) {
+    unsigned tail, parts;
+    run_parts(x, kd, &tail, &parts);
+    args[(*n)++] = tail | parts << 24;
+  }
   return s;
 }
 
@@ -309,8 +332,8 @@ static fl_status fixup_needed(fl_cuda_exec *x, const fl_cuda_kernel *kd, const b
  * cuLaunchKernel takes them) and its tensor maps, which they point into. */
 typedef struct prepared {
   fl_cuda_tensor_map maps[FL_CUDA_MAX_TMAPS];
-  uint64_t args[FL_CUDA_MAX_PARAMS + 4];
-  void *params[FL_CUDA_MAX_PARAMS + 4 + FL_CUDA_MAX_TMAPS];
+  uint64_t args[FL_CUDA_MAX_PARAMS + 8]; /* the values', then schedule, flags, parts, error */
+  void *params[FL_CUDA_MAX_PARAMS + 8 + FL_CUDA_MAX_TMAPS];
   unsigned grid[3], block[3], smem;
 } prepared;
 
@@ -331,6 +354,9 @@ static fl_status prepare(fl_cuda_exec *x, int k, buffers *b, prepared *L, fl_err
   if (kd->block[0]) {
     memcpy(L->grid, kd->grid, sizeof L->grid), memcpy(L->block, kd->block, sizeof L->block);
     if (kd->persistent && L->grid[0] > (unsigned)x->sms) L->grid[0] = (unsigned)x->sms; /* blocks loop over the tiles */
+    unsigned tail, parts;
+    run_parts(x, kd, &tail, &parts);
+    L->grid[1] += extra_rows(kd, tail, parts);
     L->smem = (unsigned)kd->smem;
     return FL_OK;
   }

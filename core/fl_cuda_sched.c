@@ -242,3 +242,21 @@ void fl_cuda_sched_free(fl_cuda_sched *s, int ordinal) {
   s->last = NULL;
   s->nvals = 0;
 }
+
+void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, unsigned *tail, unsigned *parts) {
+  int64_t r = slots > 0 ? blocks % slots : 0;
+  double best = 1.0;
+  *tail = 0, *parts = 1;
+  for (int p = 2; r > 0 && p <= most; p++) {
+    double rounds = (double)((r * p + slots - 1) / slots) / p;
+    if (rounds < best - 1e-9) best = rounds, *tail = (unsigned)r, *parts = (unsigned)p;
+  }
+}
+
+static int64_t up32(int64_t n) { return (n + 31) / 32 * 32; }
+
+int64_t fl_cuda_parts_words(const fl_cuda_parts *pt, int64_t positions, unsigned tail, unsigned parts) {
+  if (!tail) return 0;
+  int64_t tickets = up32(positions + 2), states = tickets + up32((int64_t)tail * pt->warps);
+  return states + (int64_t)tail * pt->warps * parts * pt->floats * 32 - (positions + 2);
+}

@@ -430,10 +430,59 @@ static void put_ws_steps(printer *P) {
   if (P->persistent) line(P, "fl_bar_arrive(bqe); /* done with Q's tile */");
 }
 
+static void put_handover(printer *P, const fl_mma_group *c, const int *at, int out, const char *slot);
+
+/* A block in parts (fl_cuda_parts): each warp stores its state in its
+ * piece and takes its rows' ticket; the last part to take it sets it
+ * back to zero for the next launch and merges the other parts' states
+ * into its own before the outputs. Stored, fenced, then counted: the
+ * last finds every other piece in, with no wait. */
+static void put_parts_merge(printer *P) {
+  const fl_mma_group *m = P->m;
+  const long long F = (long long)mma_ws_state_floats(m), W = m->wgs * 4, tk0 = (long long)(P->positions + 2 + 31) / 32 * 32;
+  const int zero[3] = {0, 0, 0}, other[3] = {FL_MMA_MAX, FL_MMA_MAX, FL_MMA_MAX};
+  char slot[64];
+  line(P, "bool fin = true; /* the warp stores the outputs */");
+  mma_open_if(P, "parted");
+  line(P, "float sv[%lld]; /* this part's state */", F);
+  put_handover(P, m, zero, 1, "sv[@]");
+  line(P, "const unsigned cw = (lin + tl - nk) * %lldu + warp; /* the block's warp */", W);
+  line(P, "const long long tk0 = %lldLL; /* the tickets, then the pieces */", tk0);
+  line(P, "unsigned *const tk = (unsigned *)fix + tk0 + cw;");
+  line(P, "float *const hp = (float *)fix + tk0 + (tl * %lldu + 31u) / 32u * 32u + (long long)cw * tp * %lldLL + lane;", W,
+       F * 32);
+  line(P, "#pragma unroll");
+  line(P, "for (int j = 0; j < %lld; ++j) __stcg(hp + (part * %lldu + j) * 32u, sv[j]);", F, F);
+  line(P, "__threadfence();");
+  line(P, "__syncwarp();");
+  line(P, "unsigned tn = 0u;");
+  line(P, "if (lane == 0) tn = atomicAdd(tk, 1u);");
+  line(P, "fin = __shfl_sync(0xffffffffu, tn, 0) == tp - 1u;");
+  mma_open_if(P, "fin");
+  line(P, "if (lane == 0) *tk = 0u; /* for the next launch */");
+  line(P, "__threadfence();");
+  line(P, "#pragma unroll 1");
+  line(P, "for (unsigned q = 0; q < tp; ++q) {");
+  P->c.depth++;
+  line(P, "if (q == part) continue;");
+  snprintf(slot, sizeof slot, "__ldcg(hp + (q * %lldu + @) * 32u)", F);
+  put_handover(P, m, other, 0, slot);
+  mma_put_merge(P, FL_MMA_MAX);
+  P->c.depth--;
+  line(P, "}");
+  mma_close_if(P);
+  mma_close_if(P);
+}
+
 /* The computing warpgroups' tile: Q, the steps, the outputs. */
 static void put_ws_computes(printer *P) {
   put_ws_steps(P);
+  if (P->parts) {
+    put_parts_merge(P);
+    mma_open_if(P, "fin");
+  }
   mma_put_finish(P);
+  if (P->parts) mma_close_if(P);
   put_stamps_print(P);
 }
 
@@ -473,8 +522,7 @@ static void put_handover(printer *P, const fl_mma_group *c, const int *at, int o
   }
 }
 
-/* The floats of a thread's state in chain c (put_handover's order). */
-static int64_t state_floats(const fl_mma_group *c) {
+int64_t mma_ws_state_floats(const fl_mma_group *c) {
   int64_t n = 2 * (c->nx + c->ns);
   for (int i = 0; i < c->na; i++) n += 4 * mma_acc_tiles(c, i);
   return n;
@@ -493,7 +541,7 @@ static pair_words chain_words(const fl_graph *g, const fl_mma_group *m, int64_t 
   if (m->chains < 2) return w;
   fl_mma_group c[2];
   for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
-  int64_t f0 = state_floats(&c[0]), f1 = state_floats(&c[1]), warps = mma_tiles_count(g, m) * m->wgs * 4;
+  int64_t f0 = mma_ws_state_floats(&c[0]), f1 = mma_ws_state_floats(&c[1]), warps = mma_tiles_count(g, m) * m->wgs * 4;
   w.floats = f0 > f1 ? f0 : f1;
   w.tickets = (positions + 2 + 31) / 32 * 32;
   w.states = w.tickets + (warps + 31) / 32 * 32;

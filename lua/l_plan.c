@@ -179,7 +179,8 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
  * threads, kind, path, why, params = {value names}, writes = {booleans};
  * tensor-core kernels also design (in words), block (threads), smem
  * (bytes), grid, persistent, scratch (bytes of global memory it keeps
- * across its blocks and launches)}...}: the plan's CUDA kernels, outputs in
+ * across its blocks and launches), parts (where its last blocks may run
+ * in parts: {most, warps, floats})}...}: the plan's CUDA kernels, outputs in
  * `dtype` (default: each its own). Needs no GPU; path "auto" is the one
  * p:launch takes on device 0, or "mma" with none. persistent = true lets
  * warp-specialized kernels without masks loop over their tiles. */
@@ -225,6 +226,13 @@ static int p_cuda(lua_State *L) {
       lua_pushboolean(L, k->persistent);
       lua_setfield(L, -2, "persistent");
       set_int(L, "scratch", k->scratch * (int64_t)sizeof(int));
+      if (k->parts.most) {
+        lua_createtable(L, 0, 3);
+        set_int(L, "most", k->parts.most);
+        set_int(L, "warps", k->parts.warps);
+        set_int(L, "floats", k->parts.floats);
+        lua_setfield(L, -2, "parts");
+      }
     }
     lua_createtable(L, k->nparams, 0);
     lua_createtable(L, k->nparams, 0);

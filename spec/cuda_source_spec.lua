@@ -402,6 +402,29 @@ describe("CUDA source of every variant", function()
     assert.matches(revert, mma, 1, true)
   end)
 
+  it("an unmasked kernel's last blocks may run in parts of their keys, the last part merging the others", function()
+    local full, kd = source("full", 128, 2048)
+    -- the word of parts after the flags; the later parts of the last blocks after the blocks; a part's steps
+    assert.matches("int *fix, const unsigned tail, int *err", full, 1, true)
+    assert.matches("const unsigned nb = 16u, ny = 2u, nk = nb * ny; /* the blocks, before any part */", full, 1, true)
+    assert.matches("lin = nk - tl + e % tl, part = 1u + e / tl;", full, 1, true)
+    assert.matches("if (parted) low[w] = (int)(part * 16u / tp), hiw[w] = inside ? (int)((part + 1u) * 16u / tp) : 0;",
+      full, 1, true)
+    -- each warp's state stored, a ticket; the last merges: maxima combined, both sides rescaled, zeros kept
+    assert.matches("fin = __shfl_sync(0xffffffffu, tn, 0) == tp - 1u;", full, 1, true)
+    assert.matches("mx0[0] = fl_maxn(xs0[0], mx8[0]), mx0[1] = fl_maxn(xs0[1], mx8[1]);", full, 1, true)
+    assert.matches("ls0[r] = (ls0[r] == 0.0f ? 0.0f : ls0[r] * f0[r]) + (ls8[r] == 0.0f ? 0.0f : ls8[r] * g0[r]);",
+      full, 1, true)
+    -- the launch: at most 4 parts, 8 warps of 68 floats (2 + 2 + 64)
+    assert.same({most = 4, warps = 8, floats = 68}, kd.parts)
+    -- masked (blocks of many lengths), persistent, or a chain a block: none
+    for _, c in ipairs({{"causal", 128, 2048}, {"full", 128, 960, true}, {"differential", 128, 2048}}) do
+      local src, ckd = source(c[1], c[2], c[3], c[4])
+      assert.is_nil(src:find("const unsigned tail", 1, true), c[1])
+      assert.is_nil(ckd.parts, c[1])
+    end
+  end)
+
   it("refuses an unknown path", function()
     local V = variants.load("full")
     local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 1, 16, 16, {dtype = "bf16", seed = 1}, V.small)))
