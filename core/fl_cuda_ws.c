@@ -432,11 +432,25 @@ static void put_ws_steps(printer *P) {
 
 static void put_handover(printer *P, const fl_mma_group *c, const int *at, int out, const char *slot);
 
+/* The running state (m's members) set to the one named from `other` on. */
+static void put_state_copy(printer *P, const fl_mma_group *m, int other) {
+  for (int k = 0; k < 3; k++) {
+    int count = k == 0 ? m->nx : k == 1 ? m->ns : m->na;
+    const char *name = k == 0 ? "mx" : k == 1 ? "ls" : "oa", *first = k < 2 ? "[0]" : "[0][0]";
+    for (int i = 0; i < count; i++) {
+      line(P, "#pragma unroll");
+      line(P, "for (int j = 0; j < %d; ++j) (&%s%d%s)[j] = (&%s%d%s)[j];", k < 2 ? 2 : 4 * mma_acc_tiles(m, i), name, i,
+           first, name, other + i, first);
+    }
+  }
+}
+
 /* A block in parts (fl_cuda_parts): each warp stores its state in its
  * piece and takes its rows' ticket; the last part to take it sets it
- * back to zero for the next launch and merges the other parts' states
- * into its own before the outputs. Stored, fenced, then counted: the
- * last finds every other piece in, with no wait. */
+ * back to zero for the next launch and merges every part's state, in
+ * the parts' order (a launch gives the same numbers as the last), before
+ * the outputs. Stored, fenced, then counted: the last finds every piece
+ * in, with no wait. */
 static void put_parts_merge(printer *P) {
   const fl_mma_group *m = P->m;
   const long long F = (long long)mma_ws_state_floats(m), W = m->wgs * 4, tk0 = (long long)(P->positions + 2 + 31) / 32 * 32;
@@ -462,12 +476,19 @@ static void put_parts_merge(printer *P) {
   line(P, "if (lane == 0) *tk = 0u; /* for the next launch */");
   line(P, "__threadfence();");
   line(P, "#pragma unroll 1");
-  line(P, "for (unsigned q = 0; q < tp; ++q) {");
+  line(P, "for (unsigned q = 0; q < tp; ++q) { /* in the parts' order, whichever came last: the same sums */");
   P->c.depth++;
-  line(P, "if (q == part) continue;");
   snprintf(slot, sizeof slot, "__ldcg(hp + (q * %lldu + @) * 32u)", F);
   put_handover(P, m, other, 0, slot);
+  line(P, "if (q == 0u) {");
+  P->c.depth++;
+  put_state_copy(P, m, FL_MMA_MAX);
+  P->c.depth--;
+  line(P, "} else {");
+  P->c.depth++;
   mma_put_merge(P, FL_MMA_MAX);
+  P->c.depth--;
+  line(P, "}");
   P->c.depth--;
   line(P, "}");
   mma_close_if(P);
