@@ -49,7 +49,7 @@ typedef struct fl_cuda_block_order {
  * every lane after another. */
 typedef struct fl_cuda_parts {
   int most, warps;
-  int64_t floats;
+  int64_t floats, steps; /* and a block's steps */
 } fl_cuda_parts;
 
 /* A tensor map a kernel takes (after its other arguments): over input

@@ -1553,7 +1553,9 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
   fl_status s = launch_shape(p, m, P.persistent, kd, e);
-  if (P.parts) kd->parts = (fl_cuda_parts){.most = m->parts, .warps = m->wgs * 4, .floats = mma_ws_state_floats(m)};
+  if (P.parts)
+    kd->parts = (fl_cuda_parts){.most = m->parts, .warps = m->wgs * 4, .floats = mma_ws_state_floats(m),
+                                .steps = (m->keys + m->step - 1) / m->step};
   return s;
 }
 

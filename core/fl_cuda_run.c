@@ -264,8 +264,8 @@ static unsigned extra_rows(const fl_cuda_kernel *kd, unsigned tail, unsigned par
 static void run_parts(const fl_cuda_exec *x, const fl_cuda_kernel *kd, unsigned *tail, unsigned *parts) {
   *tail = 0, *parts = 1;
   if (!kd->parts.most || kd->persistent) return;
-  fl_cuda_parts_choose((int64_t)kd->grid[0] * kd->grid[1], (int64_t)x->sms * kd->order.per_sm, kd->parts.most, tail,
-                       parts);
+  fl_cuda_parts_choose((int64_t)kd->grid[0] * kd->grid[1], (int64_t)x->sms * kd->order.per_sm, kd->parts.most,
+                       kd->parts.steps, tail, parts);
   if (kd->grid[1] + extra_rows(kd, *tail, *parts) > 65535) *tail = 0, *parts = 1;
 }
 

@@ -243,12 +243,26 @@ void fl_cuda_sched_free(fl_cuda_sched *s, int ordinal) {
   s->nvals = 0;
 }
 
-void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, unsigned *tail, unsigned *parts) {
+#ifndef FL_PARTS_FIXED
+/* A block's fixed cost beside its steps (Q, the first step's fill, the
+ * last product, the outputs), in steps: about 4 at D=64
+ * (2026-11-24-h100-pipelined-d64.md); each part pays it. */
+#define FL_PARTS_FIXED 4.0
+#endif
+#ifndef FL_PARTS_GAIN
+/* The least share of a block's time the parts must save: on the H100
+ * (full, bf16) parts in thirds of 32 steps, where the model saved 8%,
+ * measured 483 TFLOP/s against 491-494 at D=64 B4 N4096; halves of 128
+ * steps (47% saved) 555 against 534-536 at B1 N16384. */
+#define FL_PARTS_GAIN 0.1
+#endif
+
+void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, int64_t steps, unsigned *tail, unsigned *parts) {
   int64_t r = slots > 0 ? blocks % slots : 0;
-  double best = 1.0;
+  double best = 1.0 - FL_PARTS_GAIN;
   *tail = 0, *parts = 1;
-  for (int p = 2; r > 0 && p <= most; p++) {
-    double rounds = (double)((r * p + slots - 1) / slots) / p;
+  for (int p = 2; r > 0 && steps > 0 && p <= most; p++) {
+    double rounds = (double)((r * p + slots - 1) / slots) * (1.0 / p + FL_PARTS_FIXED / (double)steps);
     if (rounds < best - 1e-9) best = rounds, *tail = (unsigned)r, *parts = (unsigned)p;
   }
 }

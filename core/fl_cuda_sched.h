@@ -57,14 +57,15 @@ int64_t *fl_cuda_sched_spans(const fl_cuda_block_order *o, const int64_t *first,
  * short blocks, of every chunk. */
 uint32_t *fl_cuda_sched_order(const fl_cuda_block_order *o, const int64_t *span, int64_t slots);
 
-/* Where a kernel of `blocks` equal blocks, `slots` of them at once,
- * runs its last ones in parts (fl_cuda_parts): the last `*tail` blocks
- * (those of the short last wave) each as `*parts` blocks of a part of its
- * keys, so that the last wave ends sooner: the parts count p (2 up to
- * `most`) taking the fewest rounds of 1/p of a block, ceil(tail * p /
- * slots) / p; none (tail 0, parts 1) where no count takes less than a
+/* Where a kernel of `blocks` equal blocks of `steps` steps, `slots` of
+ * them at once, runs its last ones in parts (fl_cuda_parts): the last
+ * `*tail` blocks (those of the short last wave) each as `*parts` blocks
+ * of a part of its keys, so that the last wave ends sooner: the count p
+ * (2 up to `most`) whose rounds take least, ceil(tail * p / slots) rounds
+ * of a part (1/p of the steps and a block's fixed cost, FL_PARTS_FIXED);
+ * none (tail 0, parts 1) where that saves less than FL_PARTS_GAIN of a
  * block. */
-void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, unsigned *tail, unsigned *parts);
+void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, int64_t steps, unsigned *tail, unsigned *parts);
 /* The words such a kernel keeps after its `positions` flags and two
  * (fl_cuda_parts' layout). */
 int64_t fl_cuda_parts_words(const fl_cuda_parts *pt, int64_t positions, unsigned tail, unsigned parts);

@@ -180,7 +180,7 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
  * tensor-core kernels also design (in words), block (threads), smem
  * (bytes), grid, persistent, scratch (bytes of global memory it keeps
  * across its blocks and launches), parts (where its last blocks may run
- * in parts: {most, warps, floats})}...}: the plan's CUDA kernels, outputs in
+ * in parts: {most, warps, floats, steps})}...}: the plan's CUDA kernels, outputs in
  * `dtype` (default: each its own). Needs no GPU; path "auto" is the one
  * p:launch takes on device 0, or "mma" with none. persistent = true lets
  * warp-specialized kernels without masks loop over their tiles. */
@@ -231,6 +231,7 @@ static int p_cuda(lua_State *L) {
         set_int(L, "most", k->parts.most);
         set_int(L, "warps", k->parts.warps);
         set_int(L, "floats", k->parts.floats);
+        set_int(L, "steps", k->parts.steps);
         lua_setfield(L, -2, "parts");
       }
     }

@@ -415,8 +415,8 @@ describe("CUDA source of every variant", function()
     assert.matches("mx0[0] = fl_maxn(xs0[0], mx8[0]), mx0[1] = fl_maxn(xs0[1], mx8[1]);", full, 1, true)
     assert.matches("ls0[r] = (ls0[r] == 0.0f ? 0.0f : ls0[r] * f0[r]) + (ls8[r] == 0.0f ? 0.0f : ls8[r] * g0[r]);",
       full, 1, true)
-    -- the launch: at most 4 parts, 8 warps of 68 floats (2 + 2 + 64)
-    assert.same({most = 4, warps = 8, floats = 68}, kd.parts)
+    -- the launch: at most 4 parts of 16 steps, 8 warps of 68 floats (2 + 2 + 64)
+    assert.same({most = 4, warps = 8, floats = 68, steps = 16}, kd.parts)
     -- masked (blocks of many lengths), persistent, or a chain a block: none
     for _, c in ipairs({{"causal", 128, 2048}, {"full", 128, 960, true}, {"differential", 128, 2048}}) do
       local src, ckd = source(c[1], c[2], c[3], c[4])

@@ -88,20 +88,24 @@ FL_TEST(sched_order_chunks_longest_first_short_ones_last) {
 
 FL_TEST(sched_parts_split_the_short_last_wave) {
   unsigned tail, parts;
-  /* 2048 blocks on 132: a last wave of 68, in thirds two rounds of a third */
-  fl_cuda_parts_choose(2048, 132, 4, &tail, &parts);
+  /* 2048 blocks of 128 steps on 132: a last wave of 68, in thirds two
+   * rounds of a third and 4/128 */
+  fl_cuda_parts_choose(2048, 132, 4, 128, &tail, &parts);
   CHECK(tail == 68 && parts == 3);
   /* a last wave of 4: in quarters, one round of a quarter */
-  fl_cuda_parts_choose(4096, 132, 4, &tail, &parts);
+  fl_cuda_parts_choose(4096, 132, 4, 128, &tail, &parts);
   CHECK(tail == 4 && parts == 4);
-  fl_cuda_parts_choose(4096, 132, 2, &tail, &parts);
+  fl_cuda_parts_choose(4096, 132, 2, 128, &tail, &parts);
   CHECK(tail == 4 && parts == 2);
+  /* 32 steps: thirds take 2 x (1/3 + 1/8), saving less than a tenth */
+  fl_cuda_parts_choose(2048, 132, 4, 32, &tail, &parts);
+  CHECK(tail == 0 && parts == 1);
   /* a last wave of 124 (of 132) or whole waves: no count ends it sooner */
-  fl_cuda_parts_choose(256, 132, 4, &tail, &parts);
+  fl_cuda_parts_choose(256, 132, 4, 128, &tail, &parts);
   CHECK(tail == 0 && parts == 1);
-  fl_cuda_parts_choose(264, 132, 4, &tail, &parts);
+  fl_cuda_parts_choose(264, 132, 4, 128, &tail, &parts);
   CHECK(tail == 0 && parts == 1);
-  fl_cuda_parts_choose(100, 132, 0, &tail, &parts);
+  fl_cuda_parts_choose(100, 132, 0, 128, &tail, &parts);
   CHECK(tail == 0 && parts == 1);
   /* the words: tickets from the next multiple of 32 after the flags and
    * two, then (from a multiple of 32) every piece's floats of 32 lanes */
