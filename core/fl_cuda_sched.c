@@ -250,11 +250,15 @@ void fl_cuda_sched_free(fl_cuda_sched *s, int ordinal) {
 #define FL_PARTS_FIXED 4.0
 #endif
 #ifndef FL_PARTS_GAIN
-/* The least share of a block's time the parts must save: on the H100
- * (full, bf16) parts in thirds of 32 steps, where the model saved 8%,
- * measured 483 TFLOP/s against 491-494 at D=64 B4 N4096; halves of 128
- * steps (47% saved) 555 against 534-536 at B1 N16384. */
-#define FL_PARTS_GAIN 0.1
+/* The least share of a block's time the parts must save. On the H100
+ * (bf16, TFLOP/s, parts against none, two rounds): thirds of 32 steps
+ * (8% saved in the model) full D=64 B4 N4096 483 against 491-494;
+ * halves of 128 steps (47%) at B1 N16384 D=64 full 548 / 553 against
+ * 536 / 535, softcap 218 / 219 against 209 / 211, gqa 550 / 554 against
+ * 533 / 536, evoformer_row 331 / 324 against 320 / 315; thirds of 128
+ * steps (27%) at D=128 full 656 / 651 against 672 / 653, gqa 652 / 664
+ * against 667 / 668, softcap 346 / 347 against 344 / 347: no gain. */
+#define FL_PARTS_GAIN 0.3
 #endif
 
 void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, int64_t steps, unsigned *tail, unsigned *parts) {

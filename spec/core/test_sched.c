@@ -88,16 +88,19 @@ FL_TEST(sched_order_chunks_longest_first_short_ones_last) {
 
 FL_TEST(sched_parts_split_the_short_last_wave) {
   unsigned tail, parts;
-  /* 2048 blocks of 128 steps on 132: a last wave of 68, in thirds two
-   * rounds of a third and 4/128 */
-  fl_cuda_parts_choose(2048, 132, 4, 128, &tail, &parts);
-  CHECK(tail == 68 && parts == 3);
+  /* 1376 blocks of 128 steps on 132: a last wave of 56, in halves one
+   * round of a half and 4/128 */
+  fl_cuda_parts_choose(1376, 132, 4, 128, &tail, &parts);
+  CHECK(tail == 56 && parts == 2);
   /* a last wave of 4: in quarters, one round of a quarter */
   fl_cuda_parts_choose(4096, 132, 4, 128, &tail, &parts);
   CHECK(tail == 4 && parts == 4);
   fl_cuda_parts_choose(4096, 132, 2, 128, &tail, &parts);
   CHECK(tail == 4 && parts == 2);
-  /* 32 steps: thirds take 2 x (1/3 + 1/8), saving less than a tenth */
+  /* a last wave of 68: thirds take two rounds of 1/3 + 4/128, saving
+   * less than FL_PARTS_GAIN; of 32 steps, 1/3 + 1/8 */
+  fl_cuda_parts_choose(2048, 132, 4, 128, &tail, &parts);
+  CHECK(tail == 0 && parts == 1);
   fl_cuda_parts_choose(2048, 132, 4, 32, &tail, &parts);
   CHECK(tail == 0 && parts == 1);
   /* a last wave of 124 (of 132) or whole waves: no count ends it sooner */
