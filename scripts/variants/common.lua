@@ -43,6 +43,20 @@ function A.values(values, opts, dtype)
   return fl.tensor(values, {dtype = dtype or o.dtype}):to(o.device)
 end
 
+-- NaN-filled CUDA tensors for graph g's outputs, of their shapes (in
+-- `dtype`, or each in its own; -1 in a dtype without NaN): a position the
+-- kernels never write shows.
+local FLOATS = {f64 = true, f32 = true, f16 = true, bf16 = true}
+function A.poisoned(g, dtype)
+  local out = {}
+  for k, id in ipairs(g:outputs()) do
+    local v = g:value(id)
+    local dt = dtype or v.dtype
+    out[k] = fl.full(v.shape, FLOATS[dt] and 0 / 0 or -1, {dtype = dt, device = "cuda"})
+  end
+  return out
+end
+
 -- q, k, v of shape [B, H, N, D].
 function A.qkv(B, H, N, D, opts)
   return {A.randn({B, H, N, D}, opts, 1), A.randn({B, H, N, D}, opts, 2),

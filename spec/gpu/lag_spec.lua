@@ -8,6 +8,7 @@
 local fl = require "flashlight"
 local variants = require "variants"
 local R = require "variants.reference"
+local A = require "variants.common"
 
 local B, H, N = 1, 2, 1024
 local TOL = {bf16 = 1e-2, f16 = 2e-3}
@@ -31,16 +32,6 @@ local function scaled(t, f, dtype)
     end
   end
   return fl.tensor(x, {dtype = dtype})
-end
-
--- NaN-filled outputs of g on the GPU: any element a kernel leaves unwritten shows.
-local function poisoned(g)
-  local out = {}
-  for o, id in ipairs(g:outputs()) do
-    local v = g:value(id)
-    out[o] = fl.full(v.shape, 0 / 0, {dtype = v.dtype, device = "cuda"})
-  end
-  return out
 end
 
 local function chosen()
@@ -67,7 +58,7 @@ describe("running maxima that lag, on scores that climb #gpu", function()
             local plan = g:plan()
             local want = R.host_tables(plan:launch(gpu, "f32", {kernels = "scalar"}))
             for _, path in ipairs({"hopper", "mma"}) do
-              local got = R.host_tables(plan:launch(gpu, nil, {path = path, out = poisoned(g)}))
+              local got = R.host_tables(plan:launch(gpu, nil, {path = path, out = A.poisoned(g)}))
               local what = ("%s D=%d %s %s %s"):format(V.name, D, dt, prof[1], path)
               assert.equal(path, plan:compiled().path, what)
               local err = R.rel_error(got, want)

@@ -6,9 +6,9 @@
 local fl = require "flashlight"
 local variants = require "variants"
 local R = require "variants.reference"
+local A = require "variants.common"
 
 local B, H, N, D = 1, 2, 100, 64
-local FLOAT = {f32 = true, f16 = true, bf16 = true}
 
 local f32_tables = R.host_tables
 
@@ -22,15 +22,6 @@ local function planned(V)
   return g, gpu
 end
 
--- Poisoned cuda tensors, one per output of g, of its shape and dtype.
-local function poisoned(g)
-  local out = {}
-  for o, id in ipairs(g:outputs()) do
-    local v = g:value(id)
-    out[o] = fl.full(v.shape, FLOAT[v.dtype] and 0 / 0 or -1, {dtype = v.dtype, device = "cuda"})
-  end
-  return out
-end
 
 local function assert_same_objects(want, got)
   assert.equal(#want, #got)
@@ -48,12 +39,12 @@ describe("plan:launch with out and kernels #gpu", function()
       local g, gpu = planned(V)
       local plan = g:plan()
       local fresh = f32_tables(plan:launch(gpu))
-      local out = poisoned(g)
+      local out = A.poisoned(g)
       local got = plan:launch(gpu, nil, {out = out})
       assert_same_objects(out, got)
       assert_near(V.name .. " out", f32_tables(got), fresh)
       assert_near(V.name .. " scalar", f32_tables(plan:launch(gpu, nil, {kernels = "scalar"})), fresh)
-      out = poisoned(g)
+      out = A.poisoned(g)
       got = plan:launch(gpu, nil, {kernels = "scalar", out = out})
       assert_same_objects(out, got)
       assert_near(V.name .. " scalar out", f32_tables(got), fresh)
@@ -79,7 +70,7 @@ describe("plan:launch with out and kernels #gpu", function()
     local V = variants.load("lse")
     local g, gpu = planned(V)
     local want = f32_tables({fl.compile(V.make(V.small))(table.unpack(gpu))})
-    local out = poisoned(g)
+    local out = A.poisoned(g)
     local prog = fl.compile(V.make(V.small), {out = out})
     local got = {prog(table.unpack(gpu))}
     assert_same_objects(out, got)
@@ -93,7 +84,7 @@ describe("plan:launch with out and kernels #gpu", function()
     local want = f32_tables(g:eval({x}))
     local xs = {x:to("cuda")}
     assert_near("fresh", f32_tables(plan:launch(xs)), want)
-    local out = poisoned(g)
+    local out = A.poisoned(g)
     assert_same_objects(out, plan:launch(xs, nil, {out = out}))
     assert_near("given", f32_tables(out), want)
   end)

@@ -29,6 +29,7 @@
 local fl = require "flashlight"
 local variants = require "variants"
 local R = require "variants.reference"
+local A = require "variants.common"
 
 local TOL = {bf16 = 1e-2, f16 = 2e-3}
 local PATH = os.getenv("FL_GPU_PATH") or "auto"  -- the tensor-core kernels: auto, hopper or mma
@@ -81,16 +82,6 @@ local function graph(V, p, inputs)
   return g
 end
 
--- NaN-filled CUDA tensors, one per graph output, of the graph's output
--- shapes; in `dtype`, or each in its own when dtype is nil.
-local function poisoned(g, dtype)
-  local outs = {}
-  for k, id in ipairs(g:outputs()) do
-    local v = g:value(id)
-    outs[k] = fl.full(v.shape, 0 / 0, {dtype = dtype or v.dtype, device = "cuda"})
-  end
-  return outs
-end
 
 -- plan:launch into `outs`; checks it wrote into them and returns them and ms.
 local function launch(plan, inputs, dtype, outs, kernels)
@@ -144,7 +135,7 @@ local function run_case(V, D, N, dt)
   local g = graph(V, p, cpu)
   local plan = g:plan()
   local outs
-  outs, r.ms = launch(plan, gpu, nil, poisoned(g), "auto")
+  outs, r.ms = launch(plan, gpu, nil, A.poisoned(g), "auto")
   local explained = g:explain()
   assert.matches("cuda: compiled for sm_%d+a? %(%a+ path%) in [%d.]+ ms %(cache: %a+%): fl_", explained)
   -- a tensor-core kernel is explained by its design
@@ -163,7 +154,7 @@ local function run_case(V, D, N, dt)
     local gr = graph(V, p, cpu)   -- a graph and plan of its own: nothing shared with `plan`
     local pr = gr:plan()
     local ref
-    ref, r.scalar_ms = launch(pr, gpu, "f32", poisoned(gr, "f32"), "scalar")
+    ref, r.scalar_ms = launch(pr, gpu, "f32", A.poisoned(gr, "f32"), "scalar")
     r.scalar_kernels = kernel_names(pr)
     want = ref
     local sel = sampled_rows(N, seed)
@@ -183,7 +174,7 @@ local function run_case(V, D, N, dt)
   r.err = R.rel_error(got, want)
   -- a second launch of the same plan (kernels that keep words across
   -- launches, as chain blocks' tickets, must leave them as they found them)
-  local again = launch(plan, gpu, nil, poisoned(g), "auto")
+  local again = launch(plan, gpu, nil, A.poisoned(g), "auto")
   r.again = 0
   for k = 1, #again do
     local d = again[k]:to("cpu"):max_diff(got[k]:to("cpu"))
@@ -270,9 +261,9 @@ describe("every variant as CUDA kernels #gpu", function()
       local plan = g:plan()
       local gpu = {}
       for k, t in ipairs(cpu) do gpu[k] = t:to("cuda") end
-      local small = launch(plan, gpu, nil, poisoned(g), "auto")[1]:to("cpu")
+      local small = launch(plan, gpu, nil, A.poisoned(g), "auto")[1]:to("cpu")
       gpu[4] = big:to("cuda")
-      local large = launch(plan, gpu, nil, poisoned(g), "auto")[1]:to("cpu")
+      local large = launch(plan, gpu, nil, A.poisoned(g), "auto")[1]:to("cpu")
       assert.matches("_mma", kernel_names(plan))
       assert.are.equal(0, large:max_diff(small), "D=" .. D)
     end
