@@ -1501,7 +1501,8 @@ static void put_signature(printer *P, const fl_cuda_kernel *kd) {
                 fl_cuda_ctype(fl_cuda_storage(P->g, v, P->out_dtype)), v);
   }
   fl_text_put(P->c.b, "const signed char *__restrict__ tab, const long long *__restrict__ bnd, "
-                      "const unsigned *__restrict__ ord, int *fix, %sint *err", P->parts ? "const unsigned tail, " : "");
+                      "const unsigned *__restrict__ ord, int *fix, %sint *err",
+              P->parts ? "const unsigned tail, " : "");
   for (int o = 0; P->m->ws && o < P->m->nops + P->m->nb; o++)
     fl_text_put(P->c.b, ", const __grid_constant__ fl_tmap tm%d", o);
   fl_text_put(P->c.b, ") {\n");

@@ -453,7 +453,8 @@ static void put_state_copy(printer *P, const fl_mma_group *m, int other) {
  * in, with no wait. */
 static void put_parts_merge(printer *P) {
   const fl_mma_group *m = P->m;
-  const long long F = (long long)mma_ws_state_floats(m), W = m->wgs * 4, tk0 = (long long)(P->positions + 2 + 31) / 32 * 32;
+  const long long F = (long long)mma_ws_state_floats(m), W = m->wgs * 4;
+  const long long tk0 = (long long)(P->positions + 2 + 31) / 32 * 32;
   const int zero[3] = {0, 0, 0}, other[3] = {FL_MMA_MAX, FL_MMA_MAX, FL_MMA_MAX};
   char slot[64];
   line(P, "bool fin = true; /* the warp stores the outputs */");
@@ -463,8 +464,8 @@ static void put_parts_merge(printer *P) {
   line(P, "const unsigned cw = (lin + tl - nk) * %lldu + warp; /* the block's warp */", W);
   line(P, "const long long tk0 = %lldLL; /* the tickets, then the pieces */", tk0);
   line(P, "unsigned *const tk = (unsigned *)fix + tk0 + cw;");
-  line(P, "float *const hp = (float *)fix + tk0 + (tl * %lldu + 31u) / 32u * 32u + (long long)cw * tp * %lldLL + lane;", W,
-       F * 32);
+  line(P, "float *const hp = (float *)fix + tk0 + (tl * %lldu + 31u) / 32u * 32u", W);
+  line(P, "  + (long long)cw * tp * %lldLL + lane; /* the warp's pieces, this lane's floats */", F * 32);
   line(P, "#pragma unroll");
   line(P, "for (int j = 0; j < %lld; ++j) __stcg(hp + (part * %lldu + j) * 32u, sv[j]);", F, F);
   line(P, "__threadfence();");
