@@ -674,7 +674,7 @@ static void put_lag_keep(printer *P) {
 static void put_lag_revert(printer *P) {
   for (int i = 0; i < P->m->nx; i++) {
     if (P->m->x_lag[i] <= 0.0) continue;
-    char kind, set[160] = "";
+    char kind, set[2 * FL_MMA_MAX * 24] = ""; /* every rescaled member's argument put back */
     int a, v, first = -1;
     for (int j = 0; (v = mma_rescaled(P, j, &kind, &a)) >= 0; j++) {
       if (!fl_expr_reads(P->g, val(P, v)->resc_arg, P->m->x[i])) continue;
@@ -942,13 +942,6 @@ static int64_t row_pad(const fl_mma_group *m) {
   return m->ws ? (blocks * mma_block_rows(m) - m->rows) / FL_MMA_ROWS * FL_MMA_ROWS : 0;
 }
 
-/* The block's query rows (row0) and other grid position (rest). Blocks
- * run in chunks of g heads, and within a chunk the last rows first, heads
- * fastest: under causal masks the long blocks of every head start early
- * and the short ones fill the end, while the chunk's keys and values (a
- * few tens of MB) stay in L2 for all its blocks. Masked kernels take the
- * order from the schedule (ord, made from the tile table: see
- * fl_cuda_sched_order), where it has one. */
 /* A kernel whose last blocks run in parts (fl_cuda_parts): the block's
  * number, its part and whether it is one; the parts past the last exit. */
 static void put_parts_lin(printer *P) {
@@ -964,6 +957,13 @@ static void put_parts_lin(printer *P) {
   line(P, "const bool parted = lin + tl >= nk;");
 }
 
+/* The block's query rows (row0) and other grid position (rest). Blocks
+ * run in chunks of g heads, and within a chunk the last rows first, heads
+ * fastest: under causal masks the long blocks of every head start early
+ * and the short ones fill the end, while the chunk's keys and values (a
+ * few tens of MB) stay in L2 for all its blocks. Masked kernels take the
+ * order from the schedule (ord, made from the tile table: see
+ * fl_cuda_sched_order), where it has one. */
 static void put_block_order(printer *P) {
   int64_t g = chunk_heads(P->m);
   char nb[24] = "gridDim.x", ny[24] = "gridDim.y";
@@ -1554,7 +1554,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   fl_text_put(b, "}\n\n");
   if (P.c.err) return fl_fail(e, FL_EINVAL, "cannot print the tensor-core kernel: %s", P.c.err);
   fl_status s = launch_shape(p, m, P.persistent, kd, e);
-  if (P.parts)
+  if (s == FL_OK && P.parts)
     kd->parts = (fl_cuda_parts){.most = m->parts, .warps = m->wgs * 4, .floats = mma_ws_state_floats(m),
                                 .steps = (m->keys + m->step - 1) / m->step};
   return s;

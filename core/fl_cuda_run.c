@@ -274,11 +274,10 @@ static void run_parts(const fl_cuda_exec *x, const fl_cuda_kernel *kd, unsigned 
  * words. Zeroed when made, and the flags again only after a run flagged
  * rows (or, persistent, every run: the counter); the kernel leaves its
  * scratch's counters as it found them. */
-static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, fl_err *e) {
+static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, unsigned tail, unsigned parts, buffers *b,
+                            fl_err *e) {
   size_t n = (size_t)(kd->threads > 0 ? kd->threads : 1);
   uint64_t *fix = &x->fix[kd->plan_kernel];
-  unsigned tail, parts;
-  run_parts(x, kd, &tail, &parts);
   const size_t all = n + 2 + (size_t)kd->scratch + (size_t)fl_cuda_parts_words(&kd->parts, (int64_t)n, tail, parts);
   int made = !*fix, zero = made || x->fix_dirty[kd->plan_kernel] || kd->persistent;
   fl_status s = made ? fl_cuda_alloc(x->ordinal, all * sizeof(int), fix, e) : FL_OK;
@@ -289,9 +288,9 @@ static fl_status fix_buffer(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *
   return s;
 }
 
-/* Its extra arguments: schedule (tile classes, bounds, block order) and fixup flags. */
-static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *b, uint64_t *args, int *n,
-                            fl_err *e) {
+/* Its extra arguments: schedule (tile classes, bounds, block order), fixup flags and parts (run_parts). */
+static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, unsigned tail, unsigned parts, buffers *b,
+                            uint64_t *args, int *n, fl_err *e) {
   fl_status s = FL_OK;
   if (kd->schedule) {
     fl_cuda_sched *sc = &x->sched[kd->plan_kernel];
@@ -301,17 +300,13 @@ static fl_status extra_args(fl_cuda_exec *x, const fl_cuda_kernel *kd, buffers *
     args[(*n)++] = sc->bnd;
     args[(*n)++] = sc->ord;
   }
-  if (kd->fix == 1 && s == FL_OK) s = fix_buffer(x, kd, b, e);
+  if (kd->fix == 1 && s == FL_OK) s = fix_buffer(x, kd, tail, parts, b, e);
   if (kd->fix) {
     int after_mma = kd->fix == 2 && b->fix && b->fix_kernel == kd->plan_kernel;
     args[(*n)++] = kd->fix == 1 || after_mma ? b->fix : 0;
     if (kd->fix == 1) b->fix_kernel = kd->plan_kernel;
   }
-  if (kd->parts.most) {
-    unsigned tail, parts;
-    run_parts(x, kd, &tail, &parts);
-    args[(*n)++] = tail | parts << 24;
-  }
+  if (kd->parts.most) args[(*n)++] = tail | parts << 24;
   return s;
 }
 
@@ -341,7 +336,9 @@ static fl_status prepare(fl_cuda_exec *x, int k, buffers *b, prepared *L, fl_err
   const fl_cuda_kernel *kd = &x->prog.k[k];
   int n = 0;
   for (int a = 0; a < kd->nparams; a++) L->args[n++] = b->ptr[kd->param[a]];
-  fl_status s = extra_args(x, kd, b, L->args, &n, e);
+  unsigned tail, parts;
+  run_parts(x, kd, &tail, &parts);
+  fl_status s = extra_args(x, kd, tail, parts, b, L->args, &n, e);
   if (s != FL_OK) return s;
   L->args[n++] = b->err;
   for (int a = 0; a < n; a++) L->params[a] = &L->args[a];
@@ -354,8 +351,6 @@ static fl_status prepare(fl_cuda_exec *x, int k, buffers *b, prepared *L, fl_err
   if (kd->block[0]) {
     memcpy(L->grid, kd->grid, sizeof L->grid), memcpy(L->block, kd->block, sizeof L->block);
     if (kd->persistent && L->grid[0] > (unsigned)x->sms) L->grid[0] = (unsigned)x->sms; /* blocks loop over the tiles */
-    unsigned tail, parts;
-    run_parts(x, kd, &tail, &parts);
     L->grid[1] += extra_rows(kd, tail, parts);
     L->smem = (unsigned)kd->smem;
     return FL_OK;

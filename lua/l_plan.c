@@ -227,7 +227,7 @@ static int p_cuda(lua_State *L) {
       lua_setfield(L, -2, "persistent");
       set_int(L, "scratch", k->scratch * (int64_t)sizeof(int));
       if (k->parts.most) {
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 4);
         set_int(L, "most", k->parts.most);
         set_int(L, "warps", k->parts.warps);
         set_int(L, "floats", k->parts.floats);
