@@ -2,7 +2,7 @@
 --
 --   flua bench/bench.lua [--variants a,b] [--shapes B,H,N,D[;...]|anchors] [--dtype bf16|f16]
 --                        [--json out.json] [--iters 50] [--budget 20] [--path auto|hopper|mma]
---                        [--kernels auto|scalar] [--persistent on|off] [--device cuda|cpu]
+--                        [--kernels auto|scalar] [--persistent auto|on|off] [--device cuda|cpu]
 --                        [--save-inputs DIR] [--save-outputs DIR]
 --
 -- A bare first argument lists variants (as --variants). Defaults come from
@@ -96,9 +96,8 @@ local BUDGET = number_opt("budget", "FL_BENCH_BUDGET_S", 20)
 local KERNELS = O.kernels or os.getenv("FL_BENCH_KERNELS") or "auto"
 local PATH = O.path or os.getenv("FL_BENCH_PATH") or "auto"
 local DTYPE = O.dtype or "bf16"
-local PERSISTENT = O.persistent or "off"
-if PERSISTENT ~= "on" and PERSISTENT ~= "off" then fail("--persistent must be on or off, got '%s'", PERSISTENT) end
-PERSISTENT = PERSISTENT == "on" -- opts.persistent of plan:launch
+local PERSISTENT, why = A.persistent(O.persistent) -- opts.persistent of plan:launch
+if PERSISTENT == nil then fail("--%s", why) end
 local DEVICE = O.device or "cuda"
 local ONLY = O.variants or os.getenv("FL_BENCH_VARIANTS") or DEFAULT_VARIANTS
 if DTYPE ~= "bf16" and DTYPE ~= "f16" then fail("--dtype must be bf16 or f16, got '%s'", DTYPE) end

@@ -2,11 +2,13 @@
 -- needs no GPU (NVRTC from the CUDA toolkit):
 --
 --   flua bench/kernels.lua [--variants a,b] [--shapes B,H,N,D[;...]] [--path hopper|mma] [--arch sm_90a]
---                          [--persistent on|off]
+--                          [--persistent auto|on|off] [--sms 132]
 --
 -- Defaults: every variant of scripts/variants at its benchmark constants,
 -- shapes 1,2,4096,64 and 1,2,4096,128 (batch and heads change only the
--- grid, and the inputs are made on the CPU), the hopper path for sm_90a.
+-- grid, and the inputs are made on the CPU), the hopper path for sm_90a,
+-- persistent "auto" for a device of --sms multiprocessors (default this
+-- machine's device 0; none: a block a tile).
 -- Prints a markdown table: a row a kernel, with its path, its design (for
 -- the tensor-core ones: warpgroups, keys a step, how tiles are loaded),
 -- threads a block, registers a thread, spilled bytes, dynamic shared memory.
@@ -14,6 +16,7 @@ local root = (arg and arg[0] or ""):match("^(.-)[^/]*$") .. "../"
 package.path = root .. "scripts/?.lua;" .. root .. "scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
 local variants = require "variants"
+local A = require "variants.common"
 
 local function fail(fmt, ...)
   io.stderr:write("kernels: " .. fmt:format(...) .. "\n")
@@ -21,7 +24,7 @@ local function fail(fmt, ...)
 end
 
 local function parse(argv)
-  local known = {variants = true, shapes = true, path = true, arch = true, persistent = true}
+  local known = {variants = true, shapes = true, path = true, arch = true, persistent = true, sms = true}
   local o = {}
   for i = 1, #argv, 2 do
     local key = argv[i]:match("^%-%-([%w-]+)$")
@@ -51,12 +54,12 @@ local function variant_list(text)
 end
 
 -- The rows of one variant at one shape.
-local function rows(V, shape, path, arch, persistent)
+local function rows(V, shape, path, arch, persistent, sms)
   local B, H, N, D = table.unpack(shape)
   local attn = fl.compile(V.make(V.params))
   local specs = V.inputs(B, H, N, D, {dtype = "bf16", seed = 1}, V.params)
   local plan = attn:graph_of("kernels", table.unpack(specs)):plan()
-  local src, kernels = plan:cuda("bf16", {path = path, persistent = persistent})
+  local src, kernels = plan:cuda("bf16", {path = path, persistent = persistent, sms = sms})
   local report = {}
   for _, k in ipairs(fl.jit.compile(src, {arch = arch, name = V.name .. ".cu"}).kernels) do report[k.name] = k end
   local out = {}
@@ -71,13 +74,16 @@ end
 
 local o = parse(arg or {})
 local path, arch = o.path or "hopper", o.arch or "sm_90a"
-if o.persistent and o.persistent ~= "on" and o.persistent ~= "off" then fail("--persistent is on or off") end
-local persistent = o.persistent == "on"
-print(("Kernels for %s (path %s%s), bf16, compiled by NVRTC:\n"):format(arch, path, persistent and ", persistent" or ""))
+local persistent, why = A.persistent(o.persistent)
+if persistent == nil then fail("--" .. why) end
+local sms = o.sms and math.tointeger(tonumber(o.sms))
+if o.sms and (not sms or sms < 1) then fail("--sms is a count of multiprocessors, got '%s'", o.sms) end
+print(("Kernels for %s (path %s%s), bf16, compiled by NVRTC:\n"):format(arch, path,
+  persistent == "auto" and "" or persistent and ", persistent" or ", not persistent"))
 print("| variant | B,H,N,D | kernel | path | design | threads | registers | spilled B | shared memory |")
 print("|---|---|---|---|---|---:|---:|---:|---:|")
 for _, shape in ipairs(shapes_of(o.shapes or "1,2,4096,64;1,2,4096,128")) do
   for _, V in ipairs(variant_list(o.variants)) do
-    for _, line in ipairs(rows(V, shape, path, arch, persistent)) do print(line) end
+    for _, line in ipairs(rows(V, shape, path, arch, persistent, sms)) do print(line) end
   end
 end

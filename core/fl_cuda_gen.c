@@ -19,6 +19,7 @@ typedef struct gen {
   const fl_graph *g;
   fl_dtype out_dtype;
   unsigned flags; /* FL_GEN_... */
+  int sms;        /* multiprocessors of the device (FL_GEN_PERSISTENT_AUTO) */
   fl_cx c;
   const fl_kernel *k; /* the group being emitted, or NULL */
   int safe;           /* reads of running max/min members read non-finite as 0 */
@@ -402,7 +403,7 @@ static fl_status gen_group_kernels(gen *G, const fl_kernel *pk, fl_cuda_path pat
   if (ok) {
     fl_cuda_kernel *k = &out->k[out->nkernels++];
     group_params(G->g, pk, "_mma", k);
-    fl_status s = fl_cuda_mma_print(G->p, &mg, G->out_dtype, G->flags & FL_GEN_PERSISTENT, G->c.b, k, e);
+    fl_status s = fl_cuda_mma_print(G->p, &mg, G->out_dtype, G->flags, G->sms, G->c.b, k, e);
     if (s != FL_OK) return s;
     k->path = mg.hopper ? FL_PATH_HOPPER : FL_PATH_MMA;
     if (why_not_hopper) snprintf(k->why, sizeof k->why, "not wgmma: %s", why_not_hopper);
@@ -420,7 +421,7 @@ const char *fl_cuda_path_name(fl_cuda_path path) {
   return path == FL_PATH_HOPPER ? "hopper" : path == FL_PATH_MMA ? "mma" : "scalar";
 }
 
-fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, unsigned flags,
+fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, unsigned flags, int sms,
                            fl_cuda_program *out, fl_err *e) {
   const fl_graph *g = p->g;
   memset(out, 0, sizeof *out);
@@ -429,7 +430,7 @@ fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path pa
   out->k = calloc((size_t)n + 1, sizeof *out->k);
   if (!out->k) return fl_fail(e, FL_ENOMEM, "out of memory printing CUDA");
   fl_text b = {0};
-  gen G = {.p = p, .g = g, .out_dtype = out_dtype, .flags = flags};
+  gen G = {.p = p, .g = g, .out_dtype = out_dtype, .flags = flags, .sms = sms};
   G.c = (fl_cx){.g = g, .b = &b, .rolled = 1, .member = load_member, .user = &G};
   fl_status s = FL_OK;
   int helpers = 0; /* the device helpers the tensor-core kernels need */

@@ -96,9 +96,11 @@ typedef struct fl_cuda_program {
  * path: the fastest kind of kernel a group may get. */
 /* Flags of fl_cuda_generate. FL_GEN_PERSISTENT: warp-specialized kernels
  * without masks (with FL_WS_DYNAMIC, masked ones of two computing
- * warpgroups too) run a block a multiprocessor that loops over the tiles. */
-enum { FL_GEN_PERSISTENT = 1 };
-fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, unsigned flags,
+ * warpgroups too) run a block a multiprocessor that loops over the tiles.
+ * FL_GEN_PERSISTENT_AUTO: they do where a device of `sms` multiprocessors
+ * would not run the last blocks of a block a tile in parts (0 sms: never). */
+enum { FL_GEN_PERSISTENT = 1, FL_GEN_PERSISTENT_AUTO = 2 };
+fl_status fl_cuda_generate(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path path, unsigned flags, int sms,
                            fl_cuda_program *out, fl_err *e);
 /* "scalar", "mma" or "hopper". */
 const char *fl_cuda_path_name(fl_cuda_path path);

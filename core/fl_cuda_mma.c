@@ -7,6 +7,7 @@
  * of the m16n8k16 accumulator, element h of an 8-wide tile nt being row
  * h / 2, position nt * 8 + (lane % 4) * 2 + h % 2. */
 #include "fl_cuda_mma_printer.h"
+#include "fl_cuda_sched.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -1530,7 +1531,28 @@ static int can_persist(const printer *P) {
   return 1;
 }
 
-fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, int persistent,
+/* Asked for, or (FL_GEN_PERSISTENT_AUTO) where some block would take two
+ * tiles or more (one overlaps the next's loads) and a block a tile would
+ * end with a wave as short as the persistent kernel's last round: its
+ * last blocks not run in parts on a device of `sms` multiprocessors. */
+static int wants_persistent(const printer *P, unsigned flags, int sms) {
+  const fl_mma_group *m = P->m;
+  if (flags & FL_GEN_PERSISTENT) return 1;
+  int64_t tiles = mma_tiles_count(P->g, m), slots = (int64_t)sms * m->blocks;
+  if (!(flags & FL_GEN_PERSISTENT_AUTO) || sms <= 0 || tiles <= slots) return 0;
+  unsigned tail, parts;
+  fl_cuda_parts_choose(tiles, slots, m->parts, (m->keys + m->step - 1) / m->step, &tail, &parts);
+  return parts == 1;
+}
+
+/* A persistent kernel's stages: FL_WS_PERSIST_STAGES where they fit. */
+static void deepen(fl_mma_group *m) {
+  int was = m->stages;
+  if (FL_WS_PERSIST_STAGES > was) m->stages = FL_WS_PERSIST_STAGES;
+  while (m->stages > was && fl_cuda_mma_smem(m) > FL_SMEM_MAX) m->stages--;
+}
+
+fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, unsigned flags, int sms,
                             fl_text *b, fl_cuda_kernel *kd, fl_err *e) {
   printer P = {.g = p->g, .m = m, .t = &m->k->tiles, .out_dtype = out_dtype, .positions = kd->threads, .cur = -1};
   P.c = (fl_cx){.g = p->g, .b = b, .f32 = 1, .fvars = 1, .member = hook_member, .reduce = hook_reduce,
@@ -1539,8 +1561,14 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
     fl_cuda_wgmma_put_fn(b, m->q_regs ? FL_WGMMA_RS : FL_WGMMA_SS, m->dt, (int)m->step);
     for (int i = 0; i < m->na; i++) fl_cuda_wgmma_put_fn(b, FL_WGMMA_RST, m->dt, mma_acc_tiles(m, i) * 8);
   }
-  P.persistent = persistent && can_persist(&P);
+  P.persistent = wants_persistent(&P, flags, sms) && can_persist(&P);
   P.parts = m->parts && !P.persistent;
+  fl_mma_group deep;
+  if (P.persistent) {
+    deep = *m;
+    deepen(&deep);
+    P.m = m = &deep;
+  }
   put_signature(&P, kd);
   put_kernel_head(&P);
   steps_and_tiles(&P);

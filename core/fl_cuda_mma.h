@@ -133,9 +133,10 @@
  * B4 N4096 D64 264 (119 on one warpgroup, which the bias's registers forced). */
 #define FL_WS_TILE_INPUTS 1
 #endif
-/* Persistent kernels (FL_GEN_PERSISTENT, opts.persistent; off by default:
- * checked on a GPU with several tiles a block, but measured again they
- * were within noise of a block a tile): warp-specialized kernels
+/* Persistent kernels (FL_GEN_PERSISTENT, opts.persistent; by default where
+ * the last wave would not run in parts, see FL_WS_PERSIST_STAGES; the
+ * numbers below, from before, were within the GPU's power-capped clock's
+ * noise): warp-specialized kernels
  * without masks run a block a multiprocessor that loops over the tiles
  * (rows of a grid position), the loader fetching the next tile's keys and
  * queries while the computing warpgroups finish this one. H100, bf16,
@@ -145,6 +146,19 @@
  * tile: the static assignment (even with every other wave reversed)
  * balanced causal worse than the hardware's block scheduler (B4 N4096
  * D128 340 against 386, B1 N16384 D128 410 against 487). */
+#ifndef FL_WS_PERSIST_STAGES
+/* Key tiles a persistent kernel keeps in flight, where they fit (its
+ * loader runs ahead into the next tile while this one's last steps and
+ * epilogue run). Measured on the H100 (bf16, full attention, ms, median
+ * of launches 2-9 after 2 s idle: the clock falls ~10% under sustained
+ * load, which blurs medians of long runs), a block a tile / persistent
+ * with 2 stages / persistent with 3: B1 H16 N16384 D128 3.365 / 3.375 /
+ * 3.335; B4 N4096 D128 0.901 / 0.894 / 0.885; B4 N4096 D64 0.566 / 0.555
+ * / 0.548; B1 N16384 D64 1.985 / 2.081 / 2.043 (a block a tile runs its
+ * last wave in halves there: FL_GEN_PERSISTENT_AUTO keeps it). Three
+ * stages a block a tile: 0.4-1.5% slower than two. */
+#define FL_WS_PERSIST_STAGES 3
+#endif
 #ifndef FL_WS_DYNAMIC
 /* 1: persistent kernels, masked ones with two computing warpgroups too,
  * take their tiles one at a time from a counter (longest first) instead
@@ -417,11 +431,12 @@ typedef struct fl_mma_group {
 int fl_cuda_mma_match(const fl_plan *p, const fl_kernel *k, int hopper, fl_mma_group *m, const char **why);
 
 /* Prints group m's kernel (kd holds its name and parameters, as the scalar
- * kernel's) and sets kd's launch shape; `persistent` lets it loop over
- * its tiles where it can (FL_GEN_PERSISTENT). The kernel takes, after the
+ * kernel's) and sets kd's launch shape; flags FL_GEN_PERSISTENT let it loop
+ * over its tiles where it can, FL_GEN_PERSISTENT_AUTO where that pays on
+ * a device of `sms` multiprocessors. The kernel takes, after the
  * parameters, the tile classes and loop bounds of its schedule (or NULL:
  * every tile, partial), the fixup flags and the error flag. */
-fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, int persistent,
+fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype out_dtype, unsigned flags, int sms,
                             fl_text *b, fl_cuda_kernel *kd, fl_err *e);
 /* The device helpers the kernels need, once a program. */
 const char *fl_cuda_mma_prelude(void);

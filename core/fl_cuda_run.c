@@ -35,6 +35,13 @@ fl_cuda_path fl_cuda_auto_path(int ordinal) {
   return is_hopper(&info) ? FL_PATH_HOPPER : FL_PATH_MMA;
 }
 
+int fl_cuda_auto_sms(int ordinal) {
+  fl_cuda_info info;
+  fl_err e;
+  if (!fl_cuda_available() || fl_cuda_device_info(ordinal, &info, &e) != FL_OK) return 0;
+  return info.multiprocessors > 0 ? info.multiprocessors : 0;
+}
+
 /* The path and arch asked for, settled against device `ordinal` (info). */
 static fl_status settle_path(int ordinal, const fl_cuda_info *info, fl_cuda_path *path, const char **arch,
                              char *buf, size_t n, fl_err *e) {
@@ -62,7 +69,7 @@ fl_status fl_cuda_exec_build(const fl_plan *p, fl_dtype out_dtype, fl_cuda_path 
   if (s != FL_OK) return s;
   x->sms = info.multiprocessors > 0 ? info.multiprocessors : 1;
   x->path = path;
-  s = fl_cuda_generate(p, out_dtype, path, flags, &x->prog, e);
+  s = fl_cuda_generate(p, out_dtype, path, flags, x->sms, &x->prog, e);
   static const char *lineinfo[] = {"-lineinfo"}; /* for profilers' source views */
   if (s == FL_OK)
     s = fl_nvrtc_compile(x->prog.source, "flashlight.cu", arch, FL_NVRTC_LINEINFO ? lineinfo : NULL,

@@ -50,5 +50,7 @@ void fl_cuda_exec_free(fl_cuda_exec *x);
 /* The path FL_PATH_AUTO takes on device `ordinal`: hopper on sm_90, mma
  * on others and when there is no device. */
 fl_cuda_path fl_cuda_auto_path(int ordinal);
+/* Device `ordinal`'s multiprocessors, 0 when there is no device. */
+int fl_cuda_auto_sms(int ordinal);
 
 #endif

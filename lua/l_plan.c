@@ -175,7 +175,40 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
   return scalar ? FL_PATH_SCALAR : path;
 }
 
-/* p:cuda([dtype [, {path =, kernels =, persistent =}]]) -> source, {{name,
+/* opts.persistent at arg: FL_GEN_PERSISTENT (true), 0 (false) or
+ * FL_GEN_PERSISTENT_AUTO ("auto", the default). */
+static unsigned opt_persistent(lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg)) return FL_GEN_PERSISTENT_AUTO;
+  lua_getfield(L, arg, "persistent");
+  unsigned flags = FL_GEN_PERSISTENT_AUTO;
+  if (lua_isboolean(L, -1)) flags = lua_toboolean(L, -1) ? FL_GEN_PERSISTENT : 0;
+  else if (!lua_isnil(L, -1) && !(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0))
+    luaL_argerror(L, arg, lua_pushfstring(L, "option 'persistent' must be true, false or \"auto\", got %s",
+                                          lua_type(L, -1) == LUA_TSTRING ? lua_pushfstring(L, "'%s'", lua_tostring(L, -1))
+                                                                         : luaL_typename(L, -1)));
+  lua_pop(L, 1);
+  return flags;
+}
+
+/* opts.sms at arg: the multiprocessors persistent = "auto" weighs; absent,
+ * device 0's (none without a device: a block a tile). */
+static int opt_sms(lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg)) return fl_cuda_auto_sms(0);
+  lua_getfield(L, arg, "sms");
+  int sms = lua_isnil(L, -1) ? fl_cuda_auto_sms(0) : 0;
+  if (!lua_isnil(L, -1)) {
+    int ok;
+    lua_Integer n = lua_tointegerx(L, -1, &ok);
+    if (!ok || n < 1 || n > 65535)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option 'sms' must be a whole number of multiprocessors "
+                                            "from 1 to 65535, got %s", luaL_tolstring(L, -1, NULL)));
+    sms = (int)n;
+  }
+  lua_pop(L, 1);
+  return sms;
+}
+
+/* p:cuda([dtype [, {path =, kernels =, persistent =, sms =}]]) -> source, {{name,
  * threads, kind, path, why, params = {value names}, writes = {booleans};
  * tensor-core kernels also design (in words), block (threads), smem
  * (bytes), grid, persistent, scratch (bytes of global memory it keeps
@@ -183,19 +216,22 @@ static fl_cuda_path opt_path(lua_State *L, int arg) {
  * in parts: {most, warps, floats, steps})}...}: the plan's CUDA kernels, outputs in
  * `dtype` (default: each its own). Needs no GPU; path "auto" is the one
  * p:launch takes on device 0, or "mma" with none. persistent = true lets
- * warp-specialized kernels without masks loop over their tiles. */
+ * warp-specialized kernels without masks loop over their tiles; "auto"
+ * (the default) lets them where that pays on a device of `sms`
+ * multiprocessors (default device 0's; none without a device). */
 static int p_cuda(lua_State *L) {
-  static const char *const keys[] = {"path", "kernels", "persistent", NULL};
+  static const char *const keys[] = {"path", "kernels", "persistent", "sms", NULL};
   l_plan *u = check_plan(L, 1);
   const fl_graph *g = u->p.g;
   fl_dtype out_dt = opt_out_dtype(L, 2);
   l_opts_check(L, 3, keys);
   fl_cuda_path path = opt_path(L, 3);
   if (path == FL_PATH_AUTO) path = fl_cuda_auto_path(0);
-  unsigned flags = l_opts_flag(L, 3, "persistent") ? FL_GEN_PERSISTENT : 0;
+  unsigned flags = opt_persistent(L, 3);
+  int sms = opt_sms(L, 3);
   fl_cuda_program prog;
   fl_err e;
-  if (fl_cuda_generate(&u->p, out_dt, path, flags, &prog, &e) != FL_OK) return l_raise(L, &e);
+  if (fl_cuda_generate(&u->p, out_dt, path, flags, sms, &prog, &e) != FL_OK) return l_raise(L, &e);
   lua_pushstring(L, prog.source);
   lua_createtable(L, prog.nkernels, 0);
   for (int i = 0; i < prog.nkernels; i++) {
@@ -295,15 +331,16 @@ static fl_status plan_exec(l_plan *u, fl_dtype out_dt, fl_cuda_path path, unsign
 }
 
 /* p:launch({cuda tensors...} [, dtype [, {out = {cuda tensors...}, kernels =
- * "auto"|"scalar", path = "auto"|"hopper"|"mma", persistent = false|true}]])
+ * "auto"|"scalar", path = "auto"|"hopper"|"mma", persistent = "auto"|false|true}]])
  * -> {cuda tensors...}:
  * runs the plan's CUDA kernels on
  * the inputs' device, compiling them on the first call (NVRTC, cached in
  * memory and on disk). With `out`, the kernels write into those tensors
  * (one per output, checked first) and they are the results, the same
- * objects; "scalar" kernels skip the tensor-core ones; persistent
- * (default false) lets warp-specialized kernels without masks loop over
- * their tiles, a block a multiprocessor. */
+ * objects; "scalar" kernels skip the tensor-core ones; persistent = true
+ * lets warp-specialized kernels without masks loop over their tiles, a
+ * block a multiprocessor, "auto" (the default) where their last wave of
+ * a block a tile would not run in parts on the device. */
 static int p_launch(lua_State *L) {
   static const char *const keys[] = {"out", "kernels", "path", "persistent", NULL};
   l_plan *u = check_plan(L, 1);
@@ -312,7 +349,7 @@ static int p_launch(lua_State *L) {
   lua_settop(L, 4);
   l_opts_check(L, 4, keys);
   fl_cuda_path path = opt_path(L, 4);
-  unsigned flags = l_opts_flag(L, 4, "persistent") ? FL_GEN_PERSISTENT : 0;
+  unsigned flags = opt_persistent(L, 4);
   if (lua_isnil(L, 4)) lua_pushnil(L);
   else lua_getfield(L, 4, "out"); /* index 5 */
   fl_tensor *given = opt_given(L, 4, 5, g->noutputs);

@@ -43,16 +43,18 @@ for tool in memcheck racecheck synccheck; do
 done
 fi
 if [ "$part" = all ] || [ "$part" = tiles ]; then
-# Persistent kernels (opts.persistent), blocks taking several tiles each
-# (B4 H16: 512 tiles at N 1000, more than an H100's 132 multiprocessors;
-# D=64 is warp-specialized from 2048 keys): the GPU specs (scalar-kernel
-# reference), and compute-sanitizer at B2 H16 (256 tiles).
-FL_GPU_PERSISTENT=1 FL_GPU_BH=4,16 FL_GPU_N=1000,2048 FL_GPU_VARIANTS=full,softcap,gqa,differential,evoformer_row,sigmoid \
+# Persistent kernels (opts.persistent; three stages), blocks taking several
+# tiles each (B4 H16: 512 tiles at N 1000, more than an H100's 132
+# multiprocessors; D=64 is warp-specialized from 2048 keys): the GPU specs
+# (scalar-kernel reference), and compute-sanitizer at B1 H16 N2048 (256
+# tiles at D=128, 176 at D=64).
+FL_GPU_PERSISTENT=1 FL_GPU_BH=4,16 FL_GPU_N=1000,2048 \
+  FL_GPU_VARIANTS=full,softcap,gqa,differential,evoformer_row,sigmoid,scalable_softmax \
   dist/run-specs -o TAP --run=gpu > "$out/gpu_specs_tiles.log" 2>&1 || status=1
 grep -q '^not ok' "$out/gpu_specs_tiles.log" && status=1
 echo "gpu specs, several tiles a block: $(grep -c '^ok ' "$out/gpu_specs_tiles.log") passed, $(grep -c '^not ok' "$out/gpu_specs_tiles.log") failed"
 for tool in memcheck racecheck synccheck; do
-  FL_GPU_PERSISTENT=1 FL_SANITIZE_BH=2,16 FL_SANITIZE_N=1000 FL_SANITIZE_D=128 FL_SANITIZE_VARIANTS=full,differential \
+  FL_GPU_PERSISTENT=1 FL_SANITIZE_BH=1,16 FL_SANITIZE_N=2048 FL_SANITIZE_D=64,128 FL_SANITIZE_VARIANTS=full,softcap \
     compute-sanitizer --tool $tool --error-exitcode 1 dist/flua spec/gpu/sanitize.lua > "$out/sanitize_tiles_$tool.log" 2>&1 || status=1
   echo "sanitize $tool, several tiles a block: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_tiles_$tool.log" | tr '\n' ' ')"
 done

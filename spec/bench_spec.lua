@@ -72,17 +72,28 @@ describe("bench/kernels.lua", function()
       .. "cp.async | 128 | # | 0 | # KiB |"), out)
     assert.matches(row("| full | 1,1,300,64 | fl_group1_mma | hopper | wgmma; 1 warpgroup, # keys a step, cp.async |"), out)
     assert.matches(row("| full | 1,2,1000,128 | fl_group1 | scalar | scalar | 128 | # | 0 | 0 |"), out)
-    out, rc = sh("build/flua bench/kernels.lua --variants full --shapes '1,2,1000,128' --persistent on")
-    assert.equal(0, rc, out)
-    -- the persistent kernel spills a word or two in its epilogue (the quad-transposed stores), no more
-    local spilled = out:match(row("| full | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; TMA loader (24 registers) + 2 "
-      .. "computing warpgroups (240), 128 keys a step, 2 stages, pipelined, ping-pong, persistent | 384 | # | ")
-      .. "(%d+)" .. row(" | 161 KiB |"))
-    assert.is_not_nil(spilled, out)
-    assert.is_true(tonumber(spilled) <= 8, out)
-    out, rc = sh("build/flua bench/kernels.lua --persistent maybe")
+    -- persistent: asked for, or "auto" for 8 multiprocessors (16 tiles, two rounds); not for 16 (a tile each)
+    for _, how in ipairs{"--persistent on", "--sms 8", "--persistent auto --sms 16"} do
+      out, rc = sh("build/flua bench/kernels.lua --variants full --shapes '1,2,1000,128' " .. how)
+      assert.equal(0, rc, out)
+      -- the persistent kernel (three stages) spills a word or two in its epilogue (the quad-transposed stores), no more
+      local spilled = out:match(row("| full | 1,2,1000,128 | fl_group1_mma | hopper | wgmma; TMA loader (24 registers) + 2 "
+        .. "computing warpgroups (240), 128 keys a step, 3 stages, pipelined, ping-pong, persistent | 384 | # | ")
+        .. "(%d+)" .. row(" | 225 KiB |"))
+      if how:find("16", 1, true) then
+        assert.is_nil(spilled, out)
+        assert.matches("2 stages, pipelined, ping-pong | 384 |", out, 1, true)
+      else
+        assert.is_not_nil(spilled, out)
+        assert.is_true(tonumber(spilled) <= 8, out)
+      end
+    end
+    out, rc = sh("build/flua bench/kernels.lua --persistent maybe 2>&1")
     assert.equal(2, rc, out)
-    assert.matches("--persistent is on or off", out, 1, true)
+    assert.matches("--persistent is on, off or auto, got 'maybe'", out, 1, true)
+    out, rc = sh("build/flua bench/kernels.lua --sms 0 2>&1")
+    assert.equal(2, rc, out)
+    assert.matches("--sms is a count of multiprocessors, got '0'", out, 1, true)
   end)
 
   it("refuses what it does not know, naming it", function()

@@ -112,26 +112,60 @@ describe("CUDA source of every variant", function()
   end)
 
   -- the hopper source of a variant's plan (bf16 inputs unless dtype), and its tensor-core kernel
-  local function source(name, D, N, persistent, dtype)
+  -- (persistent "auto" weighs a device of `sms` multiprocessors, 132 unless given; B 1, H 2 unless given)
+  local function source(name, D, N, persistent, dtype, sms, B, H)
     local V = variants.load(name)
-    local inputs = V.inputs(1, 2, N or 1024, D, {dtype = dtype or "bf16", seed = 1}, V.small)
+    local inputs = V.inputs(B or 1, H or 2, N or 1024, D, {dtype = dtype or "bf16", seed = 1}, V.small)
     local g = fl.trace(V.make(V.small), table.unpack(inputs))
     for _, p in ipairs(fl.passes) do g:run(p) end
-    local src, k = g:plan():cuda(nil, {path = "hopper", persistent = persistent})
+    local src, k = g:plan():cuda(nil, {path = "hopper", persistent = persistent, sms = sms or 132})
     local mma
     for _, kd in ipairs(k) do if kd.name == "fl_group1_mma" then mma = kd end end
     assert.equal("hopper", mma.path)
     return src, mma
   end
 
+  it("persistent = \"auto\" (the default): tiles looped over where a block a tile's last wave runs whole", function()
+    -- 64 tiles (32 row blocks x 2 heads) of 32 steps. On 40 multiprocessors the last 24 blocks would run
+    -- whole (in halves, two rounds of halves): persistent, with three stages
+    local _, kd = source("full", 128, 4096, nil, nil, 40)
+    assert.is_true(kd.persistent)
+    assert.same({64, 1, 1}, kd.grid)
+    assert.matches("3 stages", kd.design, 1, true)
+    assert.is_nil(kd.parts)
+    local _, kda = source("full", 128, 4096, "auto", nil, 32) -- two rounds, none short
+    assert.is_true(kda.persistent)
+    -- on 60, the last 4 in halves (fl_cuda_parts_choose): a block a tile, two stages, its last blocks in parts
+    local _, kd2 = source("full", 128, 4096, "auto", nil, 60)
+    assert.is_false(kd2.persistent)
+    assert.same({32, 2, 1}, kd2.grid)
+    assert.matches("2 stages", kd2.design, 1, true)
+    assert.equal(4, kd2.parts.most)
+    -- as many tiles as multiprocessors or fewer: a tile a block either way, two stages
+    assert.is_false(select(2, source("full", 128, 4096, nil, nil, 64 + 1)).persistent)
+    -- masked (blocks of many lengths), or storing row statistics: never
+    assert.is_false(select(2, source("causal", 128, 4096, nil, nil, 40)).persistent)
+    assert.is_false(select(2, source("lse", 128, 4096, nil, nil, 40)).persistent)
+    -- no device, no sms: a block a tile
+    local V = variants.load("full")
+    local g = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, 4096, 128, {dtype = "bf16", seed = 1}, V.small)))
+    for _, p in ipairs(fl.passes) do g:run(p) end
+    if fl.device_count() == 0 then
+      local _, k = g:plan():cuda(nil, {path = "hopper"})
+      assert.equal("fl_group1_mma", k[1].name)
+      assert.is_false(k[1].persistent)
+    end
+  end)
+
   it("the hopper path is warp-specialized: TMA loads, mbarriers, register budgets, 128 keys a step", function()
     local full, kd = source("full", 128, 960, true)
     -- the kernel list says how it is laid out
-    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
+    assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 3 stages, "
       .. "pipelined, ping-pong, persistent", kd.design)
     assert.equal(384, kd.block)
-    -- Q's 128 rows, two stages of 128 keys and 128 values, 128 wide, bf16; room to align; the barriers
-    assert.equal((128 + 4 * 128) * 128 * 2 + 1024 + 13 * 8, kd.smem)
+    -- Q's 128 rows, three stages (persistent: FL_WS_PERSIST_STAGES) of 128 keys and 128 values, 128 wide,
+    -- bf16; room to align; the barriers
+    assert.equal((128 + 6 * 128) * 128 * 2 + 1024 + 17 * 8, kd.smem)
     -- persistent (asked for): a grid of tiles (8 row blocks x 2 heads), looped over by at most a block a
     -- multiprocessor, every other wave in reverse; Q's tile freed for the next tile's once its steps are done
     assert.is_true(kd.persistent)
@@ -142,15 +176,22 @@ describe("CUDA source of every variant", function()
     assert.matches("if (it) fl_bar_wait(bqe, (it - 1u) & 1u);", full, 1, true)
     assert.matches("fl_bar_wait(bq, it & 1u);", full, 1, true)
     assert.matches("fl_bar_arrive(bqe); /* done with Q's tile */", full, 1, true)
-    -- not asked for: a block a tile
-    local _, kd1 = source("full", 128, 960)
+    -- not asked for: a block a tile, two stages
+    local _, kd1 = source("full", 128, 960, false)
     assert.is_false(kd1.persistent)
     assert.same({8, 2, 1}, kd1.grid)
     assert.equal("wgmma; TMA loader (24 registers) + 2 computing warpgroups (240), 128 keys a step, 2 stages, "
       .. "pipelined, ping-pong", kd1.design)
-    local ok, err = pcall(function() source("full", 128, 960, "yes") end)
-    assert.is_false(ok)
-    assert.matches("option 'persistent' must be a boolean, got string", err, 1, true)
+    local V = variants.load("full")
+    local g_full = fl.trace(V.make(V.small), table.unpack(V.inputs(1, 2, 64, 64, {dtype = "bf16", seed = 1}, V.small)))
+    for _, bad in ipairs{{{persistent = "yes"}, "option 'persistent' must be true, false or \"auto\", got 'yes'"},
+                         {{persistent = 1}, "option 'persistent' must be true, false or \"auto\", got number"},
+                         {{sms = 0}, "option 'sms' must be a whole number of multiprocessors from 1 to 65535, got 0"},
+                         {{sms = 1.5}, "option 'sms' must be a whole number of multiprocessors from 1 to 65535, got 1.5"}} do
+      local ok, err = pcall(function() g_full:plan():cuda(nil, bad[1]) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #2 to 'cuda' (" .. bad[2], err, 1, true)
+    end
     -- two computing warpgroups of 240 registers and the loader, one block a multiprocessor
     assert.matches('__launch_bounds__(384, 1) fl_group1_mma(', full, 1, true)
     assert.matches("const __grid_constant__ fl_tmap tm0, const __grid_constant__ fl_tmap tm1, "

@@ -57,6 +57,16 @@ function A.poisoned(g, dtype)
   return out
 end
 
+-- opts.persistent of plan:launch and plan:cuda from a command-line or
+-- environment word: "on" or "1" true, "off" or "0" false, "auto" or none
+-- "auto"; anything else: nil and a message.
+local PERSISTENT = {on = true, ["1"] = true, off = false, ["0"] = false, auto = "auto"}
+function A.persistent(word)
+  local p = PERSISTENT[word or "auto"]
+  if p == nil then return nil, ("persistent is on, off or auto, got '%s'"):format(word) end
+  return p
+end
+
 -- q, k, v of shape [B, H, N, D].
 function A.qkv(B, H, N, D, opts)
   return {A.randn({B, H, N, D}, opts, 1), A.randn({B, H, N, D}, opts, 2),

@@ -25,6 +25,7 @@ package.path = "scripts/?.lua;scripts/?/init.lua;" .. package.path
 local fl = require "flashlight"
 local variants = require "variants"
 local R = require "variants.reference"
+local A = require "variants.common"
 
 io.stdout:setvbuf("line")
 local TOL = {bf16 = 1e-2, f16 = 2e-3, f32 = 1e-4}
@@ -43,7 +44,7 @@ local BH = list("FL_SANITIZE_BH", "1,2")
 local B, H = BH[1] or 1, BH[2] or 2
 local CPU_MAX_N = 256
 local PATH = os.getenv("FL_GPU_PATH") or "auto"
-local PERSISTENT = os.getenv("FL_GPU_PERSISTENT") == "1"
+local PERSISTENT = assert(A.persistent(os.getenv("FL_GPU_PERSISTENT")))
 local REPEAT = math.tointeger(tonumber(os.getenv("FL_SANITIZE_REPEAT") or "1")) or 1
 
 assert(fl.cuda_available(), "sanitize: no GPU here")

@@ -33,7 +33,7 @@ local A = require "variants.common"
 
 local TOL = {bf16 = 1e-2, f16 = 2e-3}
 local PATH = os.getenv("FL_GPU_PATH") or "auto"  -- the tensor-core kernels: auto, hopper or mma
-local PERSISTENT = os.getenv("FL_GPU_PERSISTENT") == "1" -- opts.persistent of plan:launch
+local PERSISTENT = assert(A.persistent(os.getenv("FL_GPU_PERSISTENT"))) -- opts.persistent of plan:launch
 local TOL_SCALAR = 1e-4   -- scalar kernels (f64 inside, f32 out) vs plain Lua f64
 local CPU_MAX_N = 128     -- up to here the CPU executor is the reference
 -- Inputs larger than this are read element by element for the Lua rows.
