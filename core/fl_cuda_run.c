@@ -28,18 +28,20 @@ static fl_status build_schedules(const fl_plan *p, fl_cuda_exec *x, fl_err *e) {
 /* wgmma and setmaxnreg are sm_90a's: the H100 and H200, not later chips. */
 static int is_hopper(const fl_cuda_info *info) { return info->major == 9 && info->minor == 0; }
 
+/* Device `ordinal`'s info: 0 where there is no such device. */
+static int info_if_any(int ordinal, fl_cuda_info *info) {
+  fl_err e;
+  return fl_cuda_available() && fl_cuda_device_info(ordinal, info, &e) == FL_OK;
+}
+
 fl_cuda_path fl_cuda_auto_path(int ordinal) {
   fl_cuda_info info;
-  fl_err e;
-  if (!fl_cuda_available() || fl_cuda_device_info(ordinal, &info, &e) != FL_OK) return FL_PATH_MMA;
-  return is_hopper(&info) ? FL_PATH_HOPPER : FL_PATH_MMA;
+  return info_if_any(ordinal, &info) && is_hopper(&info) ? FL_PATH_HOPPER : FL_PATH_MMA;
 }
 
 int fl_cuda_auto_sms(int ordinal) {
   fl_cuda_info info;
-  fl_err e;
-  if (!fl_cuda_available() || fl_cuda_device_info(ordinal, &info, &e) != FL_OK) return 0;
-  return info.multiprocessors > 0 ? info.multiprocessors : 0;
+  return info_if_any(ordinal, &info) && info.multiprocessors > 0 ? info.multiprocessors : 0;
 }
 
 /* The path and arch asked for, settled against device `ordinal` (info). */

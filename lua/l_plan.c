@@ -181,11 +181,12 @@ static unsigned opt_persistent(lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg)) return FL_GEN_PERSISTENT_AUTO;
   lua_getfield(L, arg, "persistent");
   unsigned flags = FL_GEN_PERSISTENT_AUTO;
+  int is_string = lua_type(L, -1) == LUA_TSTRING;
   if (lua_isboolean(L, -1)) flags = lua_toboolean(L, -1) ? FL_GEN_PERSISTENT : 0;
-  else if (!lua_isnil(L, -1) && !(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0))
-    luaL_argerror(L, arg, lua_pushfstring(L, "option 'persistent' must be true, false or \"auto\", got %s",
-                                          lua_type(L, -1) == LUA_TSTRING ? lua_pushfstring(L, "'%s'", lua_tostring(L, -1))
-                                                                         : luaL_typename(L, -1)));
+  else if (!lua_isnil(L, -1) && !(is_string && strcmp(lua_tostring(L, -1), "auto") == 0)) {
+    const char *got = is_string ? lua_pushfstring(L, "'%s'", lua_tostring(L, -1)) : luaL_typename(L, -1);
+    luaL_argerror(L, arg, lua_pushfstring(L, "option 'persistent' must be true, false or \"auto\", got %s", got));
+  }
   lua_pop(L, 1);
   return flags;
 }
@@ -195,17 +196,17 @@ static unsigned opt_persistent(lua_State *L, int arg) {
 static int opt_sms(lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg)) return fl_cuda_auto_sms(0);
   lua_getfield(L, arg, "sms");
-  int sms = lua_isnil(L, -1) ? fl_cuda_auto_sms(0) : 0;
-  if (!lua_isnil(L, -1)) {
-    int ok;
-    lua_Integer n = lua_tointegerx(L, -1, &ok);
-    if (!ok || n < 1 || n > 65535)
-      luaL_argerror(L, arg, lua_pushfstring(L, "option 'sms' must be a whole number of multiprocessors "
-                                            "from 1 to 65535, got %s", luaL_tolstring(L, -1, NULL)));
-    sms = (int)n;
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return fl_cuda_auto_sms(0);
   }
+  int ok;
+  lua_Integer n = lua_tointegerx(L, -1, &ok);
+  if (!ok || n < 1 || n > 65535)
+    luaL_argerror(L, arg, lua_pushfstring(L, "option 'sms' must be a whole number of multiprocessors "
+                                          "from 1 to 65535, got %s", luaL_tolstring(L, -1, NULL)));
   lua_pop(L, 1);
-  return sms;
+  return (int)n;
 }
 
 /* p:cuda([dtype [, {path =, kernels =, persistent =, sms =}]]) -> source, {{name,
