@@ -586,7 +586,10 @@ static double folded_read(const printer *P, int x) {
  * first and the scale after: rounding is monotonic, so that is exact.
  * (Four partial maxima and sums a row, for shorter dependent chains,
  * measured slower on the H100: full D=64 B4 H16 N4096 362 TFLOP/s against
- * 393, causal D=128 444 against 462.) */
+ * 393, causal D=128 444 against 462. Again with persistent kernels, cool
+ * A/B, full D=128 B1 H16 N16384: 4 or 8 partial maxima 3.371 / 3.393 ms
+ * against 3.335; 4 partial sums alone within 0.3%: the step is bound by
+ * the instructions it issues, not by their latency.) */
 static void put_extremes(printer *P) {
   const fl_mma_group *m = P->m;
   for (int i = 0; i < m->nx; i++) {
@@ -671,23 +674,27 @@ static void put_lag_keep(printer *P) {
 
 /* ... kept where the new one is finite and at most the lag past it:
  * the rescales reading it (their argument is the maximum) then find
- * nothing changed. */
+ * nothing changed. Selects, not branches: this sits between the row's
+ * maximum and its exponentials. (Branches with short-circuit tests took
+ * some 40 instructions a step of full attention D=128 on the H100.) */
 static void put_lag_revert(printer *P) {
   for (int i = 0; i < P->m->nx; i++) {
     if (P->m->x_lag[i] <= 0.0) continue;
-    char kind, set[2 * FL_MMA_MAX * 24] = ""; /* every rescaled member's argument put back */
+    char kind, set[2 * FL_MMA_MAX * 40] = ""; /* every rescaled member's argument put back */
     int a, v, first = -1;
     for (int j = 0; (v = mma_rescaled(P, j, &kind, &a)) >= 0; j++) {
       if (!fl_expr_reads(P->g, val(P, v)->resc_arg, P->m->x[i])) continue;
       if (first < 0) first = j;
       size_t n = strlen(set);
-      snprintf(set + n, sizeof set - n, ", ma%d[r] = mb%d[r]", j, j);
+      snprintf(set + n, sizeof set - n, " ma%d[r] = keep ? mb%d[r] : ma%d[r];", j, j, j);
     }
     if (first < 0) continue;
     line(P, "#pragma unroll");
-    line(P, "for (int r = 0; r < 2; ++r)");
-    line(P, "  if (fl_finite(xo%d[r]) && fl_finite(mx%d[r]) && ma%d[r] - mb%d[r] <= %.9ef) mx%d[r] = xo%d[r]%s;", i, i,
-         first, first, P->m->x_lag[i], i, i, set);
+    line(P, "for (int r = 0; r < 2; ++r) {");
+    line(P, "  const bool keep = fl_finite(xo%d[r]) & fl_finite(mx%d[r]) & (ma%d[r] - mb%d[r] <= %.9ef);", i, i, first,
+         first, P->m->x_lag[i]);
+    line(P, "  mx%d[r] = keep ? xo%d[r] : mx%d[r];%s", i, i, i, set);
+    line(P, "}");
   }
 }
 

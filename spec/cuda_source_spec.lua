@@ -415,18 +415,23 @@ describe("CUDA source of every variant", function()
 
   it("a running maximum that only its sums' exp rescales read lags: kept while the new one is 2^8 past it", function()
     local keep = "const float xo0[2] = {mx0[0], mx0[1]};"
-    local revert = "if (fl_finite(xo0[r]) && fl_finite(mx0[r]) && ma0[r] - mb0[r] <= 5.545177444e+00f) "
-      .. "mx0[r] = xo0[r], ma0[r] = mb0[r]"
+    -- by selects, not branches (the row's maximum waits on it)
+    local test = "const bool keep = fl_finite(xo0[r]) & fl_finite(mx0[r]) & (ma0[r] - mb0[r] <= 5.545177444e+00f);"
+    local revert = "mx0[r] = keep ? xo0[r] : mx0[r]; ma0[r] = keep ? mb0[r] : ma0[r];"
     for _, c in ipairs({{"full", 64}, {"causal", 128}, {"softcap", 128}, {"document", 64}}) do
       local src = source(c[1], c[2], 2048)
       -- kept before the step's extremes, put back after them (both classes of step: full and masked)
       local k = src:find(keep, 1, true)
       assert.truthy(k, c[1])
       assert.truthy(src:find("mx0[r] = fl_maxn(mx0[r], fl_quad_max(xm[r])", k, true), c[1])
-      assert.truthy(src:find(revert, k, true), c[1])
+      local t = src:find(test, k, true)
+      assert.truthy(t, c[1])
+      assert.truthy(src:find(revert, t, true), c[1])
     end
+    -- finite in one compare (false for NaN): |x| < inf
+    assert.matches("bool fl_finite(float x) { return fabsf(x) < FL_INFF; }", (source("full", 64, 2048)), 1, true)
     -- every rescale reading it finds nothing changed: the sum's and the weighted sum's (D=128)
-    assert.matches(revert .. ", ma1[r] = mb1[r];", (source("causal", 128, 2048)), 1, true)
+    assert.matches(revert .. " ma1[r] = keep ? mb1[r] : ma1[r];", (source("causal", 128, 2048)), 1, true)
     -- both maxima of differential attention (a chain a block: each chain's steps name theirs mx0)
     local diff = source("differential", 128, 2048)
     assert.equal(4, select(2, diff:gsub("const float xo0%[2%] = {mx0%[0%], mx0%[1%]};", "")))
