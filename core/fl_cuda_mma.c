@@ -1151,7 +1151,8 @@ void mma_put_schedule(printer *P) {
  * Those kernels keep the code they were measured with. */
 static int tight_registers(const fl_mma_group *m) { return m->ws && m->wgs == 3; }
 
-/* `dst` = the first step at or after `from` some warpgroup runs, or chi. */
+/* `dst` = the first step at or after `from` some warpgroup runs, or chi
+ * (or, without tables, `from` itself: chi or past it ends the loop). */
 void mma_put_next(printer *P, const char *dst, const char *from) {
   if (!P->t->nmask && !tight_registers(P->m)) { /* no tables: every warpgroup inside runs the same steps */
     line(P, "int %s = %s; /* the loop ends at chi */", dst, from);
