@@ -1,7 +1,7 @@
 -- Times variants' kernels on the GPU:
 --
 --   flua bench/bench.lua [--variants a,b] [--shapes B,H,N,D[;...]|anchors] [--dtype bf16|f16]
---                        [--json out.json] [--iters 50] [--budget 20] [--path auto|hopper|mma]
+--                        [--json out.json] [--iters 50] [--budget 20] [--rest 0] [--path auto|hopper|mma]
 --                        [--kernels auto|scalar] [--persistent auto|on|off] [--device cuda|cpu]
 --                        [--save-inputs DIR] [--save-outputs DIR]
 --
@@ -20,6 +20,11 @@
 -- PyTorch's do_bench times a call; the first kernel's host-side set-up,
 -- such as the tile classes of a mask over data, comes before) and by the
 -- wall clock around the synchronous plan:launch (everything).
+-- `--rest S` idles S seconds before a case's timed calls: a GPU under load
+-- for more than some 50 ms may lower its clock to stay in its power cap
+-- (an H100: 10%), so few calls after a rest (`--iters 9 --rest 2`) time
+-- the cool regime, repeatable to ~0.3% (for comparing builds: builds.sh),
+-- many calls without one the sustained regime.
 -- Reported: the medians. When a case's inputs are small enough for the L2
 -- cache to keep them, calls rotate among several input sets (different
 -- seeds), so that no call finds the last one's inputs in L2. Outputs are
@@ -63,7 +68,7 @@ local function fail(fmt, ...)
   os.exit(2)
 end
 
-local KNOWN = {variants = 1, shapes = 1, dtype = 1, json = 1, iters = 1, budget = 1, path = 1, kernels = 1,
+local KNOWN = {variants = 1, shapes = 1, dtype = 1, json = 1, iters = 1, budget = 1, rest = 1, path = 1, kernels = 1,
   device = 1, persistent = 1, ["save-inputs"] = 1, ["save-outputs"] = 1}
 
 local function parse(argv)
@@ -93,6 +98,8 @@ local function number_opt(name, env, default)
 end
 local ITERS = math.floor(number_opt("iters", "FL_BENCH_ITERS", 50))
 local BUDGET = number_opt("budget", "FL_BENCH_BUDGET_S", 20)
+local REST = tonumber(O.rest or "0")
+if not REST or REST < 0 or REST > 60 then fail("--rest must be seconds from 0 to 60, got '%s'", tostring(O.rest)) end
 local KERNELS = O.kernels or os.getenv("FL_BENCH_KERNELS") or "auto"
 local PATH = O.path or os.getenv("FL_BENCH_PATH") or "auto"
 local DTYPE = O.dtype or "bf16"
@@ -295,6 +302,8 @@ local function bench(V, sh)
   run(sets[#sets > 1 and 2 or 1])
   local one = fl.clock() - t0
   r.calls = math.max(1, math.min(ITERS, math.floor(BUDGET / math.max(one, 1e-6))))
+  if REST > 0 then os.execute(("sleep %g"):format(REST)) end
+  r.rest_s = REST
   local dev, wall = {}, {}
   for i = 1, r.calls do
     local x = sets[(i - 1) % #sets + 1]
@@ -355,8 +364,9 @@ local function cell(s) return (tostring(s):gsub("[\r\n]+", " "):gsub("|", "\\|")
 local info = DEVICE == "cuda" and fl.device_info() or {name = "CPU executor", arch = "cpu", multiprocessors = 0}
 local where = DEVICE == "cuda" and ("%s (%s, %d SMs)"):format(info.name, info.arch, info.multiprocessors)
   or "the CPU executor"
-print(("Flashlight on %s, %s, kernels = %s, path = %s; median of up to %d calls after a warm-up call, " ..
+print(("Flashlight on %s, %s, kernels = %s, path = %s; median of up to %d calls after a warm-up call%s, " ..
   "timed by %s; TFLOP/s = 4·B·H·N²·D × kept × attentions / time."):format(where, DTYPE, KERNELS, PATH, ITERS,
+  REST > 0 and (" and %g s of rest"):format(REST) or "",
   DEVICE == "cuda" and "CUDA events around the kernels (wall clock around the synchronous call beside it)"
   or "the wall clock"))
 print("")
@@ -392,7 +402,7 @@ if #notes > 0 then
 end
 if O.json then
   local doc = {device = info.name, arch = info.arch, dtype = DTYPE, path = PATH, kernels = KERNELS,
-    iters = ITERS, date = os.date("!%Y-%m-%d %H:%M UTC"), command = table.concat(arg or {}, " "),
+    iters = ITERS, rest_s = REST, date = os.date("!%Y-%m-%d %H:%M UTC"), command = table.concat(arg or {}, " "),
     results = results, notes = notes}
   local f = assert(io.open(O.json, "w"))
   f:write(table.concat(json(doc, {})), "\n")

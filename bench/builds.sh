@@ -7,7 +7,9 @@
 # ROUNDS=n (default 1) runs the builds n times, every other round in
 # reverse order, and reports each case's median over the rounds: one GPU's
 # speed drifts by several percent from one minute to the next (clocks,
-# temperature), as much as the changes being compared.
+# temperature), as much as the changes being compared. Few calls after a
+# rest time the cool regime, repeatable to ~0.3% on an H100 (see --rest in
+# bench/bench.lua): ROUNDS=2 sh bench/builds.sh ... --iters 9 --rest 2
 # Each run's whole output goes to $OUT/bench_<build>[_<round>].log when OUT
 # is set; DIST names another folder of builds; BUILD_TIMEOUT (seconds,
 # default 240) stops a run that hangs, keeping what it printed.

@@ -47,6 +47,25 @@ describe("bench/bench.lua", function()
     out, rc = sh("build/flua bench/bench.lua --device cpu --dtype f64 2>&1")
     assert.equal(2, rc)
     assert.matches("--dtype must be bf16 or f16, got 'f64'", out, 1, true)
+    for _, bad in ipairs({"-1", "61", "soon"}) do
+      out, rc = sh("build/flua bench/bench.lua --device cpu --rest " .. bad .. " 2>&1")
+      assert.equal(2, rc)
+      assert.matches("--rest must be seconds from 0 to 60, got '" .. bad .. "'", out, 1, true)
+    end
+  end)
+
+  it("rests before a case's timed calls when asked (the cool regime), and says so", function()
+    local t0 = fl.clock()
+    local out, rc = sh(("build/flua bench/bench.lua --device cpu --variants full,causal --shapes '1,1,24,8' " ..
+      "--iters 2 --rest 0.25 --json %s.json"):format(dir))
+    assert.equal(0, rc, out)
+    assert.is_true(fl.clock() - t0 >= 0.5, "two cases, 0.25 s each")
+    assert.matches("median of up to 2 calls after a warm-up call and 0.25 s of rest", out, 1, true)
+    local f = assert(io.open(dir .. ".json"))
+    local text = f:read("a")
+    f:close()
+    assert.matches('"rest_s":0.25', text, 1, true)
+    os.remove(dir .. ".json")
   end)
 
   it("says so when asked for the GPU without one", function()
