@@ -709,6 +709,34 @@ static void put_factor(printer *P, const fl_value *x, int j, const char *dst, co
   line(P, "for (int r = 0; r < 2; ++r) %s[r] = %s%d[r] == %s%d[r] ? 1.0f : %s;", dst, a, j, b, j, f);
 }
 
+/* Three computing warpgroups (D=64) run at 128 registers a thread, where
+ * any change to the step's code moves ptxas's spills around: the shorter
+ * step bookkeeping (mma_put_next, mma_put_step_keys) took ALiBi D=64 from 0
+ * to 104 spilled bytes, sinks 0 to 24 (causal 8 to 4, softcap 14 to 0).
+ * Those kernels keep the code they were measured with. */
+static int tight_registers(const fl_mma_group *m) { return m->ws && m->wgs == 3; }
+
+/* An earlier rescaled member whose factor is member j's (value v): the
+ * same rescale of the same argument (a softmax's sum and weighted sum
+ * both rescale by exp of its maximum), else -1. Only warp-specialized
+ * kernels of two computing warpgroups, which have registers to keep the
+ * factor: elsewhere ptxas computed it again anyway, and keeping it took
+ * the one-warpgroup kernels from 116 to 127 registers (sliding window
+ * D=64) or 8 spilled bytes (document D=128). */
+static int same_factor(const printer *P, int j, int v) {
+  const fl_value *x = val(P, v);
+  char kind;
+  int i, u;
+  if (!P->m->ws || tight_registers(P->m)) return -1;
+  for (int e = 0; e < j && (u = mma_rescaled(P, e, &kind, &i)) >= 0; e++) {
+    const fl_value *y = val(P, u);
+    if (y->resc == x->resc && (x->resc != FL_RESCALE_POW || y->resc_pow == x->resc_pow) &&
+        fl_cuda_mma_same_expr(P->g, &P->m->k->tiles.gr, u, y->resc_arg, v, x->resc_arg))
+      return e;
+  }
+  return -1;
+}
+
 static void put_rescale(printer *P) {
   char kind;
   int i, v;
@@ -716,7 +744,9 @@ static void put_rescale(printer *P) {
     char f[16];
     snprintf(f, sizeof f, "f%d", j);
     if (!P->defer || kind == 'S') line(P, "float f%d[2];", j);
-    put_factor(P, val(P, v), j, f, "mb", "ma");
+    int e = same_factor(P, j, v);
+    if (e >= 0) line(P, "f%d[0] = f%d[0], f%d[1] = f%d[1]; /* the same factor */", j, e, j, e);
+    else put_factor(P, val(P, v), j, f, "mb", "ma");
     if (kind == 'S') {
       line(P, "#pragma unroll");
       line(P, "for (int r = 0; r < 2; ++r) if (ls%d[r] != 0.0f) ls%d[r] *= f%d[r];", i, i, j);
@@ -1143,13 +1173,6 @@ void mma_put_schedule(printer *P) {
   line(P, "}");
   if (FL_DBG_STEPS >= 0) line(P, "chi = clo + %d < chi ? clo + %d : chi; /* FL_DBG_STEPS */", FL_DBG_STEPS, FL_DBG_STEPS);
 }
-
-/* Three computing warpgroups (D=64) run at 128 registers a thread, where
- * any change to the step's code moves ptxas's spills around: the shorter
- * step bookkeeping below (next step, keys inside) took ALiBi D=64 from 0
- * to 104 spilled bytes, sinks 0 to 24 (causal 8 to 4, softcap 14 to 0).
- * Those kernels keep the code they were measured with. */
-static int tight_registers(const fl_mma_group *m) { return m->ws && m->wgs == 3; }
 
 /* `dst` = the first step at or after `from` some warpgroup runs, or chi
  * (or, without tables, `from` itself: chi or past it ends the loop). */

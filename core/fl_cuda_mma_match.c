@@ -69,21 +69,20 @@ static int reads_only(const matcher *M, int x, const char *allowed) {
   return 1;
 }
 
-/* Are expressions a (in member ma) and b (in mb) the same, variables
- * compared by their roles in the group? */
-static int same_expr(const matcher *M, int ma, int a, int mb, int b) {
-  const fl_graph *g = M->g;
+int fl_cuda_mma_same_expr(const fl_graph *g, const fl_group *gr, int ma, int a, int mb, int b) {
   const fl_expr *x = &g->exprs[a], *y = &g->exprs[b];
   if (x->op != y->op || x->nargs != y->nargs) return 0;
   if (x->op == FL_X_CONST) return x->value == y->value;
-  if (x->op == FL_X_VAR)
-    return fl_cuda_mma_var_role(g, &M->k->tiles.gr, ma, x->var) ==
-           fl_cuda_mma_var_role(g, &M->k->tiles.gr, mb, y->var);
+  if (x->op == FL_X_VAR) return fl_cuda_mma_var_role(g, gr, ma, x->var) == fl_cuda_mma_var_role(g, gr, mb, y->var);
   if (x->op == FL_X_LOAD && x->src != y->src) return 0;
   if (x->op == FL_X_REDUCE) return 0;
   for (int i = 0; i < x->nargs; i++)
-    if (!same_expr(M, ma, x->args[i], mb, y->args[i])) return 0;
+    if (!fl_cuda_mma_same_expr(g, gr, ma, x->args[i], mb, y->args[i])) return 0;
   return 1;
+}
+
+static int same_expr(const matcher *M, int ma, int a, int mb, int b) {
+  return fl_cuda_mma_same_expr(M->g, &M->k->tiles.gr, ma, a, mb, b);
 }
 
 static int mma_dtype(fl_dtype d) { return d == FL_BF16 || d == FL_F16; }

@@ -413,20 +413,29 @@ describe("CUDA source of every variant", function()
     assert.matches("ls0[h >> 1] +=", (source("full", 128, 2048)), 1, true)
   end)
 
-  it("a step's bookkeeping: the next step and the keys inside in few instructions, but at 128 registers", function()
+  it("a step's bookkeeping: the next step, the keys inside and the rescale factors in few instructions, but at 128 registers", function()
     -- no tables (unmasked): every warpgroup runs the same steps, the next is the one after; keys inside in 32 bits
     local full = source("full", 128, 2048)
     assert.matches("int nx = st + 1; /* the loop ends at chi */", full, 1, true)
     assert.matches("const int kv = 2048 - st * 128 < 128 ? 2048 - st * 128 : 128; /* keys of the step inside */",
       full, 1, true)
     assert.is_nil(full:find("int nx = chi;", 1, true))
+    -- in the steps, the weighted sum's rescale factor is the row sum's (both exp of the maximum's change):
+    -- computed once (the merge of a tile's parts, once a tile, keeps its own)
+    assert.matches("f1[0] = f0[0], f1[1] = f0[1]; /* the same factor */", full, 1, true)
     -- tables (masks): the next step some warpgroup runs
-    assert.matches("int nx = chi;", (source("causal", 128, 2048)), 1, true)
+    local causal = source("causal", 128, 2048)
+    assert.matches("int nx = chi;", causal, 1, true)
+    assert.matches("/* the same factor */", causal, 1, true)
     -- three computing warpgroups (D=64, 128 registers) keep the code they were measured with
     local narrow, kd = source("full", 64, 2048)
     assert.matches("3 computing warpgroups", kd.design, 1, true)
     assert.matches("int nx = chi;", narrow, 1, true)
     assert.matches("const int kv = 2048LL - key0 < 128LL ? (int)(2048LL - key0) : 128;", narrow, 1, true)
+    -- one warpgroup (few keys a row): the factors apart (registers)
+    local one, kd1 = source("sliding_window", 64, 2048)
+    assert.matches("1 warpgroup", kd1.design, 1, true)
+    assert.is_nil(one:find("the same factor", 1, true))
   end)
 
   it("a running maximum that only its sums' exp rescales read lags: kept while the new one is 2^8 past it", function()
