@@ -1119,7 +1119,7 @@ static int has_runs(const printer *P) { return FL_FULL_RUNS && P->t->nmask; }
 void mma_put_schedule(printer *P) {
   const fl_mma_group *m = P->m;
   const fl_tiles *t = P->t;
-  int64_t nsteps = (m->keys + m->step - 1) / m->step, spt = P->spt;
+  int64_t nsteps = fl_cuda_mma_steps(m), spt = P->spt;
   const int rw = sched_wgs(m);
   line(P, "const signed char *tbw[%d];", rw);
   line(P, "int low[%d], hiw[%d]; /* in steps */", rw, rw);
@@ -1588,7 +1588,7 @@ static int wants_persistent(const printer *P, unsigned flags, int sms) {
   int64_t tiles = mma_tiles_count(P->g, m), slots = (int64_t)sms * m->blocks;
   if (!(flags & FL_GEN_PERSISTENT_AUTO) || sms <= 0 || tiles <= slots) return 0;
   unsigned tail, parts;
-  fl_cuda_parts_choose(tiles, slots, m->parts, (m->keys + m->step - 1) / m->step, &tail, &parts);
+  fl_cuda_parts_choose(tiles, slots, m->parts, fl_cuda_mma_steps(m), &tail, &parts);
   return parts == 1;
 }
 
@@ -1631,7 +1631,7 @@ fl_status fl_cuda_mma_print(const fl_plan *p, const fl_mma_group *m, fl_dtype ou
   fl_status s = launch_shape(p, m, P.persistent, kd, e);
   if (s == FL_OK && P.parts)
     kd->parts = (fl_cuda_parts){.most = m->parts, .warps = m->wgs * 4, .floats = mma_ws_state_floats(m),
-                                .steps = (m->keys + m->step - 1) / m->step};
+                                .steps = fl_cuda_mma_steps(m)};
   return s;
 }
 

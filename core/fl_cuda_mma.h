@@ -473,6 +473,8 @@ int fl_cuda_mma_grid_only(const fl_graph *g, const fl_mma_group *m, int member, 
 /* The role of member m's variable `var`: grid slot (>= 0), or -1 loop,
  * -2 register dim, -3 local. */
 int fl_cuda_mma_var_role(const fl_graph *g, const fl_group *gr, int m, int var);
+/* The steps of group m's key loop: its keys over the keys a step, rounded up. */
+int64_t fl_cuda_mma_steps(const fl_mma_group *m);
 /* Are expressions a (in member ma) and b (in mb) the same, variables
  * compared by their roles in the group? */
 int fl_cuda_mma_same_expr(const fl_graph *g, const fl_group *gr, int ma, int a, int mb, int b);

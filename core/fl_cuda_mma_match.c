@@ -752,10 +752,12 @@ static void choose_ones(matcher *M) {
     for (int i = 0; i < m->ns; i++) m->s_ones[i] = -1;
 }
 
+int64_t fl_cuda_mma_steps(const fl_mma_group *m) { return (m->keys + m->step - 1) / m->step; }
+
 /* Parts of the last blocks' keys (FL_WS_PARTS): warp-specialized, one
  * chain, no cluster, no masks (its blocks are equal), a part a step at least. */
 static void choose_parts(fl_mma_group *m) {
-  int64_t steps = (m->keys + m->step - 1) / m->step;
+  int64_t steps = fl_cuda_mma_steps(m);
   int most = FL_WS_PARTS < steps ? FL_WS_PARTS : (int)steps;
   if (m->ws && m->chains == 1 && m->cluster == 1 && !m->k->tiles.nmask && !m->k->tiles.data && most >= 2)
     m->parts = most;

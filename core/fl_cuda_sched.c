@@ -273,8 +273,10 @@ void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, int64_t steps
 
 static int64_t up32(int64_t n) { return (n + 31) / 32 * 32; }
 
+int64_t fl_cuda_words_after_flags(int64_t positions) { return up32(positions + 2); }
+
 int64_t fl_cuda_parts_words(const fl_cuda_parts *pt, int64_t positions, unsigned tail, unsigned parts) {
   if (!tail) return 0;
-  int64_t tickets = up32(positions + 2), states = tickets + up32((int64_t)tail * pt->warps);
+  int64_t tickets = fl_cuda_words_after_flags(positions), states = tickets + up32((int64_t)tail * pt->warps);
   return states + (int64_t)tail * pt->warps * parts * pt->floats * 32 - (positions + 2);
 }

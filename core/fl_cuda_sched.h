@@ -66,6 +66,9 @@ uint32_t *fl_cuda_sched_order(const fl_cuda_block_order *o, const int64_t *span,
  * none (tail 0, parts 1) where that saves less than FL_PARTS_GAIN of a
  * block. */
 void fl_cuda_parts_choose(int64_t blocks, int64_t slots, int most, int64_t steps, unsigned *tail, unsigned *parts);
+/* Where a kernel's words after its `positions` fixup flags and two start:
+ * the next multiple of 32 (a warp's words on one line). */
+int64_t fl_cuda_words_after_flags(int64_t positions);
 /* The words such a kernel keeps after its `positions` flags and two
  * (fl_cuda_parts' layout). */
 int64_t fl_cuda_parts_words(const fl_cuda_parts *pt, int64_t positions, unsigned tail, unsigned parts);

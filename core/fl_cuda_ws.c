@@ -2,6 +2,7 @@
  * warpgroup, computing warpgroups, their barriers and register budgets,
  * and the tensor maps; the steps themselves are fl_cuda_mma.c's. */
 #include "fl_cuda_mma_printer.h"
+#include "fl_cuda_sched.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -432,10 +433,6 @@ static void put_ws_steps(printer *P) {
 
 static void put_handover(printer *P, const fl_mma_group *c, const int *at, int out, const char *slot);
 
-/* Where a kernel's words after its `positions` fixup flags and two start:
- * the next multiple of 32 (a warp's words on one line). */
-static int64_t words_after_flags(int64_t positions) { return (positions + 2 + 31) / 32 * 32; }
-
 /* The running state (m's members) set to the one named from `other` on. */
 static void put_state_copy(printer *P, const fl_mma_group *m, int other) {
   for (int k = 0; k < 3; k++) {
@@ -458,7 +455,7 @@ static void put_state_copy(printer *P, const fl_mma_group *m, int other) {
 static void put_parts_merge(printer *P) {
   const fl_mma_group *m = P->m;
   const long long F = (long long)mma_ws_state_floats(m), W = m->wgs * 4;
-  const long long tk0 = (long long)words_after_flags(P->positions);
+  const long long tk0 = (long long)fl_cuda_words_after_flags(P->positions);
   const int zero[3] = {0, 0, 0}, other[3] = {FL_MMA_MAX, FL_MMA_MAX, FL_MMA_MAX};
   char slot[64];
   line(P, "bool fin = true; /* the warp stores the outputs */");
@@ -569,7 +566,7 @@ static pair_words chain_words(const fl_graph *g, const fl_mma_group *m, int64_t 
   for (int i = 0; i < 2; i++) fl_cuda_mma_chain(m, i, &c[i]);
   int64_t f0 = mma_ws_state_floats(&c[0]), f1 = mma_ws_state_floats(&c[1]), warps = mma_tiles_count(g, m) * m->wgs * 4;
   w.floats = f0 > f1 ? f0 : f1;
-  w.tickets = words_after_flags(positions);
+  w.tickets = fl_cuda_words_after_flags(positions);
   w.states = w.tickets + (warps + 31) / 32 * 32;
   w.total = w.states + warps * w.floats * 32 - (positions + 2);
   return w;
