@@ -31,10 +31,11 @@ struct fl_cx {
    * constant scale is left for the exponential to fold in): prints what it
    * keeps into a new temporary, sets *k and returns it, or returns -1. */
   int (*scaled)(fl_cx *c, const fl_expr *ex, double *k);
-  /* Variable a minus variable b (f32 with fvars), where the kernel has a
-   * cheaper way to the same float: prints it into a new temporary and
+  /* Variable a minus variable b (f32 with fvars), times temporary k when
+   * k >= 0, where the kernel has a cheaper way to the same float (to it
+   * within a rounding, with k): prints it into a new temporary and
    * returns it, or returns -1. */
-  int (*difference)(fl_cx *c, int a, int b);
+  int (*difference)(fl_cx *c, int a, int b, int k);
   void *user;
   const char *err; /* why printing failed, or NULL */
 };

@@ -168,19 +168,22 @@ static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k) {
 /* key - row (or row - key) at an element of a step whose keys are all
  * inside: the step's dkr[r] (its first key less the row) plus the
  * column's constant, one add instead of two. Exact, as the others are:
- * whole numbers below 2^24. */
-static int hook_difference(fl_cx *c, int a, int b) {
+ * whole numbers below 2^24. Times k: k·dkr[r] (the compiler computes it
+ * once a step) plus k times the column, one fused multiply-add; rounded
+ * twice, where the product of the sum is once. */
+static int hook_difference(fl_cx *c, int a, int b, int k) {
   printer *P = c->user;
   if (!P->at_key || P->edge) return -1;
   const fl_group *gr = &P->m->k->tiles.gr;
   int ra = fl_cuda_mma_var_role(P->g, gr, c->scope, a), rb = fl_cuda_mma_var_role(P->g, gr, c->scope, b);
   int row = P->m->row_slot;
-  if (ra == -1 && rb == row)
-    line(P, "const float t%d = dkr[h >> 1] + (float)(nt * 8 + (h & 1));", c->tmp);
-  else if (ra == row && rb == -1)
-    line(P, "const float t%d = -dkr[h >> 1] - (float)(nt * 8 + (h & 1));", c->tmp);
+  const char *sign = ra == -1 && rb == row ? "" : ra == row && rb == -1 ? "-" : NULL;
+  if (!sign) return -1;
+  if (k < 0)
+    line(P, "const float t%d = %sdkr[h >> 1] %s (float)(nt * 8 + (h & 1));", c->tmp, sign, *sign ? "-" : "+");
   else
-    return -1;
+    line(P, "const float t%d = fmaf(t%d, %s(float)(nt * 8 + (h & 1)), %s(t%d * dkr[h >> 1]));", c->tmp, k, sign, sign,
+         k);
   return c->tmp++;
 }
 
