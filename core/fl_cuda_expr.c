@@ -275,38 +275,23 @@ static const char *binary_op(fl_xop op, int *call) {
 static int emit_exp_of_difference(fl_cx *c, const fl_expr *ex) {
   const fl_expr *d = &c->g->exprs[ex->args[0]], *x = &c->g->exprs[d->args[0]];
   double k = 1.0;
-  int a = c->scaled && x->op == FL_X_LOAD ? c->scaled(c, x, &k) : -1;
+  int off = -1, a = c->scaled && x->op == FL_X_LOAD ? c->scaled(c, x, &k, &off) : -1;
   if (a < 0) a = emit(c, d->args[0]);
   int b = emit(c, d->args[1]), t = c->tmp++;
-  fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, %.9ef, -(t%d * 1.44269504088896341f)));", t, a,
-             k * 1.44269504088896341, b);
+  if (off >= 0)
+    fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, %.9ef, (t%d - t%d) * 1.44269504088896341f));", t, a,
+               k * 1.44269504088896341, off, b);
+  else
+    fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, %.9ef, -(t%d * 1.44269504088896341f)));", t, a,
+               k * 1.44269504088896341, b);
   return t;
 }
 
-static int is_var_difference(const fl_cx *c, int x) {
-  const fl_expr *ex = &c->g->exprs[x];
-  return c->difference && c->f32 && c->fvars && ex->op == FL_X_SUB && c->g->exprs[ex->args[0]].op == FL_X_VAR &&
-         c->g->exprs[ex->args[1]].op == FL_X_VAR;
-}
-
-/* a - b of two variables, times temporary k if k >= 0, through the hook. */
-static int hook_var_difference(fl_cx *c, int x, int k) {
-  const fl_expr *ex = &c->g->exprs[x];
-  return c->difference(c, c->g->exprs[ex->args[0]].var, c->g->exprs[ex->args[1]].var, k);
-}
-
-/* k·(a - b) of two variables (ALiBi's slope times key less row) through
- * the hook, which may take it as k·a' + k·column with k·a' a row's (one
- * fused multiply-add an element instead of an add and a multiply). */
-static int emit_scaled_var_difference(fl_cx *c, const fl_expr *ex) {
-  if (ex->op != FL_X_MUL) return -1;
-  int s = is_var_difference(c, ex->args[1]) ? 1 : is_var_difference(c, ex->args[0]) ? 0 : -1;
-  if (s < 0) return -1;
-  int k = emit(c, ex->args[1 - s]), t = hook_var_difference(c, ex->args[s], k);
-  if (t >= 0) return t;
-  int d = emit(c, ex->args[s]);
-  fl_cx_line(c, "const float t%d = t%d * t%d;", t = c->tmp++, k, d);
-  return t;
+/* a - b of two variables, through the hook where the kernel has one. */
+static int emit_var_difference(fl_cx *c, const fl_expr *ex) {
+  const fl_expr *a = &c->g->exprs[ex->args[0]], *b = &c->g->exprs[ex->args[1]];
+  if (!c->difference || !c->f32 || !c->fvars || a->op != FL_X_VAR || b->op != FL_X_VAR) return -1;
+  return c->difference(c, a->var, b->var);
 }
 
 static int is_comparison(fl_xop op) {
@@ -352,8 +337,7 @@ static int emit_op(fl_cx *c, const fl_expr *ex) {
   int ic = emit_integer_comparison(c, ex);
   if (ic >= 0) return ic;
   if (c->f32 && ex->op == FL_X_EXP && c->g->exprs[ex->args[0]].op == FL_X_SUB) return emit_exp_of_difference(c, ex);
-  int d = is_var_difference(c, (int)(ex - c->g->exprs)) ? hook_var_difference(c, (int)(ex - c->g->exprs), -1)
-                                                        : emit_scaled_var_difference(c, ex);
+  int d = ex->op == FL_X_SUB ? emit_var_difference(c, ex) : -1;
   if (d >= 0) return d;
   int a = emit(c, ex->args[0]);
   int t;

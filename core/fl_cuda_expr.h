@@ -28,14 +28,14 @@ struct fl_cx {
   /* A where's condition known true (the where is its first branch): 1, else 0. */
   int (*known)(fl_cx *c, int x);
   /* A load the kernel holds as k times what it keeps (a score whose
-   * constant scale is left for the exponential to fold in): prints what it
+   * constant scale is left for the exponential to fold in), plus a row's
+   * offset where *off is set to a temporary (else -1): prints what it
    * keeps into a new temporary, sets *k and returns it, or returns -1. */
-  int (*scaled)(fl_cx *c, const fl_expr *ex, double *k);
-  /* Variable a minus variable b (f32 with fvars), times temporary k when
-   * k >= 0, where the kernel has a cheaper way to the same float (to it
-   * within a rounding, with k): prints it into a new temporary and
+  int (*scaled)(fl_cx *c, const fl_expr *ex, double *k, int *off);
+  /* Variable a minus variable b (f32 with fvars), where the kernel has a
+   * cheaper way to the same float: prints it into a new temporary and
    * returns it, or returns -1. */
-  int (*difference)(fl_cx *c, int a, int b, int k);
+  int (*difference)(fl_cx *c, int a, int b);
   void *user;
   const char *err; /* why printing failed, or NULL */
 };

@@ -122,7 +122,10 @@ static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
   const fl_mma_group *m = P->m;
   (void)idx;
   int i, t = c->tmp;
-  if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem && P->fold[i] && !P->raw)
+  if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem && P->fold[i] && !P->raw && P->bias[i] >= 0)
+    line(P, "const float t%d = fmaf(s%d[nt][h], %.9ef, %s(hv%d * dkr[h >> 1]));", t, i, P->fold[i],
+         P->bias_sign[i] < 0 ? "-" : "", P->bias[i]);
+  else if (i >= 0 && P->elem && P->fold[i] && !P->raw)
     line(P, "const float t%d = s%d[nt][h] * %.9ef;", t, i, P->fold[i]);
   else if (i >= 0 && P->elem)
     line(P, "const float t%d = s%d[nt][h];", t, i);
@@ -156,10 +159,15 @@ static int hook_reduce(fl_cx *c, int x) {
   return c->tmp++;
 }
 
-static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k) {
+static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k, int *off) {
   printer *P = c->user;
   int i = index_in(P->m->tv, P->m->ntv, ex->src);
   if (i < 0 || !P->elem || !P->fold[i]) return -1;
+  *off = -1;
+  if (P->bias[i] >= 0) {
+    line(P, "const float t%d = %s(hv%d * dkr[h >> 1]);", *off = c->tmp++, P->bias_sign[i] < 0 ? "-" : "",
+         P->bias[i]);
+  }
   line(P, "const float t%d = s%d[nt][h];", c->tmp, i);
   *k = P->fold[i];
   return c->tmp++;
@@ -168,22 +176,19 @@ static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k) {
 /* key - row (or row - key) at an element of a step whose keys are all
  * inside: the step's dkr[r] (its first key less the row) plus the
  * column's constant, one add instead of two. Exact, as the others are:
- * whole numbers below 2^24. Times k: k·dkr[r] (the compiler computes it
- * once a step) plus k times the column, one fused multiply-add; rounded
- * twice, where the product of the sum is once. */
-static int hook_difference(fl_cx *c, int a, int b, int k) {
+ * whole numbers below 2^24. */
+static int hook_difference(fl_cx *c, int a, int b) {
   printer *P = c->user;
   if (!P->at_key || P->edge) return -1;
   const fl_group *gr = &P->m->k->tiles.gr;
   int ra = fl_cuda_mma_var_role(P->g, gr, c->scope, a), rb = fl_cuda_mma_var_role(P->g, gr, c->scope, b);
   int row = P->m->row_slot;
-  const char *sign = ra == -1 && rb == row ? "" : ra == row && rb == -1 ? "-" : NULL;
-  if (!sign) return -1;
-  if (k < 0)
-    line(P, "const float t%d = %sdkr[h >> 1] %s (float)(nt * 8 + (h & 1));", c->tmp, sign, *sign ? "-" : "+");
+  if (ra == -1 && rb == row)
+    line(P, "const float t%d = dkr[h >> 1] + (float)(nt * 8 + (h & 1));", c->tmp);
+  else if (ra == row && rb == -1)
+    line(P, "const float t%d = -dkr[h >> 1] - (float)(nt * 8 + (h & 1));", c->tmp);
   else
-    line(P, "const float t%d = fmaf(t%d, %s(float)(nt * 8 + (h & 1)), %s(t%d * dkr[h >> 1]));", c->tmp, k, sign, sign,
-         k);
+    return -1;
   return c->tmp++;
 }
 
@@ -549,6 +554,9 @@ static void put_score_bodies(printer *P) {
   const fl_mma_group *m = P->m;
   open_elements(P);
   for (int i = 0; i < m->ntv; i++) {
+    if (P->fold[i] && P->bias[i] >= 0)
+      line(P, "s%d[nt][h] = fmaf(hv%d * %.9ef, %s(float)(nt * 8 + (h & 1)), s%d[nt][h]);", i, P->bias[i],
+           1.0 / P->fold[i], P->bias_sign[i] < 0 ? "-" : "", i);
     if (P->fold[i]) continue;
     P->cur = i;
     char fmt[48];
@@ -575,12 +583,11 @@ void mma_put_row_expr(printer *P, int v, int x, const char *dst, const char *row
   line(P, "}");
 }
 
-/* The scale of a score kept unscaled when expression x is just a read of
- * it, else 0. */
-static double folded_read(const printer *P, int x) {
+/* The score kept unscaled that expression x is just a read of, else -1. */
+static int folded_read(const printer *P, int x) {
   const fl_expr *ex = &P->g->exprs[x];
   int i = ex->op == FL_X_LOAD ? index_in(P->m->tv, P->m->ntv, ex->src) : -1;
-  return i >= 0 ? P->fold[i] : 0.0;
+  return i >= 0 && P->fold[i] ? i : -1;
 }
 
 /* A row's maximum (minimum) over the step, NaNs kept (max.NaN), keys past
@@ -601,18 +608,25 @@ static void put_extremes(printer *P) {
     line(P, "{");
     P->c.depth++;
     line(P, "float xm[2] = {%s, %s};", id, id);
-    double k = folded_read(P, val(P, m->x[i])->body);
+    int f = folded_read(P, val(P, m->x[i])->body);
     open_elements(P);
     char fmt[128];
     snprintf(fmt, sizeof fmt, "xm[h >> 1] = fl_%sn(xm[h >> 1], valid ? %%s : %s);", fn, id);
-    P->raw = k != 0;
+    P->raw = f >= 0;
     put_member_expr(P, m->x[i], val(P, m->x[i])->body, fmt);
     P->raw = 0;
     close_elements(P);
-    char scale[40] = "";
-    if (k) snprintf(scale, sizeof scale, " * %.9ef", k);
+    char ext[32], x[96];
+    snprintf(ext, sizeof ext, "fl_quad_%s(xm[r])", fn);
+    if (f >= 0 && P->bias[f] >= 0)
+      snprintf(x, sizeof x, "fmaf(%s, %.9ef, %s(hv%d * dkr[r]))", ext, P->fold[f], P->bias_sign[f] < 0 ? "-" : "",
+               P->bias[f]);
+    else if (f >= 0)
+      snprintf(x, sizeof x, "%s * %.9ef", ext, P->fold[f]);
+    else
+      snprintf(x, sizeof x, "%s", ext);
     line(P, "#pragma unroll");
-    line(P, "for (int r = 0; r < 2; ++r) mx%d[r] = fl_%sn(mx%d[r], fl_quad_%s(xm[r])%s);", i, fn, i, fn, scale);
+    line(P, "for (int r = 0; r < 2; ++r) mx%d[r] = fl_%sn(mx%d[r], %s);", i, fn, i, x);
     P->c.depth--;
     line(P, "}");
   }
@@ -1282,19 +1296,55 @@ static const fl_expr *score_body(const printer *P, int i) {
   return ex;
 }
 
-/* A score whose body is its product times a positive constant (or over
+/* Expression ex as score product r times a positive constant (or over
  * one): the constant, left for the row extremes and the exponentials to
  * take (one multiply an element fewer). Else 0. */
-static double score_scale(const printer *P, int i) {
-  double k = fl_cuda_mma_product_factor(P->g, score_body(P, i), P->m->tv_reduce[i]);
+static double score_scale(const printer *P, const fl_expr *ex, int r) {
+  double k = fl_cuda_mma_product_factor(P->g, ex, r);
   return k > 0.0 && isfinite(k) && isfinite(1.0 / k) ? k : 0.0;
+}
+
+/* Expression x of score i as slope · (key − row), or · (row − key), the
+ * slope held in register hv<j>: j, the sign in *sign; else -1. */
+static int key_row_bias(const printer *P, int i, int x, int *sign) {
+  const fl_expr *ex = &P->g->exprs[x];
+  const fl_group *gr = &P->m->k->tiles.gr;
+  for (int s = 0; ex->op == FL_X_MUL && s < 2; s++) {
+    const fl_expr *d = &P->g->exprs[ex->args[s]];
+    int j = index_in(P->inv, P->ninv, ex->args[1 - s]);
+    if (j < 0 || d->op != FL_X_SUB) continue;
+    const fl_expr *a = &P->g->exprs[d->args[0]], *b = &P->g->exprs[d->args[1]];
+    if (a->op != FL_X_VAR || b->op != FL_X_VAR) continue;
+    int ra = fl_cuda_mma_var_role(P->g, gr, P->m->tv[i], a->var), rb = fl_cuda_mma_var_role(P->g, gr, P->m->tv[i], b->var);
+    int row = P->m->row_slot;
+    if (ra == -1 && rb == row) return *sign = 1, j;
+    if (ra == row && rb == -1) return *sign = -1, j;
+  }
+  return -1;
+}
+
+/* Score i kept as its product (fold[i]: the product's constant factor,
+ * left for the row extremes and the exponentials), on a step with every
+ * key inside: a body k·product, or k·product + slope·(key − row) (ALiBi),
+ * whose row part slope·(first key − row) goes to the extremes and the
+ * exponentials' row terms, leaving one fused multiply-add an element. */
+static void fold_score(printer *P, int i) {
+  const fl_expr *ex = score_body(P, i);
+  int r = P->m->tv_reduce[i];
+  P->bias[i] = -1;
+  P->fold[i] = P->edge ? 0.0 : score_scale(P, ex, r);
+  for (int s = 0; !P->edge && !P->fold[i] && ex->op == FL_X_ADD && s < 2; s++) {
+    double k = ex->args[s] == r ? 1.0 : score_scale(P, &P->g->exprs[ex->args[s]], r);
+    int sign, j = k ? key_row_bias(P, i, ex->args[1 - s], &sign) : -1;
+    if (j >= 0) P->fold[i] = k, P->bias[i] = j, P->bias_sign[i] = sign;
+  }
 }
 
 /* Between the products: the variant's body on the scores (every mask
  * condition `known` true on a full tile), the row state, the weights. */
 static void put_between(printer *P, int known) {
   P->known = known;
-  for (int i = 0; i < P->m->ntv; i++) P->fold[i] = P->edge ? 0.0 : score_scale(P, i);
+  for (int i = 0; i < P->m->ntv; i++) fold_score(P, i);
   put_score_bodies(P);
   P->known = 0;
   put_mu(P, "mb");

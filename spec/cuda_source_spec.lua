@@ -438,6 +438,25 @@ describe("CUDA source of every variant", function()
     assert.is_nil(one:find("the same factor", 1, true))
   end)
 
+  it("ALiBi's slope times key less row: one fused multiply-add a score element, the row's part in the extremes and exponentials", function()
+    for _, D in ipairs({64, 128}) do
+      local src = source("alibi", D, 2048)
+      -- steps with every key inside and the mask known true keep the product plus the slope's column part
+      -- (over the score's scale 1/8), the row part slope·(first key − row) going to the row maximum and to
+      -- the exponentials' row term
+      local k = ("%.9e"):format(1 / math.sqrt(D))
+      assert.matches(("s0[nt][h] = fmaf(hv0 * %.9ef, (float)(nt * 8 + (h & 1)), s0[nt][h]);"):format(math.sqrt(D)), src,
+        1, true)
+      assert.matches("mx0[r] = fl_maxn(mx0[r], fmaf(fl_quad_max(xm[r]), " .. k .. "f, (hv0 * dkr[r])));", src, 1, true)
+      local e = ("%.9e"):format(1 / math.sqrt(D) * 1.44269504088896341):gsub("[%.%-%+]", "%%%0")
+      assert.truthy(src:find("fl_exp2%(fmaf%(t%d+, " .. e .. "f, %(t%d+ %- t%d+%) %* 1%.44269504088896341f%)%)"), D)
+      -- steps that may hold keys past the end or masked ones compute the body as written
+      assert.truthy(src:find("const float t%d+ = %(float%)%(t%d+ %* t%d+%);"), D)
+    end
+    -- a plain scale stays a plain scale
+    assert.is_nil(source("causal", 128, 2048):find("dkr[r]", 1, true))
+  end)
+
   it("a running maximum that only its sums' exp rescales read lags: kept while the new one is 2^8 past it", function()
     local keep = "const float xo0[2] = {mx0[0], mx0[1]};"
     -- by selects, not branches (the row's maximum waits on it)
