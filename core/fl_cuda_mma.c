@@ -616,15 +616,14 @@ static void put_extremes(printer *P) {
     put_member_expr(P, m->x[i], val(P, m->x[i])->body, fmt);
     P->raw = 0;
     close_elements(P);
-    char ext[32], x[96];
-    snprintf(ext, sizeof ext, "fl_quad_%s(xm[r])", fn);
-    if (f >= 0 && P->bias[f] >= 0)
-      snprintf(x, sizeof x, "fmaf(%s, %.9ef, %s(hv%d * dkr[r]))", ext, P->fold[f], P->bias_sign[f] < 0 ? "-" : "",
-               P->bias[f]);
+    char x[96];
+    if (f >= 0 && P->bias[f] >= 0) /* dkr is the thread's: its extreme's bias before the row's */
+      snprintf(x, sizeof x, "fl_quad_%s(fmaf(xm[r], %.9ef, %s(hv%d * dkr[r])))", fn, P->fold[f],
+               P->bias_sign[f] < 0 ? "-" : "", P->bias[f]);
     else if (f >= 0)
-      snprintf(x, sizeof x, "%s * %.9ef", ext, P->fold[f]);
+      snprintf(x, sizeof x, "fl_quad_%s(xm[r]) * %.9ef", fn, P->fold[f]);
     else
-      snprintf(x, sizeof x, "%s", ext);
+      snprintf(x, sizeof x, "fl_quad_%s(xm[r])", fn);
     line(P, "#pragma unroll");
     line(P, "for (int r = 0; r < 2; ++r) mx%d[r] = fl_%sn(mx%d[r], %s);", i, fn, i, x);
     P->c.depth--;
@@ -1326,8 +1325,9 @@ static int key_row_bias(const printer *P, int i, int x, int *sign) {
 /* Score i kept as its product (fold[i]: the product's constant factor,
  * left for the row extremes and the exponentials), on a step with every
  * key inside: a body k·product, or k·product + slope·(key − row) (ALiBi),
- * whose row part slope·(first key − row) goes to the extremes and the
- * exponentials' row terms, leaving one fused multiply-add an element. */
+ * whose part slope·dkr[r] (the thread's first column less the row) goes
+ * to the thread's extremes and the exponentials' row terms, leaving one
+ * fused multiply-add an element. */
 static void fold_score(printer *P, int i) {
   const fl_expr *ex = score_body(P, i);
   int r = P->m->tv_reduce[i];

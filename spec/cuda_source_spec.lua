@@ -447,7 +447,8 @@ describe("CUDA source of every variant", function()
       local k = ("%.9e"):format(1 / math.sqrt(D))
       assert.matches(("s0[nt][h] = fmaf(hv0 * %.9ef, (float)(nt * 8 + (h & 1)), s0[nt][h]);"):format(math.sqrt(D)), src,
         1, true)
-      assert.matches("mx0[r] = fl_maxn(mx0[r], fmaf(fl_quad_max(xm[r]), " .. k .. "f, (hv0 * dkr[r])));", src, 1, true)
+      -- (dkr is the thread's first column's: each thread's extreme takes its bias before the row's)
+      assert.matches("mx0[r] = fl_maxn(mx0[r], fl_quad_max(fmaf(xm[r], " .. k .. "f, (hv0 * dkr[r]))));", src, 1, true)
       local e = ("%.9e"):format(1 / math.sqrt(D) * 1.44269504088896341):gsub("[%.%-%+]", "%%%0")
       assert.truthy(src:find("fl_exp2%(fmaf%(t%d+, " .. e .. "f, %(t%d+ %- t%d+%) %* 1%.44269504088896341f%)%)"), D)
       -- steps that may hold keys past the end or masked ones compute the body as written
