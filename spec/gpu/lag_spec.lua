@@ -7,8 +7,7 @@
 -- FL_GPU_VARIANTS picks among the variants below.
 local fl = require "flashlight"
 local variants = require "variants"
-local R = require "variants.reference"
-local A = require "variants.common"
+local paths_agree = require "paths_agree"
 
 local B, H, N = 1, 2, 1024
 local TOL = {bf16 = 1e-2, f16 = 2e-3}
@@ -55,16 +54,7 @@ describe("running maxima that lag, on scores that climb #gpu", function()
             for n, t in ipairs(cpu) do gpu[n] = t:to("cuda") end
             local g = fl.trace(V.make(V.params), table.unpack(cpu))
             for _, p in ipairs(fl.passes) do g:run(p) end
-            local plan = g:plan()
-            local want = R.host_tables(plan:launch(gpu, "f32", {kernels = "scalar"}))
-            for _, path in ipairs({"hopper", "mma"}) do
-              local got = R.host_tables(plan:launch(gpu, nil, {path = path, out = A.poisoned(g)}))
-              local what = ("%s D=%d %s %s %s"):format(V.name, D, dt, prof[1], path)
-              assert.equal(path, plan:compiled().path, what)
-              local err = R.rel_error(got, want)
-              io.stdout:write(("# %s: error %.2e\n"):format(what, err))
-              assert.is_true(err < TOL[dt], ("%s: error %.3g (tolerance %g)"):format(what, err, TOL[dt]))
-            end
+            paths_agree(g, gpu, ("%s D=%d %s %s"):format(V.name, D, dt, prof[1]), TOL[dt])
           end
         end
       end
