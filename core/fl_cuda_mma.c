@@ -117,14 +117,20 @@ static int register_epilogue(printer *P, int v) {
 
 static void put_tile_input_read(printer *P, int i, int t);
 
+/* Score i's bias at the thread's first column of row `row` (see fold). */
+static const char *bias_term(const printer *P, int i, const char *row) {
+  static char b[48];
+  snprintf(b, sizeof b, "%s(hv%d * dkr[%s])", P->bias_sign[i] < 0 ? "-" : "", P->bias[i], row);
+  return b;
+}
+
 static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
   printer *P = c->user;
   const fl_mma_group *m = P->m;
   (void)idx;
   int i, t = c->tmp;
   if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem && P->fold[i] && !P->raw && P->bias[i] >= 0)
-    line(P, "const float t%d = fmaf(s%d[nt][h], %.9ef, %s(hv%d * dkr[h >> 1]));", t, i, P->fold[i],
-         P->bias_sign[i] < 0 ? "-" : "", P->bias[i]);
+    line(P, "const float t%d = fmaf(s%d[nt][h], %.9ef, %s);", t, i, P->fold[i], bias_term(P, i, "h >> 1"));
   else if (i >= 0 && P->elem && P->fold[i] && !P->raw)
     line(P, "const float t%d = s%d[nt][h] * %.9ef;", t, i, P->fold[i]);
   else if (i >= 0 && P->elem)
@@ -164,10 +170,7 @@ static int hook_scaled(fl_cx *c, const fl_expr *ex, double *k, int *off) {
   int i = index_in(P->m->tv, P->m->ntv, ex->src);
   if (i < 0 || !P->elem || !P->fold[i]) return -1;
   *off = -1;
-  if (P->bias[i] >= 0) {
-    line(P, "const float t%d = %s(hv%d * dkr[h >> 1]);", *off = c->tmp++, P->bias_sign[i] < 0 ? "-" : "",
-         P->bias[i]);
-  }
+  if (P->bias[i] >= 0) line(P, "const float t%d = %s;", *off = c->tmp++, bias_term(P, i, "h >> 1"));
   line(P, "const float t%d = s%d[nt][h];", c->tmp, i);
   *k = P->fold[i];
   return c->tmp++;
@@ -618,8 +621,7 @@ static void put_extremes(printer *P) {
     close_elements(P);
     char x[96];
     if (f >= 0 && P->bias[f] >= 0) /* dkr is the thread's: its extreme's bias before the row's */
-      snprintf(x, sizeof x, "fl_quad_%s(fmaf(xm[r], %.9ef, %s(hv%d * dkr[r])))", fn, P->fold[f],
-               P->bias_sign[f] < 0 ? "-" : "", P->bias[f]);
+      snprintf(x, sizeof x, "fl_quad_%s(fmaf(xm[r], %.9ef, %s))", fn, P->fold[f], bias_term(P, f, "r"));
     else if (f >= 0)
       snprintf(x, sizeof x, "fl_quad_%s(xm[r]) * %.9ef", fn, P->fold[f]);
     else
@@ -1314,8 +1316,8 @@ static int key_row_bias(const printer *P, int i, int x, int *sign) {
     if (j < 0 || d->op != FL_X_SUB) continue;
     const fl_expr *a = &P->g->exprs[d->args[0]], *b = &P->g->exprs[d->args[1]];
     if (a->op != FL_X_VAR || b->op != FL_X_VAR) continue;
-    int ra = fl_cuda_mma_var_role(P->g, gr, P->m->tv[i], a->var), rb = fl_cuda_mma_var_role(P->g, gr, P->m->tv[i], b->var);
-    int row = P->m->row_slot;
+    int ra = fl_cuda_mma_var_role(P->g, gr, P->m->tv[i], a->var);
+    int rb = fl_cuda_mma_var_role(P->g, gr, P->m->tv[i], b->var), row = P->m->row_slot;
     if (ra == -1 && rb == row) return *sign = 1, j;
     if (ra == row && rb == -1) return *sign = -1, j;
   }

@@ -52,9 +52,9 @@ typedef struct printer {
   int defer;        /* the weighted sums rescale after the body (pipelined wgmma) */
   int mid_wait;     /* the previous step's product waited for after the extremes (split) */
   double fold[FL_MMA_MAX]; /* score i is kept unscaled: it is fold[i] times s<i> (0: as is) */
-  /* ... plus bias_sign[i]·hv<bias[i]>·dkr[r], a row's part of a slope
-   * times key less row, where bias[i] >= 0 (s<i> then holds the slope's
-   * column part over fold[i]) */
+  /* ... plus bias_sign[i]·hv<bias[i]>·dkr[r] where bias[i] >= 0: a slope
+   * times key less row, its part at the thread's first column (s<i> then
+   * holds the rest, the slope times the column, over fold[i]) */
   int bias[FL_MMA_MAX], bias_sign[FL_MMA_MAX];
   int raw;          /* score reads give what is kept, unscaled */
   int ninv, inv[FL_MMA_MAX]; /* loads held in registers hv0, hv1, ... (see put_invariant_loads) */
