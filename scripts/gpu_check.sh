@@ -4,13 +4,19 @@
 # tensor-core kernels under compute-sanitizer (memcheck, racecheck, synccheck).
 # Logs go to $OUT when set. `gpu_check.sh base` runs all but the persistent
 # pass and the chains' sanitizer pass, `gpu_check.sh tiles` and
-# `gpu_check.sh chains` only those (each fits a 10-minute call).
+# `gpu_check.sh chains` only those; base is `specs` (tests, GPU specs, demo,
+# randn) then `sanitize` (the three tools), which take about 10 minutes
+# together on an H100: one of them a call where a call stops at 10.
 out=${OUT:-/tmp}
 part=${1:-all}
-case $part in all|base|tiles|chains) ;; *) echo "gpu_check: all, base, tiles or chains, got '$part'" >&2; exit 2;; esac
+case $part in all|base|specs|sanitize|tiles|chains) ;;
+  *) echo "gpu_check: all, base, specs, sanitize, tiles or chains, got '$part'" >&2; exit 2;; esac
+runs() { # does this run do part $1 (specs, sanitize, tiles, chains)?
+  [ "$part" = all ] || [ "$part" = "$1" ] || { [ "$part" = base ] && { [ "$1" = specs ] || [ "$1" = sanitize ]; }; }
+}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 status=0
-if [ "$part" = all ] || [ "$part" = base ]; then
+if runs specs; then
 dist/test_core | tail -1 || status=1
 dist/run-specs -o TAP --run=gpu 2>&1 | tee "$out/gpu_specs.log" | grep -vE '^ok ' || true
 grep -q '^not ok' "$out/gpu_specs.log" && status=1
@@ -24,6 +30,8 @@ local g = fl.randn({4, 16, 1024, 128}, {dtype = "bf16", seed = 1, device = "cuda
 c:save("/tmp/c.npy", {raw = true}); g:save("/tmp/g.npy", {raw = true})
 local a, b = io.open("/tmp/c.npy", "rb"):read("a"), io.open("/tmp/g.npy", "rb"):read("a")
 print(g, "bit-identical to the cpu tensor:", a == b, #a .. " bytes")' || status=1
+fi
+if runs sanitize; then
 # The tensor-core kernels under compute-sanitizer: plain, causal, document and
 # differential at N 200 (one warpgroup a block) and 1000 (warp-specialized).
 for tool in memcheck racecheck synccheck; do
@@ -32,7 +40,7 @@ for tool in memcheck racecheck synccheck; do
   echo "sanitize $tool: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_$tool.log" | tr '\n' ' ')"
 done
 fi
-if [ "$part" = all ] || [ "$part" = chains ]; then
+if runs chains; then
 # Two chains in blocks of their own, combined through a ticket in global
 # memory (differential attention): warp-specialized from 2048 keys a row at
 # D=64, so N=4096, both head dims, each launched twice (the tickets).
@@ -42,7 +50,7 @@ for tool in memcheck racecheck synccheck; do
   echo "sanitize $tool, chains: $(grep -E '^sanitize:|SUMMARY' "$out/sanitize_chains_$tool.log" | tr '\n' ' ')"
 done
 fi
-if [ "$part" = all ] || [ "$part" = tiles ]; then
+if runs tiles; then
 # Persistent kernels (opts.persistent; three stages), blocks taking several
 # tiles each (B4 H16: 512 tiles at N 1000, more than an H100's 132
 # multiprocessors; D=64 is warp-specialized from 2048 keys): the GPU specs
