@@ -129,11 +129,12 @@ static int hook_member(fl_cx *c, const fl_expr *ex, const int *idx) {
   const fl_mma_group *m = P->m;
   (void)idx;
   int i, t = c->tmp;
-  if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem && P->fold[i] && !P->raw && P->bias[i] >= 0)
-    line(P, "const float t%d = fmaf(s%d[nt][h], %.9ef, %s);", t, i, P->fold[i], bias_term(P, i, "h >> 1"));
-  else if (i >= 0 && P->elem && P->fold[i] && !P->raw)
-    line(P, "const float t%d = s%d[nt][h] * %.9ef;", t, i, P->fold[i]);
-  else if (i >= 0 && P->elem)
+  if ((i = index_in(m->tv, m->ntv, ex->src)) >= 0 && P->elem && P->fold[i] && !P->raw) {
+    if (P->bias[i] >= 0)
+      line(P, "const float t%d = fmaf(s%d[nt][h], %.9ef, %s);", t, i, P->fold[i], bias_term(P, i, "h >> 1"));
+    else
+      line(P, "const float t%d = s%d[nt][h] * %.9ef;", t, i, P->fold[i]);
+  } else if (i >= 0 && P->elem)
     line(P, "const float t%d = s%d[nt][h];", t, i);
   else if ((i = index_in(m->x, m->nx, ex->src)) >= 0)
     line(P, "const float t%d = %smx%d[%s]%s;", t, P->safe ? "fl_safe(" : "", i, P->row, P->safe ? ")" : "");
@@ -1334,8 +1335,9 @@ static void fold_score(printer *P, int i) {
   const fl_expr *ex = score_body(P, i);
   int r = P->m->tv_reduce[i];
   P->bias[i] = -1;
-  P->fold[i] = P->edge ? 0.0 : score_scale(P, ex, r);
-  for (int s = 0; !P->edge && !P->fold[i] && ex->op == FL_X_ADD && s < 2; s++) {
+  P->fold[i] = 0.0;
+  if (P->edge || (P->fold[i] = score_scale(P, ex, r)) || ex->op != FL_X_ADD) return;
+  for (int s = 0; !P->fold[i] && s < 2; s++) {
     double k = ex->args[s] == r ? 1.0 : score_scale(P, &P->g->exprs[ex->args[s]], r);
     int sign, j = k ? key_row_bias(P, i, ex->args[1 - s], &sign) : -1;
     if (j >= 0) P->fold[i] = k, P->bias[i] = j, P->bias_sign[i] = sign;

@@ -194,8 +194,8 @@ static unsigned opt_persistent(lua_State *L, int arg) {
 /* opts.sms at arg: the multiprocessors persistent = "auto" weighs; absent,
  * device 0's (none without a device: a block a tile). */
 static int opt_sms(lua_State *L, int arg) {
-  if (lua_isnoneornil(L, arg)) return fl_cuda_auto_sms(0);
-  lua_getfield(L, arg, "sms");
+  if (lua_isnoneornil(L, arg)) lua_pushnil(L);
+  else lua_getfield(L, arg, "sms");
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return fl_cuda_auto_sms(0);
