@@ -278,12 +278,10 @@ static int emit_exp_of_difference(fl_cx *c, const fl_expr *ex) {
   int off = -1, a = c->scaled && x->op == FL_X_LOAD ? c->scaled(c, x, &k, &off) : -1;
   if (a < 0) a = emit(c, d->args[0]);
   int b = emit(c, d->args[1]), t = c->tmp++;
-  if (off >= 0)
-    fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, %.9ef, (t%d - t%d) * 1.44269504088896341f));", t, a,
-               k * 1.44269504088896341, off, b);
-  else
-    fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, %.9ef, -(t%d * 1.44269504088896341f)));", t, a,
-               k * 1.44269504088896341, b);
+  char row[64]; /* the row's term: -b, or the offset less b, times log2 e */
+  if (off >= 0) snprintf(row, sizeof row, "(t%d - t%d) * 1.44269504088896341f", off, b);
+  else snprintf(row, sizeof row, "-(t%d * 1.44269504088896341f)", b);
+  fl_cx_line(c, "const float t%d = fl_exp2(fmaf(t%d, %.9ef, %s));", t, a, k * 1.44269504088896341, row);
   return t;
 }
 
